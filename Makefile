@@ -1,0 +1,58 @@
+# bettercat: every target sets itself up (venv + pinned install) on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Spark's Python workers must run the venv's interpreter (sklearn lives there).
+export PYSPARK_PYTHON        := $(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(BIN)/python
+export BETTERCAT_HOME        ?= $(CURDIR)/.bettercat
+export DAGSTER_HOME          ?= $(BETTERCAT_HOME)/dagster_home
+
+.PHONY: install demo test test-fast lint format dev mlflow-ui bench bench-quick up clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned dependencies
+
+demo: install ## sample data for 10 clients, then train and score every client through Dagster
+	$(BIN)/bettercat demo
+
+test: install ## the whole test suite (unit + integration + slow end-to-end)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## unit tests only (seconds)
+	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+dev: install ## Dagster UI + daemon on http://127.0.0.1:3000 with a persistent DAGSTER_HOME
+	mkdir -p $(DAGSTER_HOME) && cp -n deploy/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+mlflow-ui: install ## MLflow UI on the same tracking store, http://127.0.0.1:5000
+	$(BIN)/bettercat mlflow-ui
+
+bench-quick: install ## benchmark, quick mode (about 5 minutes)
+	$(BIN)/python -m bench.run --quick
+
+bench: install ## benchmark, full sizes
+	$(BIN)/python -m bench.run
+
+up: ## production profile with Docker Compose (needs a Docker engine)
+	docker compose -f deploy/docker-compose.yaml up --build
+
+clean:
+	rm -rf $(VENV) .bettercat data

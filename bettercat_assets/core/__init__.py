@@ -1,0 +1,1 @@
+"""The ML core: configuration, data loading, training and scoring. No Dagster imports here."""

@@ -1,0 +1,47 @@
+"""Where each client's files live under the data prefix; every path is confined to its client."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from bettercat_assets.core.config import CLIENT_ID_PATTERN
+from bettercat_assets.core.errors import BettercatError
+
+_SAFE_ID = re.compile(CLIENT_ID_PATTERN)
+
+
+def _safe_client_id(client_id: str) -> str:
+    if not _SAFE_ID.fullmatch(client_id or ""):
+        raise BettercatError(f"client id {client_id!r} is not a safe identifier ({CLIENT_ID_PATTERN})")
+    return client_id
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """The Hive-style layout under `$DATA_PREFIX`, one `client_id=<id>` directory per client."""
+
+    prefix: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", Path(self.prefix).expanduser().resolve())
+
+    def _client_dir(self, area: str, client_id: str) -> Path:
+        path = (self.prefix / area / f"client_id={_safe_client_id(client_id)}").resolve()
+        if not path.is_relative_to(self.prefix / area):
+            raise BettercatError(f"client '{client_id}': path escapes {self.prefix / area}")
+        return path
+
+    def train_file(self, client_id: str) -> Path:
+        return self._client_dir("train", client_id) / "data_train.csv.gz"
+
+    def predict_file(self, client_id: str) -> Path:
+        return self._client_dir("prediction", client_id) / "data_predict.csv.gz"
+
+    def predictions_root(self, client_id: str) -> Path:
+        return self._client_dir("products_categories", client_id)
+
+    def predictions_dir(self, client_id: str, day: date) -> Path:
+        return self.predictions_root(client_id) / f"date={day.isoformat()}"
