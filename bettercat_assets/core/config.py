@@ -6,7 +6,7 @@ import difflib
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,8 @@ from bettercat_assets.core.errors import ConfigError, UnknownClientError
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RANDOM_FOREST_PARAMS = frozenset(RandomForestClassifier().get_params())
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: Bounded trees by default: unbounded leaves cost GBs per model (see README, "Model size").
 DEFAULT_MODEL_PARAMS: dict[str, Any] = {
@@ -83,7 +85,9 @@ class ClientDefaults(BaseModel):
     quality_gate: QualityGate = Field(default_factory=QualityGate)
     data_checks: DataChecks = Field(default_factory=DataChecks)
 
-    _check_params = field_validator("model_params")(classmethod(lambda cls, v: _check_model_params(v)))
+    _check_params = field_validator("model_params")(
+        classmethod(lambda cls, v: _check_model_params(v))
+    )
 
 
 class ClientEntry(BaseModel):
@@ -114,7 +118,9 @@ class ClientEntry(BaseModel):
             raise ValueError(f"duplicate feature(s): {', '.join(dupes)}")
         return features
 
-    _check_params = field_validator("model_params")(classmethod(lambda cls, v: _check_model_params(v)))
+    _check_params = field_validator("model_params")(
+        classmethod(lambda cls, v: _check_model_params(v))
+    )
 
 
 class ClientConfig(BaseModel):
@@ -174,10 +180,17 @@ class ClientsFile(BaseModel):
             model_params={**d.model_params, **entry.model_params},
             top_k=entry.top_k or d.top_k,
             test_size=entry.test_size or d.test_size,
-            quality_gate=entry.quality_gate or d.quality_gate,
-            data_checks=entry.data_checks or d.data_checks,
+            quality_gate=_merge(d.quality_gate, entry.quality_gate),
+            data_checks=_merge(d.data_checks, entry.data_checks),
             sample_data=entry.sample_data,
         )
+
+
+def _merge(default: _M, override: _M | None) -> _M:
+    """Field-wise: keys the client sets win, the others keep the `defaults` value."""
+    if override is None:
+        return default
+    return default.model_copy(update=override.model_dump(exclude_unset=True))
 
 
 class ClientRegistry:
@@ -202,9 +215,7 @@ class ClientRegistry:
         except KeyError:
             close = difflib.get_close_matches(client_id, self.clients, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UnknownClientError(
-                f"unknown client '{client_id}' in {self.path}{hint}"
-            ) from None
+            raise UnknownClientError(f"unknown client '{client_id}' in {self.path}{hint}") from None
 
 
 def clients_file_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -236,6 +247,8 @@ def load_clients(path: str | os.PathLike[str] | None = None) -> ClientRegistry:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{file}: clients file not found (set ${CLIENTS_FILE_ENV})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read clients file: {exc}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -15,7 +15,9 @@ _SAFE_ID = re.compile(CLIENT_ID_PATTERN)
 
 def _safe_client_id(client_id: str) -> str:
     if not _SAFE_ID.fullmatch(client_id or ""):
-        raise BettercatError(f"client id {client_id!r} is not a safe identifier ({CLIENT_ID_PATTERN})")
+        raise BettercatError(
+            f"client id {client_id!r} is not a safe identifier ({CLIENT_ID_PATTERN})"
+        )
     return client_id
 
 

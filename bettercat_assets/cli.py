@@ -1,0 +1,291 @@
+"""`bettercat` command line: train, predict, generate-data, show, promote, lineage, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bettercat_assets.core.errors import BettercatError
+
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr so stdout stays clean for tables."""
+    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
+
+
+def user_errors(func):
+    """Turn user mistakes into one clear line on stderr and exit code 2, without a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BettercatError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _client(
+    clients_file: str | None, client_id: str, features: str | None = None, params: str | None = None
+):
+    from bettercat_assets.core.config import ClientConfig, _check_model_params, load_clients
+    from bettercat_assets.core.errors import ConfigError
+
+    cfg: ClientConfig = load_clients(clients_file).get(client_id)
+    update: dict[str, Any] = {}
+    if features:
+        update["features"] = tuple(f.strip() for f in features.split(",") if f.strip())
+        if not update["features"]:
+            raise ConfigError(f"client '{client_id}': --features is empty")
+    if params:
+        try:
+            overrides = json.loads(params)
+            merged = _check_model_params({**cfg.model_params, **overrides})
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise ConfigError(f"client '{client_id}': --model-params: {exc}") from None
+        update["model_params"] = merged
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def _layout(data_prefix: str | None):
+    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.settings import default_data_prefix
+
+    return DataLayout(Path(data_prefix) if data_prefix else default_data_prefix())
+
+
+def _settings():
+    from bettercat_assets.core.settings import TrackingSettings
+
+    return TrackingSettings.from_env()
+
+
+def _spark():
+    from bettercat_assets.core.spark_session import build_spark_session, spark_target
+
+    kind, target = spark_target()
+    progress(f"starting Spark ({target})")
+    return build_spark_session(**{kind: target})
+
+
+clients_file_option = click.option(
+    "--clients-file", envvar="BETTERCAT_CLIENTS_FILE", default=None, help="Default ./clients.yaml."
+)
+data_prefix_option = click.option(
+    "--data-prefix", envvar="DATA_PREFIX", default=None, help="Default ./data."
+)
+client_option = click.option("--client-id", required=True, help="A client id from clients.yaml.")
+
+
+@click.group()
+def main() -> None:
+    """bettercat: per-client product categorisation (top-5 categories per product)."""
+
+
+@main.command("generate-data")
+@clients_file_option
+@data_prefix_option
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--client-id", "client_ids", multiple=True, help="Only these clients (repeatable).")
+@user_errors
+def generate_data(
+    clients_file: str | None, data_prefix: str | None, seed: int, client_ids: tuple[str, ...]
+) -> None:
+    """Write deterministic sample data for every client (or the ones given)."""
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.generate import generate_client_data
+
+    registry = load_clients(clients_file)
+    layout = _layout(data_prefix)
+    for cid in client_ids or registry.client_ids:
+        result = generate_client_data(registry.get(cid), layout, seed)
+        progress(
+            f"{cid}: {result.train_rows} training rows, {result.predict_rows} to score, "
+            f"{result.categories} categories -> {result.train_file.parent.parent}"
+        )
+
+
+@main.command()
+@clients_file_option
+@data_prefix_option
+@client_option
+@click.option(
+    "--training-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Default today."
+)
+@click.option("--features", default=None, help="Comma-separated; overrides clients.yaml.")
+@click.option(
+    "--model-params",
+    default=None,
+    help="JSON, merged over clients.yaml, e.g. '{\"n_estimators\": 50}'.",
+)
+@user_errors
+def train(clients_file, data_prefix, client_id, training_date, features, model_params) -> None:
+    """Train, track and register a client's model; exit 1 if the quality gate fails."""
+    from bettercat_assets.core.training import train_model
+
+    cfg = _client(clients_file, client_id, features, model_params)
+    day = training_date.date() if training_date else date.today()
+    result = train_model(
+        cfg, day, layout=_layout(data_prefix), settings=_settings(), progress=progress
+    )
+    m = result.metrics
+    click.echo(
+        f"{result.model_name} v{result.version}: top5_accuracy={m['top5_accuracy']:.4f} "
+        f"accuracy={m['accuracy']:.4f} macro_f1={m['macro_f1']:.4f} log_loss={m['log_loss']:.4f}\n"
+        f"run: {result.run_url}"
+    )
+    if not result.gate.passed:
+        click.echo(
+            f"error: client '{client_id}': quality gate failed, champion unchanged "
+            f"(v{result.champion_version}): {result.gate.reason}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"champion: v{result.version} ({result.gate.reason})")
+
+
+@main.command()
+@clients_file_option
+@data_prefix_option
+@client_option
+@click.option(
+    "--inference-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Default today."
+)
+@click.option("--version", type=int, default=None, help="Model version; default @champion.")
+@user_errors
+def predict(clients_file, data_prefix, client_id, inference_date, version) -> None:
+    """Score a client's products with Spark and write the top-k categories as parquet."""
+    from bettercat_assets.core.scoring import predict_categories
+
+    cfg = _client(clients_file, client_id)
+    day = inference_date.date() if inference_date else date.today()
+    layout = _layout(data_prefix)
+    spark = _spark()
+    progress(f"{client_id}: scoring {layout.predict_file(client_id)}")
+    result = predict_categories(
+        cfg, day, spark=spark, layout=layout, settings=_settings(), version=version
+    )
+    click.echo(
+        f"{result.products_scored} products, {result.rows_written} rows, model v{result.model_version} "
+        f"-> {result.output_dir}"
+    )
+
+
+@main.command()
+@clients_file_option
+@data_prefix_option
+@client_option
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Default latest."
+)
+@click.option("--products", default=5, show_default=True)
+@user_errors
+def show(clients_file, data_prefix, client_id, day, products) -> None:
+    """Print a client's champion, its metrics and sample predictions."""
+    import pandas as pd
+
+    from bettercat_assets.core import tracking
+    from bettercat_assets.core.inspect import read_predictions, wide_preview
+
+    cfg = _client(clients_file, client_id)
+    settings = _settings()
+    client = tracking.mlflow_client(settings)
+    mv = tracking.serving_version(client, cfg.model_name, client_id)
+    run = client.get_run(mv.run_id)
+    champion = tracking.champion_version(client, cfg.model_name)
+    click.echo(
+        f"client {client_id}: {cfg.model_name} v{mv.version}"
+        f"{' (@champion)' if champion else ' (latest; no champion)'}, trained "
+        f"{run.data.tags.get('training_date', '?')}, run {tracking.run_url(settings, run.info.experiment_id, mv.run_id)}"
+    )
+    keys = [
+        "top5_accuracy",
+        "accuracy",
+        "macro_f1",
+        "log_loss",
+        "train_rows",
+        "test_rows",
+        "n_classes",
+    ]
+    metrics = {k: run.data.metrics[k] for k in keys if k in run.data.metrics}
+    click.echo(pd.DataFrame([metrics]).to_string(index=False, float_format="{:.4f}".format))
+    when, frame = read_predictions(_layout(data_prefix), client_id, day.date() if day else None)
+    click.echo(
+        f"\npredictions {when}: {frame['product_id'].nunique()} products, {len(frame)} rows, "
+        f"model version(s) {sorted(frame['model_version'].unique().tolist())}"
+    )
+    click.echo(wide_preview(frame, products).to_string())
+
+
+@main.command()
+@clients_file_option
+@client_option
+@click.option("--version", type=int, required=True, help="The version to make @champion.")
+@user_errors
+def promote(clients_file, client_id, version) -> None:
+    """Move @champion to a given version (roll back or forward); re-scoring follows."""
+    from bettercat_assets.core import tracking
+
+    cfg = _client(clients_file, client_id)
+    settings = _settings()
+    client = tracking.mlflow_client(settings)
+    before = tracking.champion_version(client, cfg.model_name)
+    tracking.get_version(client, cfg.model_name, version, client_id)
+    tracking.set_champion(client, cfg.model_name, version)
+    click.echo(f"{cfg.model_name}: @champion v{before.version if before else '-'} -> v{version}")
+    from bettercat_assets.champion_events import report_champion_change
+
+    where = report_champion_change(client_id, cfg.model_name, version)
+    click.echo(where)
+
+
+@main.command()
+@click.argument("parquet_path", type=click.Path(exists=True, path_type=Path))
+@user_errors
+def lineage(parquet_path: Path) -> None:
+    """Walk back from a prediction parquet file to its model, MLflow run, data and Dagster run."""
+    from bettercat_assets.core.inspect import lineage_of
+
+    info = lineage_of(parquet_path, _settings())
+    for key, value in info.__dict__.items():
+        click.echo(f"{key:17} {value}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def mlflow_ui(host: str, port: int) -> None:
+    """Start the MLflow UI on the same tracking store the pipeline uses."""
+    import os
+
+    from bettercat_assets.core.settings import default_artifact_root, default_tracking_uri
+
+    uri = default_tracking_uri()
+    click.echo(f"MLflow UI for {uri} on http://{host}:{port}", err=True)
+    args = ["mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if default_artifact_root():
+        args += ["--default-artifact-root", default_artifact_root()]
+    os.execvp(args[0], args)
+
+
+@main.command()
+@clients_file_option
+@data_prefix_option
+@click.option("--seed", default=42, show_default=True, type=int)
+@user_errors
+def demo(clients_file, data_prefix, seed) -> None:
+    """Sample data for every client, then train and score every client through Dagster."""
+    from bettercat_assets.demo import run_demo
+
+    sys.exit(run_demo(clients_file, data_prefix, seed, progress))

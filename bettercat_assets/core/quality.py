@@ -1,0 +1,192 @@
+"""Data-quality checks as plain functions (the Dagster layer turns them into asset checks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bettercat_assets.core.config import ClientConfig
+from bettercat_assets.core.data import MISSING_MARKERS
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check's verdict, with a sentence saying why and numbers to show."""
+
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _missing_mask(column: pd.Series) -> pd.Series:
+    return column.str.strip().str.lower().isin(MISSING_MARKERS)
+
+
+def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
+    """Required columns present, features numeric."""
+    required = [cfg.id_column, *cfg.features, cfg.label_column]
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        return CheckOutcome(
+            "schema",
+            False,
+            f"client '{cfg.client_id}': {path}: missing column(s) {missing}",
+            {"missing_columns": missing},
+        )
+    non_numeric = {}
+    for name in cfg.features:
+        text = raw[name]
+        parsed = pd.to_numeric(text.mask(_missing_mask(text)), errors="coerce")
+        bad = parsed.isna() & ~_missing_mask(text)
+        if bad.any():
+            non_numeric[name] = str(text[bad].iloc[0])
+    if non_numeric:
+        first = next(iter(non_numeric))
+        return CheckOutcome(
+            "schema",
+            False,
+            f"client '{cfg.client_id}': {path}: column '{first}' must be numeric, "
+            f"found {non_numeric[first]!r}",
+            {"non_numeric_columns": sorted(non_numeric)},
+        )
+    return CheckOutcome("schema", True, "all required columns present; features numeric")
+
+
+def check_null_share(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
+    """Share of missing values per feature at most `data_checks.max_null_share`."""
+    bound = cfg.data_checks.max_null_share
+    shares = {
+        name: float(_missing_mask(raw[name]).mean()) if len(raw) else 1.0
+        for name in cfg.features
+        if name in raw.columns
+    }
+    worst = max(shares, key=shares.get) if shares else None
+    passed = worst is None or shares[worst] <= bound
+    text = (
+        f"max null share {shares[worst]:.3f} ('{worst}') <= {bound}"
+        if passed and worst
+        else f"client '{cfg.client_id}': {path}: column '{worst}' is {shares.get(worst, 1):.1%} "
+        f"missing, above the bound {bound:.1%}"
+    )
+    return CheckOutcome("null_share", passed, text, {"null_share": shares, "bound": bound})
+
+
+def check_rows_and_classes(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
+    """At least `data_checks.min_rows` rows and at least 2 classes."""
+    rows = len(raw)
+    classes = int(raw[cfg.label_column].nunique()) if cfg.label_column in raw.columns else 0
+    problems = []
+    if rows < cfg.data_checks.min_rows:
+        problems.append(f"{rows} rows < {cfg.data_checks.min_rows}")
+    if classes < 2:
+        problems.append(f"{classes} class(es) in '{cfg.label_column}' < 2")
+    text = (
+        f"client '{cfg.client_id}': {path}: " + "; ".join(problems)
+        if problems
+        else f"{rows} rows, {classes} classes"
+    )
+    return CheckOutcome("rows_and_classes", not problems, text, {"rows": rows, "classes": classes})
+
+
+def check_unique_products(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
+    """No duplicate `product_id`."""
+    if cfg.id_column not in raw.columns:
+        return CheckOutcome("unique_product_id", False, f"missing column '{cfg.id_column}'")
+    dupes = raw[cfg.id_column][raw[cfg.id_column].duplicated()]
+    if dupes.empty:
+        return CheckOutcome("unique_product_id", True, "no duplicate product ids")
+    return CheckOutcome(
+        "unique_product_id",
+        False,
+        f"client '{cfg.client_id}': {path}: column '{cfg.id_column}' has {dupes.size} duplicate(s), "
+        f"e.g. {dupes.iloc[0]!r}",
+        {"duplicates": int(dupes.size)},
+    )
+
+
+#: Check name -> function; the names are the asset-check names in Dagster.
+TRAINING_DATA_CHECKS = {
+    "schema": check_schema,
+    "null_share": check_null_share,
+    "rows_and_classes": check_rows_and_classes,
+    "unique_product_id": check_unique_products,
+}
+
+#: Check name -> what it asserts, for the `category_predictions` checks.
+PREDICTION_CHECKS = {
+    "all_products_scored": "Every input product appears in the output.",
+    "rows_per_product": "Exactly min(k, n_classes) rows per product.",
+    "rank_order": "Ranks run 0..k-1 in descending score order.",
+    "score_bounds": "Scores lie in [0, 1] and sum to at most 1 + 1e-6 per product.",
+    "model_is_champion": "The output's model_version is the registry's @champion.",
+}
+
+
+def training_data_outcomes(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> list[CheckOutcome]:
+    return [check(cfg, raw, path) for check in TRAINING_DATA_CHECKS.values()]
+
+
+def prediction_outcomes(
+    predictions: pd.DataFrame,
+    input_products: pd.Series,
+    n_classes: int,
+    k: int,
+    champion_version: int | None,
+) -> list[CheckOutcome]:
+    """Checks on a scored output against its input and the registry's champion."""
+    kk = min(k, n_classes)
+    scored = set(predictions["product_id"].unique())
+    unscored = input_products[~input_products.isin(scored)]
+    per_product = predictions.groupby("product_id", sort=False)["rank"].agg(["size", "min", "max"])
+    wrong_count = per_product[per_product["size"] != kk]
+    ordered = predictions.sort_values(["product_id", "rank"], kind="stable")
+    same = ordered["product_id"].to_numpy()[1:] == ordered["product_id"].to_numpy()[:-1]
+    rising = np.diff(ordered["pred_score"].to_numpy()) > 0
+    ranks_ok = per_product["min"].eq(0).all() and per_product["max"].eq(kk - 1).all()
+    bad_order = int((same & rising).sum())
+    scores = predictions["pred_score"]
+    sums = predictions.groupby("product_id", sort=False)["pred_score"].sum()
+    versions = sorted(predictions["model_version"].unique().tolist())
+    return [
+        CheckOutcome(
+            "all_products_scored",
+            unscored.empty,
+            "every input product is scored"
+            if unscored.empty
+            else f"{unscored.size} input product(s) not scored, e.g. {unscored.iloc[0]!r}",
+            {"input_products": int(input_products.size), "scored_products": len(scored)},
+        ),
+        CheckOutcome(
+            "rows_per_product",
+            wrong_count.empty,
+            f"{kk} rows per product"
+            if wrong_count.empty
+            else f"{len(wrong_count)} product(s) do not have {kk} rows",
+            {"expected_rows_per_product": kk},
+        ),
+        CheckOutcome(
+            "rank_order",
+            bool(ranks_ok) and bad_order == 0,
+            f"ranks 0..{kk - 1} in descending score order"
+            if ranks_ok and bad_order == 0
+            else f"{bad_order} rank step(s) with rising score; ranks span "
+            f"{int(per_product['min'].min())}..{int(per_product['max'].max())}",
+        ),
+        CheckOutcome(
+            "score_bounds",
+            bool(scores.between(0, 1).all() and (sums <= 1 + 1e-6).all()),
+            f"scores in [{scores.min():.4f}, {scores.max():.4f}], max per-product sum "
+            f"{sums.max():.6f} (must be in [0, 1] and <= 1 + 1e-6)",
+        ),
+        CheckOutcome(
+            "model_is_champion",
+            champion_version is not None and versions == [champion_version],
+            f"output model_version {versions}, champion v{champion_version}",
+            {"output_versions": versions, "champion_version": champion_version or 0},
+        ),
+    ]

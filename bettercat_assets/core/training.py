@@ -1,0 +1,235 @@
+"""Train, evaluate, track, register and gate one client's RandomForest."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from bettercat_assets import __version__  # noqa: E402
+from bettercat_assets.core import tracking  # noqa: E402
+from bettercat_assets.core.compact_forest import CompactForest  # noqa: E402
+from bettercat_assets.core.config import ClientConfig  # noqa: E402
+from bettercat_assets.core.data import TrainingTable, load_training_table  # noqa: E402
+from bettercat_assets.core.evaluation import (  # noqa: E402
+    GATE_METRIC,
+    GateResult,
+    confused_pairs,
+    evaluate,
+    per_category_table,
+    quality_gate,
+    top_k_accuracy,
+)
+from bettercat_assets.core.lineage import code_version, git_sha  # noqa: E402
+from bettercat_assets.core.model_store import load_compact, log_forest  # noqa: E402
+from bettercat_assets.core.paths import DataLayout  # noqa: E402
+from bettercat_assets.core.settings import TrackingSettings  # noqa: E402
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one training produced, for the CLI summary and Dagster metadata."""
+
+    client_id: str
+    model_name: str
+    version: int
+    run_id: str
+    experiment_id: str
+    run_url: str
+    model_url: str
+    metrics: dict[str, float]
+    gate: GateResult
+    champion_version: int | None
+    previous_champion_version: int | None
+    data_path: str
+    data_fingerprint: str
+    classes: int
+    weakest_categories: pd.DataFrame = field(repr=False)
+
+    @property
+    def champion_changed(self) -> bool:
+        return self.champion_version != self.previous_champion_version
+
+
+def split_train_test(
+    table: TrainingTable, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """Stratified split; classes with a single row stay in training so test labels are known."""
+    labels = table.labels.to_numpy()
+    counts = table.labels.value_counts()
+    singles = table.labels.isin(counts.index[counts < 2]).to_numpy()
+    idx = np.flatnonzero(~singles)
+    n_classes = table.labels[~singles].nunique()
+    n_test = int(np.ceil(test_size * idx.size))
+    stratify = labels[idx] if n_classes <= n_test <= idx.size - n_classes else None
+    train_idx, test_idx = train_test_split(
+        idx, test_size=test_size, random_state=seed, stratify=stratify
+    )
+    train_idx = np.concatenate([train_idx, np.flatnonzero(singles)])
+    x = table.features
+    return x.iloc[train_idx], x.iloc[test_idx], labels[train_idx], labels[test_idx]
+
+
+def _champion_score(
+    settings: TrackingSettings,
+    cfg: ClientConfig,
+    champion: int | None,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> float | None:
+    """The champion's top-5 accuracy on the new test split, when it uses the same features."""
+    if champion is None:
+        return None
+    forest = load_compact(settings, cfg.model_name, champion)
+    if list(forest.feature_names) != list(x_test.columns):
+        return None
+    proba = forest.predict_proba(x_test.to_numpy(dtype=np.float32))
+    return top_k_accuracy(y_test, proba, forest.classes_, 5)
+
+
+def _log_diagnostics(
+    forest: RandomForestClassifier, features: list[str], y_test: np.ndarray, y_pred: np.ndarray
+) -> pd.DataFrame:
+    """Feature-importance plot, per-category table and confused pairs as run artifacts."""
+    per_category = per_category_table(y_test, y_pred, forest.classes_)
+    pairs = confused_pairs(y_test, y_pred, forest.classes_)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        per_category.to_csv(out / "per_category_metrics.csv", index=False)
+        pairs.to_csv(out / "confused_pairs.csv", index=False)
+        order = np.argsort(forest.feature_importances_)
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
+        ax.barh(np.asarray(features)[order], forest.feature_importances_[order], color="#4f46e5")
+        ax.set_xlabel("mean decrease in impurity")
+        ax.set_title("Feature importance")
+        fig.tight_layout()
+        fig.savefig(out / "feature_importance.png", dpi=100)
+        plt.close(fig)
+        mlflow.log_artifacts(tmp, artifact_path="diagnostics")
+    return per_category[per_category["support"] > 0].head(10)
+
+
+def train_model(
+    client: ClientConfig,
+    training_date: date,
+    *,
+    layout: DataLayout,
+    settings: TrackingSettings,
+    run_name: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    progress: Progress = lambda _msg: None,
+) -> TrainingResult:
+    """Train one client's model, log it to MLflow, register a version and apply the gate.
+
+    The version becomes `@champion` only when the quality gate passes; otherwise it stays
+    registered with tags saying why. Raises DataError for bad input before MLflow is touched.
+    """
+    path = layout.train_file(client.client_id)
+    progress(f"{client.client_id}: loading {path}")
+    table = load_training_table(client, path)
+    seed = int(client.model_params.get("random_state") or 0)
+    x_train, x_test, y_train, y_test = split_train_test(table, client.test_size, seed)
+
+    client_mlflow = tracking.mlflow_client(settings)
+    experiment_id = tracking.ensure_experiment(client_mlflow, settings, client)
+    champion_mv = tracking.champion_version(client_mlflow, client.model_name)
+    champion = previous_champion = int(champion_mv.version) if champion_mv else None
+    tags = {
+        "client_id": client.client_id,
+        "training_date": training_date.isoformat(),
+        "data_path": str(path),
+        "data_fingerprint": table.fingerprint,
+        "code_version": code_version(),
+        "bettercat_version": __version__,
+        **({"git_sha": git_sha()} if git_sha() else {}),
+        **(extra_tags or {}),
+    }
+    name = run_name or f"{client.client_id}-{training_date.isoformat()}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params(
+            {
+                **{f"rf_{k}": v for k, v in client.model_params.items()},
+                "features": ",".join(client.features),
+                "test_size": client.test_size,
+                "top_k": client.top_k,
+            }
+        )
+        progress(f"{client.client_id}: fitting RandomForest on {len(y_train)} rows")
+        started = time.perf_counter()
+        forest = RandomForestClassifier(**client.model_params).fit(x_train, y_train)
+        fit_seconds = time.perf_counter() - started
+        compact = CompactForest.from_sklearn(forest)
+
+        proba = forest.predict_proba(x_test)
+        metrics = {
+            **evaluate(y_test, proba, forest.classes_),
+            "train_rows": float(len(y_train)),
+            "test_rows": float(len(y_test)),
+            "n_classes": float(len(forest.classes_)),
+            "fit_seconds": fit_seconds,
+            "compact_model_mb": compact.nbytes / 2**20,
+            "sklearn_model_mb": sum(
+                t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes
+                for t in forest.estimators_
+            )
+            / 2**20,
+        }
+        champion_value = _champion_score(settings, client, champion, x_test, y_test)
+        if champion_value is not None:
+            metrics["champion_top5_accuracy"] = champion_value
+        mlflow.log_metrics(metrics)
+        weakest = _log_diagnostics(
+            forest, list(client.features), y_test, forest.classes_[proba.argmax(axis=1)]
+        )
+
+        progress(f"{client.client_id}: logging and registering {client.model_name}")
+        info = log_forest(forest, compact, x_test.head(5))
+        gate = quality_gate(metrics[GATE_METRIC], client.quality_gate, champion, champion_value)
+        version_tags = {
+            "run_id": run.info.run_id,
+            "data_fingerprint": table.fingerprint,
+            "code_version": tags["code_version"],
+            "gate_status": "passed" if gate.passed else "failed",
+            "gate_reason": gate.reason,
+            **(extra_tags or {}),
+        }
+        mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
+        version = int(mv.version)
+        mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
+        if gate.passed:
+            tracking.set_champion(client_mlflow, client.model_name, version)
+            champion = version
+        mlflow.set_tag("gate_status", version_tags["gate_status"])
+
+    return TrainingResult(
+        client_id=client.client_id,
+        model_name=client.model_name,
+        version=version,
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        run_url=tracking.run_url(settings, experiment_id, run.info.run_id),
+        model_url=tracking.model_version_url(settings, client.model_name, version),
+        metrics=metrics,
+        gate=gate,
+        champion_version=champion,
+        previous_champion_version=previous_champion,
+        data_path=str(path),
+        data_fingerprint=table.fingerprint,
+        classes=len(forest.classes_),
+        weakest_categories=weakest,
+    )
