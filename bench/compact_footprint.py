@@ -26,7 +26,7 @@ def make_data(n_rows: int, n_features: int, n_classes: int, seed: int = 0):
     freq = 1.0 / np.arange(1, n_classes + 1) ** 0.8  # Zipf-ish
     freq /= freq.sum()
     y = rng.choice(n_classes, size=n_rows, p=freq)
-    X = prototypes[y] + rng.normal(scale=0.6, size=(n_rows, n_features))
+    X = prototypes[y] + rng.normal(scale=2.0, size=(n_rows, n_features))
     labels = np.array([f"cat_{i:03d}" for i in range(n_classes)])
     return X, labels[y]
 

@@ -51,6 +51,8 @@ def _client(
     if params:
         try:
             overrides = json.loads(params)
+            if not isinstance(overrides, dict):
+                raise ValueError("must be a JSON object, e.g. '{\"n_estimators\": 50}'")
             merged = _check_model_params({**cfg.model_params, **overrides})
         except (json.JSONDecodeError, ValueError) as exc:
             raise ConfigError(f"client '{client_id}': --model-params: {exc}") from None

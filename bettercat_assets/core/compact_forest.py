@@ -5,7 +5,7 @@ too). With 100 classes and ``min_samples_leaf=5`` a 100-tree forest on 50k rows 
 ~880 MB, and every Spark Python worker holds a copy. This form keeps only what prediction needs:
 
 * internal nodes of all trees concatenated: ``feature`` (int16/int32), ``threshold`` (float32),
-  ``left``/``right`` child references (int32) and ``missing_go_to_left`` (uint8). A reference
+  ``children`` (n, 2) int32 left/right references and ``missing_go_to_left`` (uint8). A reference
   ``r >= 0`` is an internal node, ``r < 0`` is leaf ``-(r + 1)``; ``roots[t]`` is tree t's root.
 * leaves: the per-tree normalised class distribution (what sklearn >= 1.4 stores in
   ``tree_.value``) as a CSR matrix in float32 (only non-zero classes are kept).
@@ -39,8 +39,7 @@ META_FILE = "compact_forest.json"
 _ARRAY_DTYPES: dict[str, tuple[np.dtype, ...]] = {
     "feature": (np.dtype(np.int16), np.dtype(np.int32)),
     "threshold": (np.dtype(np.float32),),
-    "left": (np.dtype(np.int32),),
-    "right": (np.dtype(np.int32),),
+    "children": (np.dtype(np.int32),),
     "missing_go_to_left": (np.dtype(np.uint8),),
     "roots": (np.dtype(np.int32),),
     "leaf_indptr": (np.dtype(np.int32), np.dtype(np.int64)),
@@ -56,7 +55,8 @@ except ImportError:  # pragma: no cover - exercised when numba is missing
 HAVE_NUMBA = _numba is not None
 #: rows per block in the numba kernel: a block's output rows stay in cache while every tree
 #: is walked for them, and one tree's nodes stay in cache while the block's rows walk it.
-_BLOCK_ROWS = 64
+_BLOCK_ROWS = 8192
+_LANES = 16
 
 
 def _smallest_dtype(name: str, max_value: int) -> np.dtype:
@@ -81,36 +81,48 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
 
 
 def _accumulate_python(
-    X, feature, threshold, left, right, mgl, roots, indptr, classes, values, out, block
+    X, feature, threshold, children, mgl, roots, indptr, classes, values, out, block, lanes
 ):  # pragma: no cover - compiled by numba; the numpy fallback below is used without it
+    """Tree-major within row blocks; ``lanes`` rows walk a tree in lockstep, branch-free.
+
+    Walking several independent rows at once hides the latency of the dependent node loads,
+    and branch-free child selection avoids mispredictions; a block of rows reuses each tree's
+    nodes while they are in cache.
+    """
     n_rows = X.shape[0]
     n_trees = roots.shape[0]
-    for start in range(0, n_rows, block):
-        stop = min(start + block, n_rows)
+    refs = np.empty(lanes, dtype=np.int64)
+    for block_start in range(0, n_rows, block):
+        block_stop = min(block_start + block, n_rows)
         for t in range(n_trees):
             root = roots[t]
-            for i in range(start, stop):
-                ref = root
-                while ref >= 0:
-                    x = X[i, feature[ref]]
-                    if x <= threshold[ref]:
-                        ref = left[ref]
-                    elif x != x:  # NaN
-                        ref = left[ref] if mgl[ref] else right[ref]
-                    else:
-                        ref = right[ref]
-                leaf = -ref - 1
-                for k in range(indptr[leaf], indptr[leaf + 1]):
-                    out[i, classes[k]] += values[k]
+            for start in range(block_start, block_stop, lanes):
+                m = min(lanes, block_stop - start)
+                for j in range(m):
+                    refs[j] = root
+                alive = m if root >= 0 else 0
+                while alive > 0:
+                    alive = 0
+                    for j in range(m):
+                        ref = refs[j]
+                        if ref >= 0:
+                            x = X[start + j, feature[ref]]
+                            # right if x > threshold, or x is NaN and NaN goes right
+                            go_right = np.int64(x > threshold[ref]) | np.int64(
+                                (x != x) & (mgl[ref] == 0)
+                            )
+                            refs[j] = children[ref, go_right]
+                            alive += 1
+                for j in range(m):
+                    leaf = -refs[j] - 1
+                    for k in range(indptr[leaf], indptr[leaf + 1]):
+                        out[start + j, classes[k]] += values[k]
 
 
-if HAVE_NUMBA:
-    _accumulate_numba = _numba.njit(cache=True, nogil=True)(_accumulate_python)
-else:
-    _accumulate_numba = None
+_accumulate_numba = _numba.njit(cache=True, nogil=True)(_accumulate_python) if HAVE_NUMBA else None
 
 
-def _accumulate_numpy(X, feature, threshold, left, right, mgl, roots, indptr, classes, values, out):
+def _accumulate_numpy(X, feature, threshold, children, mgl, roots, indptr, classes, values, out):
     """Vectorised fallback: walks all (row, tree) pairs of a chunk one level at a time."""
     n_rows, n_classes = out.shape
     n_trees = roots.shape[0]
@@ -126,7 +138,7 @@ def _accumulate_numpy(X, feature, threshold, left, right, mgl, roots, indptr, cl
             r = ref[active]
             x = X[rows[active], feature[r]]
             go_left = (x <= threshold[r]) | (np.isnan(x) & mgl[r])
-            nxt = np.where(go_left, left[r], right[r])
+            nxt = children[r, (~go_left).view(np.uint8)]
             ref[active] = nxt
             active = active[nxt >= 0]
         leaf = -ref - 1
@@ -163,9 +175,10 @@ class CompactForest:
             if feature_names is not None
             else np.asarray([], dtype="<U1")
         )
-        self._arrays = {name: arrays[name] for name in _ARRAY_DTYPES if name in arrays}
         self._validate(arrays)
-        for name, arr in self._arrays.items():
+        # read-only views: the kernels trust the validated indices
+        self._arrays = {name: arrays[name].view() for name in _ARRAY_DTYPES}
+        for arr in self._arrays.values():
             arr.setflags(write=False)
 
     # ---------------------------------------------------------------- construction
@@ -183,7 +196,7 @@ class CompactForest:
         n_classes = len(forest.classes_)
         n_features = int(forest.n_features_in_)
 
-        features, thresholds, lefts, rights, mgls, roots = [], [], [], [], [], []
+        features, thresholds, childrens, mgls, roots = [], [], [], [], []
         leaf_values = []
         n_internal = 0
         n_leaves = 0
@@ -205,8 +218,9 @@ class CompactForest:
             roots.append(ref[0])
             features.append(tree.feature[internal])
             thresholds.append(_round_down_to_float32(tree.threshold[internal]))
-            lefts.append(ref[children_left[internal]])
-            rights.append(ref[children_right[internal]])
+            childrens.append(
+                np.stack([ref[children_left[internal]], ref[children_right[internal]]], axis=1)
+            )
             mgls.append(np.asarray(tree.missing_go_to_left, dtype=np.uint8)[internal])
             # sklearn >= 1.4 stores the normalised distribution; normalise anyway (no-op then)
             value = tree.value[leaves, 0, :]
@@ -226,8 +240,7 @@ class CompactForest:
                 _smallest_dtype("feature", max(n_features - 1, 0))
             ),
             "threshold": np.concatenate(thresholds).astype(np.float32),
-            "left": np.concatenate(lefts).astype(np.int32),
-            "right": np.concatenate(rights).astype(np.int32),
+            "children": np.concatenate(childrens).astype(np.int32).reshape(-1, 2),
             "missing_go_to_left": np.concatenate(mgls).astype(np.uint8),
             "roots": np.asarray(roots, dtype=np.int32),
             "leaf_indptr": indptr.astype(_smallest_dtype("leaf_indptr", int(indptr[-1]))),
@@ -247,9 +260,18 @@ class CompactForest:
             raise bad(f"arrays {sorted(arrays)} != expected {sorted(_ARRAY_DTYPES)}")
         for name, allowed in _ARRAY_DTYPES.items():
             arr = arrays[name]
-            if not isinstance(arr, np.ndarray) or arr.dtype not in allowed or arr.ndim != 1:
-                raise bad(f"{name} must be a 1-D array of dtype {' or '.join(map(str, allowed))}")
-        a = self._arrays
+            ndim = 2 if name == "children" else 1
+            if (
+                not isinstance(arr, np.ndarray)
+                or arr.dtype not in allowed
+                or arr.ndim != ndim
+                or (ndim == 2 and arr.shape[1] != 2)
+            ):
+                shape = "(n, 2)" if ndim == 2 else "1-D"
+                raise bad(
+                    f"{name} must be a {shape} array of dtype {' or '.join(map(str, allowed))}"
+                )
+        a = arrays
         n_classes = len(self.classes_)
         if self.classes_.ndim != 1 or n_classes < 1:
             raise bad("classes must be a non-empty 1-D array")
@@ -261,9 +283,9 @@ class CompactForest:
             raise bad("feature_names do not match n_features_in_")
 
         n_internal = a["feature"].size
-        for name in ("threshold", "left", "right", "missing_go_to_left"):
-            if a[name].size != n_internal:
-                raise bad(f"{name} has {a[name].size} entries, feature has {n_internal}")
+        for name in ("threshold", "children", "missing_go_to_left"):
+            if a[name].shape[0] != n_internal:
+                raise bad(f"{name} has {a[name].shape[0]} rows, feature has {n_internal}")
         n_trees = a["roots"].size
         if n_trees < 1:
             raise bad("no trees")
@@ -294,14 +316,14 @@ class CompactForest:
 
         # Structure: every reference in range, internal children come after their parent (so
         # every walk terminates), and every node and leaf is referenced exactly once.
-        refs = np.concatenate([a["roots"], a["left"], a["right"]]).astype(np.int64)
+        refs = np.concatenate([a["roots"], a["children"].ravel()]).astype(np.int64)
         if refs.size and (refs.min() < -n_leaves or refs.max() >= n_internal):
             raise bad("child or root reference out of range")
         parent = np.arange(n_internal)
-        for side in ("left", "right"):
-            child = a[side].astype(np.int64)
+        for side in (0, 1):
+            child = a["children"][:, side].astype(np.int64)
             if np.any((child >= 0) & (child <= parent)):
-                raise bad(f"{side} child does not come after its parent")
+                raise bad("a child does not come after its parent")
         internal_refs = refs[refs >= 0]
         leaf_refs = -refs[refs < 0] - 1
         if not (
@@ -318,9 +340,12 @@ class CompactForest:
 
     def _check_X(self, X: Any) -> np.ndarray:
         columns = getattr(X, "columns", None)
-        if columns is not None and self.feature_names.size:
-            if [str(c) for c in columns] != self.feature_names.tolist():
-                raise ValueError("X's columns do not match the feature names seen at fit time")
+        if (
+            columns is not None
+            and self.feature_names.size
+            and [str(c) for c in columns] != self.feature_names.tolist()
+        ):
+            raise ValueError("X's columns do not match the feature names seen at fit time")
         X = np.asarray(X, dtype=np.float32)  # same rounding as sklearn's check_array
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got shape {X.shape}")
@@ -348,8 +373,7 @@ class CompactForest:
             X,
             a["feature"],
             a["threshold"],
-            a["left"],
-            a["right"],
+            a["children"],
             a["missing_go_to_left"],
             a["roots"],
             a["leaf_indptr"],
@@ -360,7 +384,7 @@ class CompactForest:
         if backend == "numba":
             if not HAVE_NUMBA:
                 raise ValueError("backend 'numba' requested but numba is not installed")
-            _accumulate_numba(*args, _BLOCK_ROWS)
+            _accumulate_numba(*args, _BLOCK_ROWS, _LANES)
         elif backend == "numpy":
             _accumulate_numpy(*args)
         else:

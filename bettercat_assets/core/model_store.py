@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -80,6 +81,9 @@ def _download_model_artifact(
     )
     return Path(local)
 
+
+# Workers download quietly; the bars would flood Spark and Dagster logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
 _CACHE_LOCK = threading.Lock()
