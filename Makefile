@@ -13,10 +13,9 @@ export DAGSTER_HOME          ?= $(BETTERCAT_HOME)/dagster_home
 
 .PHONY: install demo test test-fast lint format dev mlflow-ui bench bench-quick up clean
 
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+# deploy/install.sh is shared with the Dockerfile, so the image installs exactly what CI tests.
+$(STAMP): pyproject.toml constraints.txt deploy/install.sh
+	PYTHON=$(PYTHON) deploy/install.sh $(VENV)
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
@@ -52,7 +51,8 @@ bench: install ## benchmark, full sizes
 	$(BIN)/python -m bench.run
 
 up: ## production profile with Docker Compose (needs a Docker engine)
-	docker compose -f deploy/docker-compose.yaml up --build
+	BETTERCAT_GIT_SHA=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		docker compose -f deploy/docker-compose.yaml up --build
 
 clean:
 	rm -rf $(VENV) .bettercat data

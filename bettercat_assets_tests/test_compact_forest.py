@@ -233,6 +233,12 @@ def _cycle(children):
     return children
 
 
+def _shared_child(children):
+    children = children.copy()
+    children[0, 1] = children[0, 0]  # both branches lead to the same subtree
+    return children
+
+
 def _class_out_of_range(classes):
     classes = classes.copy()
     classes[0] = 8
@@ -245,6 +251,7 @@ def _class_out_of_range(classes):
         ({"children": _child_out_of_range}, "out of range"),
         ({"children": _leaf_out_of_range}, "out of range"),
         ({"children": _cycle}, "after its parent"),
+        ({"children": _shared_child}, "exactly once"),
         ({"children": lambda c: c.astype(np.int64)}, "dtype"),
         ({"threshold": lambda t: t.astype(np.float64)}, "dtype"),
         ({"threshold": lambda t: t[:-1]}, "rows"),

@@ -119,7 +119,14 @@ def _accumulate_python(
                         out[start + j, classes[k]] += values[k]
 
 
-_accumulate_numba = _numba.njit(cache=True, nogil=True)(_accumulate_python) if HAVE_NUMBA else None
+def _jit(fn):  # pragma: no cover - needs numba
+    try:
+        return _numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location (e.g. read-only install, no HOME)
+        return _numba.njit(nogil=True)(fn)
+
+
+_accumulate_numba = _jit(_accumulate_python) if HAVE_NUMBA else None
 
 
 def _accumulate_numpy(X, feature, threshold, children, mgl, roots, indptr, classes, values, out):
