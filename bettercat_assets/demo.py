@@ -16,10 +16,9 @@ def _instance() -> DagsterInstance:
     """The persistent instance at $DAGSTER_HOME (set by the Makefile), else one under BETTERCAT_HOME."""
     import os
 
-    if not os.environ.get("DAGSTER_HOME"):
-        home = default_home() / "dagster_home"
-        home.mkdir(parents=True, exist_ok=True)
-        os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(os.environ.get("DAGSTER_HOME") or default_home() / "dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
 

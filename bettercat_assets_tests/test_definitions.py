@@ -1,0 +1,54 @@
+"""The code location loads and validates the way `dagster dev` and the CLI load it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dagster_definitions_validate():
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "bettercat_assets.definitions"],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_partitions_follow_clients_file(registry):
+    from bettercat_assets.definitions import defs
+
+    job = defs.resolve_job_def("client_pipeline")
+    assert job.partitions_def.get_partition_keys() == registry.client_ids
+
+
+def test_adding_a_client_adds_a_partition_without_code_change(tmp_path):
+    source = Path(os.environ["BETTERCAT_CLIENTS_FILE"]).read_text()
+    extra = source + "  - {client_id: zulu_new, features: [price]}\n"
+    clients = tmp_path / "clients.yaml"
+    clients.write_text(extra)
+    code = (
+        "from bettercat_assets.definitions import defs;"
+        "print(defs.resolve_job_def('client_pipeline').partitions_def.get_partition_keys()[-1])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "BETTERCAT_CLIENTS_FILE": str(clients)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "zulu_new", result.stderr
