@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import Definitions
@@ -23,6 +24,23 @@ from bettercat_assets.schedules import daily_scoring, monthly_retraining
 from bettercat_assets.sensors import rescore_on_new_champion
 
 
+SPARK_CONF_ENV = "BETTERCAT_SPARK_CONF"
+
+
+def spark_conf_from_env() -> dict[str, str]:
+    """Extra Spark settings as a JSON object in $BETTERCAT_SPARK_CONF (keys keep their case)."""
+    raw = os.environ.get(SPARK_CONF_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        conf = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"${SPARK_CONF_ENV} is not valid JSON: {exc}") from None
+    if not isinstance(conf, dict):
+        raise ValueError(f"${SPARK_CONF_ENV} must be a JSON object of Spark settings")
+    return {str(k): str(v) for k, v in conf.items()}
+
+
 def build_resources() -> dict[str, object]:
     """Resources configured from the environment once, when the code location loads."""
     kind, target = spark_target()
@@ -36,11 +54,7 @@ def build_resources() -> dict[str, object]:
         "spark": SparkResource(
             master=target if kind == "master" else "local[*]",
             remote=target if kind == "remote" else "",
-            spark_config={
-                k.removeprefix("BETTERCAT_SPARK_CONF_").lower().replace("__", "."): v
-                for k, v in os.environ.items()
-                if k.startswith("BETTERCAT_SPARK_CONF_")
-            },
+            spark_config=spark_conf_from_env(),
         ),
     }
 
