@@ -10,6 +10,7 @@ from dagster import (
     AssetMaterialization,
     Config,
     DagsterInstance,
+    Failure,
     MetadataValue,
     OpExecutionContext,
     job,
@@ -17,6 +18,7 @@ from dagster import (
 )
 
 from bettercat_assets.core import tracking
+from bettercat_assets.core.errors import BettercatError
 from bettercat_assets.resources import ClientsResource, MlflowResource
 
 
@@ -43,10 +45,14 @@ def report_champion_change(
     """Record the change in the Dagster instance at $DAGSTER_HOME, if there is one."""
     if not os.environ.get("DAGSTER_HOME"):
         return "DAGSTER_HOME is not set: nothing reported to Dagster; re-score with `bettercat predict`."
-    instance = DagsterInstance.get()
-    instance.report_runless_asset_event(
-        champion_materialization(client_id, model_name, version, previous)
-    )
+    if previous == version:
+        return (
+            f"v{version} already was @champion: nothing reported to Dagster, nothing to re-score."
+        )
+    with DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            champion_materialization(client_id, model_name, version, previous)
+        )
     return f"reported to Dagster at {os.environ['DAGSTER_HOME']}: the re-scoring sensor will score {client_id}"
 
 
@@ -57,17 +63,23 @@ class PromoteChampionConfig(Config):
     version: int
 
 
-@op(description="Move a client's @champion alias to a registered version (roll back or forward).")
+@op(
+    description="Move a client's @champion alias to a registered version (roll back or forward).",
+    out={},  # yields only the materialization event; no output value
+)
 def promote_champion(
     context: OpExecutionContext,
     config: PromoteChampionConfig,
     clients: ClientsResource,
     mlflow: MlflowResource,
 ):
-    cfg = clients.client(config.client_id)
-    client = tracking.mlflow_client(mlflow.settings)
-    before = tracking.champion_version(client, cfg.model_name)
-    tracking.get_version(client, cfg.model_name, config.version, cfg.client_id)
+    try:
+        cfg = clients.client(config.client_id)
+        client = tracking.mlflow_client(mlflow.settings)
+        before = tracking.champion_version(client, cfg.model_name)
+        tracking.get_version(client, cfg.model_name, config.version, cfg.client_id)
+    except BettercatError as exc:  # unknown client or version: an operator typo, not retried
+        raise Failure(description=str(exc), allow_retries=False) from None
     tracking.set_champion(client, cfg.model_name, config.version)
     previous = int(before.version) if before else None
     context.log.info(f"{cfg.model_name}: @champion v{previous} -> v{config.version}")

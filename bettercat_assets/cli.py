@@ -204,15 +204,19 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
     settings = _settings()
     client = tracking.mlflow_client(settings)
     mv = tracking.serving_version(client, cfg.model_name, client_id)
-    run = client.get_run(mv.run_id)
+    run_id = mv.run_id or mv.tags.get("run_id")
+    run = client.get_run(run_id)
     champion = tracking.champion_version(client, cfg.model_name)
     click.echo(
         f"client {client_id}: {cfg.model_name} v{mv.version}"
         f"{' (@champion)' if champion else ' (latest; no champion)'}, trained "
-        f"{run.data.tags.get('training_date', '?')}, run {tracking.run_url(settings, run.info.experiment_id, mv.run_id)}"
+        f"{run.data.tags.get('training_date', '?')}, run {tracking.run_url(settings, run.info.experiment_id, run_id)}"
     )
+    if mv.tags.get("gate_status"):
+        click.echo(f"quality gate {mv.tags['gate_status']}: {mv.tags.get('gate_reason', '')}")
     keys = [
         "top5_accuracy",
+        "prior_top5_accuracy",
         "accuracy",
         "macro_f1",
         "log_loss",
@@ -223,10 +227,17 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
     metrics = {k: run.data.metrics[k] for k in keys if k in run.data.metrics}
     click.echo(pd.DataFrame([metrics]).to_string(index=False, float_format="{:.4f}".format))
     when, frame = read_predictions(_layout(data_prefix), client_id, day.date() if day else None)
+    scored_with = sorted(int(v) for v in frame["model_version"].unique())
     click.echo(
         f"\npredictions {when}: {frame['product_id'].nunique()} products, {len(frame)} rows, "
-        f"model version(s) {sorted(frame['model_version'].unique().tolist())}"
+        f"model version(s) {scored_with}"
     )
+    if scored_with != [int(mv.version)]:
+        click.echo(
+            f"note: scored with {', '.join(f'v{v}' for v in scored_with)} but v{mv.version} "
+            f"serves now; re-score with "
+            f"`bettercat predict --client-id {client_id}`"
+        )
     click.echo(wide_preview(frame, products).to_string())
 
 
@@ -237,31 +248,40 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
 @user_errors
 def promote(clients_file, client_id, version) -> None:
     """Move @champion to a given version (roll back or forward); re-scoring follows."""
+    from bettercat_assets.champion_events import report_champion_change
     from bettercat_assets.core import tracking
 
     cfg = _client(clients_file, client_id)
     settings = _settings()
     client = tracking.mlflow_client(settings)
     before = tracking.champion_version(client, cfg.model_name)
-    tracking.get_version(client, cfg.model_name, version, client_id)
+    target = tracking.get_version(client, cfg.model_name, version, client_id)
     tracking.set_champion(client, cfg.model_name, version)
-    click.echo(f"{cfg.model_name}: @champion v{before.version if before else '-'} -> v{version}")
-    from bettercat_assets.champion_events import report_champion_change
-
-    where = report_champion_change(client_id, cfg.model_name, version)
-    click.echo(where)
+    previous = int(before.version) if before else None
+    gate = target.tags.get("gate_status")
+    click.echo(
+        f"{cfg.model_name}: @champion v{previous if previous is not None else '-'} -> v{version}"
+        + (f" (this version's quality gate: {gate})" if gate else "")
+    )
+    click.echo(report_champion_change(client_id, cfg.model_name, version, previous))
 
 
 @main.command()
 @click.argument("parquet_path", type=click.Path(exists=True, path_type=Path))
 @user_errors
 def lineage(parquet_path: Path) -> None:
-    """Walk back from a prediction parquet file to its model, MLflow run, data and Dagster run."""
+    """Walk back from a prediction parquet file to its model, MLflow run, data and Dagster run.
+
+    PARQUET_PATH is one `part-*.parquet` file (or its `date=` directory) under
+    `products_categories/client_id=<id>/`.
+    """
+    import dataclasses
+
     from bettercat_assets.core.inspect import lineage_of
 
     info = lineage_of(parquet_path, _settings())
-    for key, value in info.__dict__.items():
-        click.echo(f"{key:17} {value}")
+    for key, value in dataclasses.asdict(info).items():
+        click.echo(f"{key:22} {value if value is not None else '-'}")
 
 
 @main.command()

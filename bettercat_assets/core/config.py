@@ -51,6 +51,8 @@ class QualityGate(BaseModel):
 
     min_top5_accuracy: float = Field(0.0, ge=0.0, le=1.0)
     max_top5_regression: float = Field(0.02, ge=0.0, le=1.0)
+    #: Must beat the class-prior baseline's top-5 accuracy by more than this; null: rule off.
+    min_lift_over_prior: float | None = Field(0.0, ge=0.0, le=1.0)
 
 
 class DataChecks(BaseModel):

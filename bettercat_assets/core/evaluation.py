@@ -18,6 +18,8 @@ from bettercat_assets.core.config import QualityGate
 from bettercat_assets.core.topk import top_k_indices
 
 GATE_METRIC = "top5_accuracy"
+#: Top-5 accuracy of always predicting the 5 most frequent training categories.
+BASELINE_METRIC = "prior_top5_accuracy"
 
 
 def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, k: int = 5) -> float:
@@ -26,15 +28,34 @@ def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, k
     return float((best == np.asarray(y_true)[:, None]).any(axis=1).mean())
 
 
-def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
-    """accuracy, top-5 accuracy, macro-F1 and log-loss on a held-out set."""
+def prior_top_k_accuracy(y_train: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
+    """Top-k accuracy of the class-prior baseline: every product gets the k most frequent
+    training categories (ties broken by label). A model that learned nothing scores about this.
+    """
+    labels, counts = np.unique(np.asarray(y_train), return_counts=True)
+    top = labels[np.argsort(-counts, kind="stable")[:k]]
+    y_test = np.asarray(y_test)
+    return float(np.isin(y_test, top).mean()) if y_test.size else float("nan")
+
+
+def evaluate(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    y_train: np.ndarray | None = None,
+) -> dict[str, float]:
+    """accuracy, top-5 accuracy, macro-F1 and log-loss on a held-out set; with `y_train`, also
+    the class-prior baseline's top-5 accuracy on the same rows (`prior_top5_accuracy`)."""
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
-    return {
+    metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         GATE_METRIC: top_k_accuracy(y_true, proba, classes, 5),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=list(classes))),
     }
+    if y_train is not None:
+        metrics[BASELINE_METRIC] = prior_top_k_accuracy(y_train, y_true, 5)
+    return metrics
 
 
 def per_category_table(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> pd.DataFrame:
@@ -84,6 +105,8 @@ class GateResult:
     champion_value: float | None
     tolerance: float
     reason: str
+    #: The class-prior baseline on the same test split (None: not computed or not applicable).
+    baseline_value: float | None = None
 
 
 def quality_gate(
@@ -91,27 +114,57 @@ def quality_gate(
     gate: QualityGate,
     champion_version: int | None = None,
     champion_value: float | None = None,
+    baseline_value: float | None = None,
 ) -> GateResult:
-    """Pass when the metric meets the floor and is not worse than the champion beyond tolerance."""
+    """Pass when the metric meets the floor, beats the class-prior baseline and is not worse
+    than the champion (scored on the same test split) beyond the tolerance.
+
+    Why the baseline: the champion is re-scored on the *new* test split, so when the new data
+    is broken (labels shuffled or mis-joined) the champion collapses too and "not worse than the
+    champion" passes a model that learned nothing. Such a model scores at most about what
+    predicting the 5 most frequent categories for every product scores, so it fails here. With
+    5 categories or fewer top-5 accuracy is 1.0 by construction and the baseline rule is moot.
+    `gate.min_lift_over_prior` is the margin (default 0: strictly better); null turns it off.
+    """
+    min_lift = gate.min_lift_over_prior
+    if min_lift is None or baseline_value is None or np.isnan(baseline_value):
+        baseline_value = None
+    elif baseline_value >= 1.0:
+        baseline_value = None  # no headroom above the baseline: the rule cannot apply
     problems = []
     if value < gate.min_top5_accuracy:
         problems.append(
             f"{GATE_METRIC} {value:.4f} is below the floor {gate.min_top5_accuracy:.4f}"
         )
-    if champion_value is not None and value < champion_value - gate.max_top5_regression:
+    if baseline_value is not None and value - baseline_value <= min_lift:
+        problems.append(
+            f"{GATE_METRIC} {value:.4f} does not beat the class-prior baseline "
+            f"{baseline_value:.4f}{f' by more than {min_lift:.4f}' if min_lift else ''} "
+            "(the 5 most frequent training categories for every product)"
+        )
+    regressed = champion_value is not None and value < champion_value - gate.max_top5_regression
+    if regressed:
         problems.append(
             f"{GATE_METRIC} {value:.4f} is worse than champion v{champion_version}'s "
             f"{champion_value:.4f} on the same test split by more than {gate.max_top5_regression:.4f}"
         )
     if problems:
         reason = "; ".join(problems)
-    elif champion_value is None:
-        reason = f"{GATE_METRIC} {value:.4f} meets the floor {gate.min_top5_accuracy:.4f}"
+        if champion_value is not None and not regressed:
+            reason += (
+                f" (champion v{champion_version}: {champion_value:.4f} on the same test split)"
+            )
     else:
-        reason = (
-            f"{GATE_METRIC} {value:.4f} meets the floor {gate.min_top5_accuracy:.4f} and is within "
-            f"{gate.max_top5_regression:.4f} of champion v{champion_version}'s {champion_value:.4f}"
-        )
+        passes = [f"meets the floor {gate.min_top5_accuracy:.4f}"]
+        if baseline_value is not None:
+            passes.append(f"beats the class-prior baseline {baseline_value:.4f}")
+        if champion_value is not None:
+            passes.append(
+                f"is within {gate.max_top5_regression:.4f} of champion v{champion_version}'s "
+                f"{champion_value:.4f}"
+            )
+        listed = passes[0] if len(passes) == 1 else ", ".join(passes[:-1]) + " and " + passes[-1]
+        reason = f"{GATE_METRIC} {value:.4f} {listed}"
     return GateResult(
         passed=not problems,
         metric=GATE_METRIC,
@@ -121,4 +174,5 @@ def quality_gate(
         champion_value=champion_value,
         tolerance=gate.max_top5_regression,
         reason=reason,
+        baseline_value=baseline_value,
     )

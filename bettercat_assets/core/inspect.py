@@ -62,45 +62,69 @@ def wide_preview(predictions: pd.DataFrame, products: int = 5) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Lineage:
-    """Where a prediction file came from."""
+    """Where a prediction file came from: model version -> MLflow run -> data and Dagster runs."""
 
     client_id: str
     model_name: str
     model_version: int
     run_id: str
     run_url: str
+    model_version_url: str
     data_path: str | None
     data_fingerprint: str | None
+    #: The Dagster run that trained the model (None when trained with `bettercat train`).
     dagster_run_id: str | None
     code_version: str | None
+    git_sha: str | None
+    gate_status: str | None
+    #: From the output's `_lineage.json`: when and by which Dagster run it was scored.
+    scored_at: str | None
+    scoring_dagster_run_id: str | None
 
 
 def lineage_of(parquet_path: Path, settings: TrackingSettings) -> Lineage:
-    """Walk back from a prediction parquet file to its model version, MLflow run and data."""
+    """Walk back from a prediction parquet file (or its date directory) to its model version,
+    MLflow run, training-data fingerprint and the Dagster runs that trained and scored it.
+
+    Only the file is needed: the model version is a column, the client is in the path
+    (`client_id=<id>`) or in the `_lineage.json` beside it; MLflow holds the rest.
+    """
     path = parquet_path.resolve()
     client_id = next((m.group(1) for p in path.parts if (m := _CLIENT_DIR.match(p))), None)
-    table = ds.dataset(path, format="parquet").to_table(columns=["model_version"])
+    try:
+        table = ds.dataset(path, format="parquet").to_table(columns=["model_version"])
+    except (OSError, ValueError) as exc:  # pyarrow: not parquet, or no model_version column
+        raise BettercatError(f"{path}: not a bettercat prediction file: {exc}") from None
     versions = sorted(set(table.column("model_version").to_pylist()))
     if len(versions) != 1:
         raise BettercatError(f"{path}: expected one model_version, found {versions}")
+    version = int(versions[0])
     sidecar = (path if path.is_dir() else path.parent) / LINEAGE_FILE
     recorded = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     client_id = client_id or recorded.get("client_id")
     if not client_id:
         raise BettercatError(f"{path}: cannot tell the client (no client_id=<id> in the path)")
-    model_name = f"{client_id}_model"
+    model_name = recorded.get("model_name") or f"{client_id}_model"
     client = tracking.mlflow_client(settings)
-    mv = tracking.get_version(client, model_name, versions[0], client_id)
-    run = client.get_run(mv.run_id)
+    mv = tracking.get_version(client, model_name, version, client_id)
+    run_id = mv.run_id or mv.tags.get("run_id")
+    if not run_id:
+        raise BettercatError(f"model '{model_name}' v{version} names no MLflow run")
+    run = client.get_run(run_id)
     tags = run.data.tags
     return Lineage(
         client_id=client_id,
         model_name=model_name,
-        model_version=versions[0],
-        run_id=mv.run_id,
-        run_url=tracking.run_url(settings, run.info.experiment_id, mv.run_id),
+        model_version=version,
+        run_id=run_id,
+        run_url=tracking.run_url(settings, run.info.experiment_id, run_id),
+        model_version_url=tracking.model_version_url(settings, model_name, version),
         data_path=tags.get("data_path"),
         data_fingerprint=tags.get("data_fingerprint"),
         dagster_run_id=tags.get("dagster_run_id"),
         code_version=tags.get("code_version"),
+        git_sha=tags.get("git_sha"),
+        gate_status=mv.tags.get("gate_status"),
+        scored_at=recorded.get("scored_at"),
+        scoring_dagster_run_id=recorded.get("dagster_run_id"),
     )

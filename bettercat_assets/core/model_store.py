@@ -20,6 +20,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from sklearn.ensemble import RandomForestClassifier
 
+from bettercat_assets.core import tracking
 from bettercat_assets.core.compact_forest import CompactForest
 from bettercat_assets.core.errors import ModelNotFoundError, UnsafeModelError
 from bettercat_assets.core.settings import TrackingSettings
@@ -64,16 +65,26 @@ def _model_artifact_location(client: MlflowClient, model_name: str, version: int
     return client.get_logged_model(model_id).artifact_location
 
 
+def model_artifact_uri(settings: TrackingSettings, model_name: str, version: int) -> str:
+    """Where a registered version's MLflow model lives (the logged model's artifact location).
+
+    "No such version" is a ModelNotFoundError (a user error); a store that cannot be asked is a
+    TrackingUnavailableError (transient, retried).
+    """
+    client = tracking.mlflow_client(settings)
+    try:
+        return _model_artifact_location(client, model_name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        if tracking.is_not_found(exc):
+            raise ModelNotFoundError(f"model '{model_name}' v{version}: {exc.message}") from None
+        raise tracking.unavailable(settings, exc) from exc
+
+
 def _download_model_artifact(
     settings: TrackingSettings, model_name: str, version: int, sub: str, dst: str
 ) -> Path:
     """Download one path of a registered version's MLflow model into `dst`."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    try:
-        location = _model_artifact_location(client, model_name, version)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ModelNotFoundError(f"model '{model_name}' v{version}: {exc.message}") from None
+    location = model_artifact_uri(settings, model_name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{location.rstrip('/')}/{sub}",
         dst_path=dst,
@@ -102,7 +113,15 @@ def load_compact(settings: TrackingSettings, model_name: str, version: int) -> C
             try:
                 forest = CompactForest.load(local)
             except ValueError as exc:
-                raise UnsafeModelError(f"model '{model_name}' v{version}: {exc}") from None
+                # The message names files in a temporary download folder: say where they are
+                # in the registry instead.
+                problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
+                raise UnsafeModelError(
+                    f"model '{model_name}' v{version}: compact model at "
+                    f"{model_artifact_uri(settings, model_name, version)}/"
+                    f"{COMPACT_ARTIFACT_PATH} is damaged or tampered with, refusing to score: "
+                    f"{problem}"
+                ) from None
         _CACHE.clear()  # a worker only ever needs the version it is scoring now
         _CACHE[key] = forest
         return forest
@@ -119,8 +138,19 @@ def load_sklearn(
     with tempfile.TemporaryDirectory() as tmp:
         local = _download_model_artifact(settings, model_name, version, SKOPS_FILE, tmp)
         try:
-            return skops.io.load(local, trusted=SKOPS_TRUSTED_TYPES)
+            forest = skops.io.load(local, trusted=SKOPS_TRUSTED_TYPES)
         except skops.io.exceptions.UntrustedTypesFoundException as exc:
             raise UnsafeModelError(
                 f"model '{model_name}' v{version} holds untrusted types, refusing to load: {exc}"
             ) from None
+        except Exception as exc:  # not a skops zip, broken schema, ...
+            raise UnsafeModelError(
+                f"model '{model_name}' v{version}: {SKOPS_FILE} cannot be loaded safely: "
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            ) from None
+    if not isinstance(forest, RandomForestClassifier):
+        raise UnsafeModelError(
+            f"model '{model_name}' v{version}: {SKOPS_FILE} holds a {type(forest).__name__}, "
+            "not a RandomForestClassifier"
+        )
+    return forest

@@ -41,8 +41,10 @@ def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutco
     non_numeric = {}
     for name in cfg.features:
         text = raw[name]
-        parsed = pd.to_numeric(text.mask(_missing_mask(text)), errors="coerce")
-        bad = parsed.isna() & ~_missing_mask(text)
+        missing = _missing_mask(text)
+        parsed = pd.to_numeric(text.str.strip().mask(missing), errors="coerce")
+        # Same rule as the loader: "inf" or "1e999" parse, but RandomForest rejects them.
+        bad = ~np.isfinite(parsed.to_numpy(dtype="float64")) & ~missing.to_numpy()
         if bad.any():
             non_numeric[name] = str(text[bad].iloc[0])
     if non_numeric:
@@ -50,7 +52,7 @@ def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutco
         return CheckOutcome(
             "schema",
             False,
-            f"client '{cfg.client_id}': {path}: column '{first}' must be numeric, "
+            f"client '{cfg.client_id}': {path}: column '{first}' must be numeric (finite), "
             f"found {non_numeric[first]!r}",
             {"non_numeric_columns": sorted(non_numeric)},
         )
@@ -138,55 +140,83 @@ def prediction_outcomes(
     k: int,
     champion_version: int | None,
 ) -> list[CheckOutcome]:
-    """Checks on a scored output against its input and the registry's champion."""
+    """Checks on a scored output against its input and the registry's champion.
+
+    Each check judges one property, so a defect fails the check that names it: a product with
+    a missing row fails `rows_per_product` (its remaining ranks are still 0..n-1 in order), a
+    duplicated or skipped rank fails `rank_order`, and so on.
+    """
     kk = min(k, n_classes)
-    scored = set(predictions["product_id"].unique())
-    unscored = input_products[~input_products.isin(scored)]
-    per_product = predictions.groupby("product_id", sort=False)["rank"].agg(["size", "min", "max"])
-    wrong_count = per_product[per_product["size"] != kk]
+    ids = predictions["product_id"]
+    scored = set(ids.unique())
+    inputs = pd.Series(input_products)
+    unscored = inputs[~inputs.isin(scored)]
+    sizes = predictions.groupby("product_id", sort=False).size()
+    wrong_count = sizes[sizes != kk]
+
     ordered = predictions.sort_values(["product_id", "rank"], kind="stable")
+    # Within a product, ranks must be exactly 0, 1, ..., n-1 (no gap, duplicate or offset).
+    expected_rank = ordered.groupby("product_id", sort=False).cumcount().to_numpy()
+    bad_ranks = ordered["product_id"][ordered["rank"].to_numpy() != expected_rank].unique()
     same = ordered["product_id"].to_numpy()[1:] == ordered["product_id"].to_numpy()[:-1]
-    rising = np.diff(ordered["pred_score"].to_numpy()) > 0
-    ranks_ok = per_product["min"].eq(0).all() and per_product["max"].eq(kk - 1).all()
+    rising = np.diff(ordered["pred_score"].to_numpy(dtype="float64")) > 0
     bad_order = int((same & rising).sum())
-    scores = predictions["pred_score"]
-    sums = predictions.groupby("product_id", sort=False)["pred_score"].sum()
-    versions = sorted(predictions["model_version"].unique().tolist())
+
+    scores = predictions["pred_score"].astype("float64")
+    in_range = bool(scores.between(0.0, 1.0).all())  # NaN is not between: fails
+    sums = scores.groupby(ids, sort=False).sum()
+    max_sum = float(sums.max()) if len(sums) else 0.0
+    versions = sorted(int(v) for v in predictions["model_version"].unique())
+
+    if bad_ranks.size == 0 and bad_order == 0:
+        order_text = f"ranks 0..{kk - 1} per product in descending score order"
+    else:
+        parts = []
+        if bad_ranks.size:
+            parts.append(
+                f"{bad_ranks.size} product(s) whose ranks are not 0..n-1, e.g. {bad_ranks[0]!r}"
+            )
+        if bad_order:
+            parts.append(f"{bad_order} rank step(s) with a rising score")
+        order_text = "; ".join(parts)
     return [
         CheckOutcome(
             "all_products_scored",
             unscored.empty,
-            "every input product is scored"
+            f"all {inputs.size} input products are scored"
             if unscored.empty
-            else f"{unscored.size} input product(s) not scored, e.g. {unscored.iloc[0]!r}",
-            {"input_products": int(input_products.size), "scored_products": len(scored)},
+            else f"{unscored.size} of {inputs.size} input product(s) not scored, "
+            f"e.g. {unscored.iloc[0]!r}",
+            {"input_products": int(inputs.size), "scored_products": len(scored)},
         ),
         CheckOutcome(
             "rows_per_product",
             wrong_count.empty,
-            f"{kk} rows per product"
+            f"{kk} rows per product (min(k={k}, classes={n_classes}))"
             if wrong_count.empty
-            else f"{len(wrong_count)} product(s) do not have {kk} rows",
+            else f"{len(wrong_count)} product(s) do not have {kk} rows, e.g. "
+            f"{wrong_count.index[0]!r} has {int(wrong_count.iloc[0])}",
             {"expected_rows_per_product": kk},
         ),
         CheckOutcome(
             "rank_order",
-            bool(ranks_ok) and bad_order == 0,
-            f"ranks 0..{kk - 1} in descending score order"
-            if ranks_ok and bad_order == 0
-            else f"{bad_order} rank step(s) with rising score; ranks span "
-            f"{int(per_product['min'].min())}..{int(per_product['max'].max())}",
+            bad_ranks.size == 0 and bad_order == 0,
+            order_text,
+            {"products_with_bad_ranks": int(bad_ranks.size), "rising_steps": bad_order},
         ),
         CheckOutcome(
             "score_bounds",
-            bool(scores.between(0, 1).all() and (sums <= 1 + 1e-6).all()),
+            in_range and max_sum <= 1 + 1e-6,
             f"scores in [{scores.min():.4f}, {scores.max():.4f}], max per-product sum "
-            f"{sums.max():.6f} (must be in [0, 1] and <= 1 + 1e-6)",
+            f"{max_sum:.6f} (must be in [0, 1] and <= 1 + 1e-6)",
+            {"max_per_product_sum": max_sum},
         ),
         CheckOutcome(
             "model_is_champion",
             champion_version is not None and versions == [champion_version],
-            f"output model_version {versions}, champion v{champion_version}",
+            f"output model_version {versions}, champion v{champion_version}"
+            if champion_version is not None
+            else f"output model_version {versions}, but the registry has no @champion",
             {"output_versions": versions, "champion_version": champion_version or 0},
         ),
     ]

@@ -1,12 +1,25 @@
-"""Score a client's products with PySpark `mapInPandas`: top-k categories per product."""
+"""Score a client's products with PySpark `mapInPandas`: top-k categories per product.
+
+Where the time goes, and what keeps it low (bench/RESULTS.md has the measurements):
+
+* a `.csv.gz` is one Spark split, so one core would parse and score everything. The driver
+  decompresses it next to the output (`_input-...csv`, removed afterwards): Spark splits plain
+  CSV across the cores without a shuffle;
+* each Python worker loads the compact model once (`load_compact` caches per process) and
+  builds its output columns with Arrow (`take`), not with per-row Python objects;
+* the written output is checked (row count, duplicate ids, preview) with pyarrow in the driver
+  rather than with two more Spark jobs.
+"""
 
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 import shutil
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -14,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
@@ -25,8 +42,7 @@ from bettercat_assets.core.errors import DataError
 from bettercat_assets.core.model_store import load_compact
 from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.settings import TrackingSettings
-from bettercat_assets.core.spark_session import default_parallelism, is_connect
-from bettercat_assets.core.topk import top_k_frame
+from bettercat_assets.core.topk import top_k_indices
 
 OUTPUT_SCHEMA = T.StructType(
     [
@@ -38,6 +54,8 @@ OUTPUT_SCHEMA = T.StructType(
     ]
 )
 LINEAGE_FILE = "_lineage.json"
+PREVIEW_ROWS = 10
+_COPY_BUFFER = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,28 @@ class ScoringResult:
     preview: pd.DataFrame = field(repr=False)
 
 
+def top_k_batch(
+    product_ids: pd.Series, proba: np.ndarray, labels: pa.Array, k: int, model_version: int
+) -> pd.DataFrame:
+    """Same rows as `topk.top_k_frame`, with the string columns built by Arrow `take`.
+
+    Repeating the ids and looking up the labels as Python objects costs more than the model
+    on large batches; Arrow-backed columns go to Spark without a per-row conversion.
+    """
+    best = top_k_indices(proba, k)
+    n_rows, kk = best.shape
+    ids = pa.array(product_ids, type=pa.string(), from_pandas=True)
+    return pd.DataFrame(
+        {
+            "product_id": pd.arrays.ArrowExtensionArray(ids.take(np.repeat(np.arange(n_rows), kk))),
+            "pred_label": pd.arrays.ArrowExtensionArray(labels.take(best.ravel())),
+            "pred_score": np.take_along_axis(proba, best, axis=1).ravel().astype(np.float32),
+            "rank": np.tile(np.arange(kk, dtype=np.int32), n_rows),
+            "model_version": np.full(n_rows * kk, model_version, dtype=np.int32),
+        }
+    )
+
+
 def score_batches(
     batches: Iterator[pd.DataFrame],
     settings: TrackingSettings,
@@ -65,9 +105,10 @@ def score_batches(
 ) -> Iterator[pd.DataFrame]:
     """`mapInPandas` body: runs in the Python workers; the model loads once per worker process."""
     forest = load_compact(settings, model_name, version)
+    labels = pa.array(forest.classes_.tolist(), type=pa.string())
     for batch in batches:
-        proba = forest.predict_proba(batch[features].to_numpy(dtype=np.float32, na_value=np.nan))
-        yield top_k_frame(batch[id_column].to_numpy(), proba, forest.classes_, k, version)
+        X = np.ascontiguousarray(batch[features].to_numpy(dtype=np.float32, na_value=np.nan))
+        yield top_k_batch(batch[id_column], forest.predict_proba(X), labels, k, version)
 
 
 def _input_schema(header: list[str], id_column: str) -> T.StructType:
@@ -92,10 +133,63 @@ def read_products(spark: SparkSession, path: Path, header: list[str], id_column:
     )
 
 
+def _decompress(client_id: str, source: Path, target: Path) -> Path:
+    """Write `source` (gzip) to `target` as plain CSV, which Spark can split across cores."""
+    try:
+        with gzip.open(source, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, _COPY_BUFFER)
+    except (OSError, EOFError, zlib.error) as exc:
+        target.unlink(missing_ok=True)
+        raise DataError(client_id, source, f"cannot read gzip CSV: {exc}") from None
+    return target
+
+
+def _check_written(
+    client_id: str, path: Path, staging: Path, id_column: str, per_product: int
+) -> tuple[int, int, pd.DataFrame]:
+    """(rows, distinct products, preview) of the written parquet, read with pyarrow.
+
+    Every product yields `per_product` rows, so rows != distinct * per_product means the input
+    had duplicate ids.
+    """
+    written = ds.dataset(staging, format="parquet")
+    rows = written.count_rows()
+    firsts = pa.chunked_array(
+        [
+            batch.column(0)
+            for batch in written.to_batches(
+                columns=["product_id"], filter=pc.field("rank") == 0, batch_size=1 << 20
+            )
+        ],
+        type=pa.string(),
+    )
+    distinct = pc.count_distinct(firsts).as_py() if len(firsts) else 0
+    if rows != distinct * per_product:
+        raise DataError(
+            client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
+        )
+    if distinct:
+        ids = pa.table({"id": firsts})
+        n_ids = min(distinct, -(-PREVIEW_ROWS // max(per_product, 1)))
+        first_ids = ids["id"].take(pc.select_k_unstable(ids, n_ids, [("id", "ascending")]))
+        head = written.to_table(filter=pc.field("product_id").isin(first_ids))
+    else:
+        head = written.schema.empty_table()
+    preview = (
+        head.sort_by([("product_id", "ascending"), ("rank", "ascending")])
+        .slice(0, PREVIEW_ROWS)
+        .to_pandas()
+    )
+    return rows, distinct, preview
+
+
 def _clear_leftovers(final: Path) -> None:
-    """Remove staging/old directories a killed run may have left beside `final`."""
+    """Remove staging/old/input files a killed run may have left beside `final`."""
     for stale in final.parent.glob(f"_*-{final.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _swap_in(staging: Path, final: Path) -> None:
@@ -140,13 +234,11 @@ def predict_categories(
     final = layout.predictions_dir(cid, inference_date)
     final.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(final)
-    staging = final.parent / f"_staging-{final.name}-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    staging = final.parent / f"_staging-{final.name}-{tag}"
+    # Beside the output: wherever Spark runs (local, cluster, Connect) it writes there too.
+    plain_input = final.parent / f"_input-{final.name}-{tag}.csv"
 
-    products = read_products(spark, path, header, client.id_column)
-    parallelism = default_parallelism(spark)
-    # A .gz file is one split; spread it so every core scores (Connect has no .rdd to ask).
-    if is_connect(spark) or products.rdd.getNumPartitions() < parallelism:
-        products = products.repartition(parallelism)
     scorer = functools.partial(
         score_batches,
         settings=settings,
@@ -157,18 +249,15 @@ def predict_categories(
         k=client.top_k,
     )
     try:
+        products = read_products(
+            spark, _decompress(cid, path, plain_input), header, client.id_column
+        )
         products.select(client.id_column, *features).mapInPandas(scorer, OUTPUT_SCHEMA).write.mode(
             "overwrite"
         ).parquet(str(staging))
-        written = spark.read.parquet(str(staging))
-        counts = written.selectExpr("count(*) AS rows", "count(DISTINCT product_id) AS products")
-        rows, distinct_products = counts.first()
-        expected_rows = distinct_products * min(client.top_k, len(forest.classes_))
-        if rows != expected_rows:
-            raise DataError(
-                cid, path, f"column '{client.id_column}' has duplicate values; nothing was written"
-            )
-        preview = written.orderBy("product_id", "rank").limit(10).toPandas()
+        rows, distinct_products, preview = _check_written(
+            cid, path, staging, client.id_column, min(client.top_k, len(forest.classes_))
+        )
         lineage = {
             "client_id": cid,
             "model_name": client.model_name,
@@ -181,7 +270,7 @@ def predict_categories(
         }
         (staging / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
         _swap_in(staging, final)
-    except PySparkException as exc:
+    except (PySparkException, Py4JJavaError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if "Malformed" in str(exc) or "MALFORMED" in str(exc):
             load_scoring_table(client, path, features)  # raises a DataError naming the column
@@ -190,6 +279,8 @@ def predict_categories(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        plain_input.unlink(missing_ok=True)
 
     return ScoringResult(
         client_id=cid,

@@ -1,8 +1,22 @@
-"""MLflow plumbing: one experiment per client, run URLs, and the registry's champion alias."""
+"""MLflow plumbing: one experiment per client, run URLs, and the registry's champion alias.
+
+Reliability helpers live here too:
+
+* `store_lock`: a cross-process file lock around MLflow writes when the store is the embedded
+  sqlite database, so concurrent trainings never fail with "database is locked";
+* `check_available`: a cheap preflight that turns an unreachable tracking server into one
+  `TrackingUnavailableError` naming the URI, before any run is started;
+* `reap_orphaned_runs`: runs left RUNNING by a process that was killed (SIGKILL, OOM) are
+  marked KILLED by the next training of the same client on the same host.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import mlflow
@@ -14,19 +28,178 @@ from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.errors import ModelNotFoundError
 from bettercat_assets.core.settings import TrackingSettings
 
+try:  # POSIX only; elsewhere the lock degrades to a no-op (sqlite's busy timeout remains)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 CHAMPION_ALIAS = "champion"
 MLFLOW_UI_URL_ENV = "BETTERCAT_MLFLOW_UI_URL"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
+#: Run tags that let a later training tell a crashed run from one that is still going.
+HOST_TAG = "process_host"
+PID_TAG = "process_id"
+#: Error codes that mean "no such thing" (as opposed to "cannot ask").
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+class TrackingUnavailableError(ConnectionError):
+    """MLflow cannot be reached. Transient: deliberately not a BettercatError, so Dagster's
+    retry policy retries it, while user mistakes fail at once."""
+
+
+def sqlite_db_path(tracking_uri: str) -> str | None:
+    """The database file of a `sqlite:///` URI (absolute), or None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return os.path.abspath(path)
+
+
+_LOCK_GUARD = threading.RLock()
+_LOCK_DEPTH: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth)
+
+
+@contextmanager
+def store_lock(settings: TrackingSettings) -> Iterator[None]:
+    """Serialise MLflow writes across processes when the store is a sqlite file.
+
+    sqlite allows one writer; MLflow opens deferred transactions, so two processes that both
+    read and then write can fail with "database is locked" however long the busy timeout is.
+    An exclusive `flock` on `<db>.lock` around each write section prevents that (and covers
+    the table creation of a brand-new store). Re-entrant within a thread; other threads of the
+    process wait. A no-op for MLflow servers, which handle their own concurrency.
+    """
+    db = sqlite_db_path(settings.tracking_uri)
+    if db is None or fcntl is None:
+        yield
+        return
+    lock_path = f"{db}.lock"
+    with _LOCK_GUARD:
+        fd, depth = _LOCK_DEPTH.get(lock_path, (-1, 0))
+        if depth == 0:
+            os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        _LOCK_DEPTH[lock_path] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _LOCK_DEPTH.pop(lock_path)
+            if depth > 1:
+                _LOCK_DEPTH[lock_path] = (fd, depth - 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def is_not_found(exc: Exception) -> bool:
+    """True when MLflow answered "no such object", False when it could not be asked at all."""
+    code = getattr(exc, "error_code", None)
+    return isinstance(exc, MlflowException) and code in _NOT_FOUND_CODES
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (e.g. ConnectionRefusedError under MLflow's wrapper)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+def unavailable(settings: TrackingSettings, exc: BaseException) -> TrackingUnavailableError:
+    """The error to raise when a call to MLflow failed for a reason other than "not found".
+
+    Names the URI and the root cause (`ConnectionRefusedError: ...`), not MLflow's long wrapper.
+    """
+    root = _root_cause(exc)
+    reason = _first_line(exc) if root is exc else f"{type(root).__name__}: {_first_line(root)}"
+    return TrackingUnavailableError(
+        f"MLflow tracking store {settings.tracking_uri} is unavailable: {reason}"
+    )
 
 
 def mlflow_client(settings: TrackingSettings) -> MlflowClient:
-    """A client bound to this tracking URI, also set as the process default for fluent calls."""
-    if settings.tracking_uri.startswith("sqlite:///"):
-        db_path = settings.tracking_uri.removeprefix("sqlite:///")
-        os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
+    """A client bound to this tracking URI, also set as the process default for fluent calls.
+
+    Creating the client opens the store, which creates the tables of a new sqlite database:
+    done under `store_lock` so concurrent first users do not race on the migrations.
+    """
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    with store_lock(settings):
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def check_available(client: MlflowClient, settings: TrackingSettings) -> None:
+    """Preflight: one cheap read of the tracking and registry stores, before any run starts.
+
+    Raises TrackingUnavailableError naming the URI (server down, DNS, auth proxy, corrupt
+    database), so a training never gets as far as a half-logged run against a dead store.
+    """
+    try:
+        with store_lock(settings):  # the first registry call may initialise a new sqlite store
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+    except Exception as exc:  # MlflowException, requests' ConnectionError, sqlalchemy errors
+        raise unavailable(settings, exc) from exc
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def process_tags() -> dict[str, str]:
+    """Where this training runs; `reap_orphaned_runs` uses them to spot crashed runs."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def reap_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this experiment whose process on this host is gone.
+
+    A run whose process died without unwinding (SIGKILL, OOM killer, power loss) stays RUNNING
+    in MLflow forever. Only runs started on this host are judged (a pid means nothing
+    elsewhere); runs of live processes, including concurrent trainings, are left alone.
+    """
+    host = socket.gethostname()
+    reaped = []
+    try:
+        running = client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+    except MlflowException:
+        return reaped
+    active = mlflow.active_run()
+    for run in running:
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not (tags.get(PID_TAG) or "").isdigit():
+            continue
+        pid = int(tags[PID_TAG])
+        mine = pid == os.getpid() and active is not None and active.info.run_id == run.info.run_id
+        if mine or (pid != os.getpid() and _process_alive(pid)):
+            continue
+        client.set_tag(run.info.run_id, "ended_by", f"process {pid} on {host} is gone")
+        client.set_terminated(run.info.run_id, "KILLED")
+        reaped.append(run.info.run_id)
+    return reaped
 
 
 def ensure_experiment(client: MlflowClient, settings: TrackingSettings, cfg: ClientConfig) -> str:
@@ -64,11 +237,21 @@ def model_version_url(settings: TrackingSettings, name: str, version: int | str)
 
 
 def champion_version(client: MlflowClient, model_name: str) -> ModelVersion | None:
-    """The version carrying the `champion` alias, or None."""
+    """The version carrying the `champion` alias, or None when there is none.
+
+    Only "not found" answers mean None: an unreachable store raises TrackingUnavailableError
+    rather than passing for "no champion" (which would turn into a misleading "train first").
+    """
     try:
         return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-    except (MlflowException, RestException):
-        return None
+    except (MlflowException, RestException) as exc:
+        if is_not_found(exc):
+            return None
+        raise unavailable(_settings_of(client), exc) from exc
+
+
+def _settings_of(client: MlflowClient) -> TrackingSettings:
+    return TrackingSettings(tracking_uri=client.tracking_uri)
 
 
 def serving_version(client: MlflowClient, model_name: str, client_id: str) -> ModelVersion:
@@ -78,7 +261,9 @@ def serving_version(client: MlflowClient, model_name: str, client_id: str) -> Mo
         return champion
     try:
         versions = client.search_model_versions(f"name = '{model_name}'")
-    except MlflowException:
+    except MlflowException as exc:
+        if not is_not_found(exc):
+            raise unavailable(_settings_of(client), exc) from exc
         versions = []
     if not versions:
         raise ModelNotFoundError(
@@ -93,7 +278,9 @@ def get_version(
 ) -> ModelVersion:
     try:
         return client.get_model_version(model_name, str(version))
-    except MlflowException:
+    except MlflowException as exc:
+        if not is_not_found(exc):
+            raise unavailable(_settings_of(client), exc) from exc
         raise ModelNotFoundError(
             f"client '{client_id}': model '{model_name}' has no version {version}"
         ) from None

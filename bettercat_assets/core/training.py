@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from bettercat_assets.core.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.settings import TrackingSettings  # noqa: E402
 
 Progress = Callable[[str], None]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,24 @@ def _log_diagnostics(
     return per_category[per_category["support"] > 0].head(10)
 
 
+def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
+    """End the training's run with `status`; on a failure path never mask the original error.
+
+    `mlflow.end_run` pops the run off the active stack before it calls the store, so the
+    process never keeps a stale active run, even when the store is unreachable.
+    """
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        return
+    try:
+        with tracking.store_lock(settings):
+            mlflow.end_run(status)
+    except Exception:
+        if status == "FINISHED":
+            raise
+        _log.warning("could not mark MLflow run %s %s", run_id, status, exc_info=True)
+
+
 def train_model(
     client: ClientConfig,
     training_date: date,
@@ -146,9 +167,8 @@ def train_model(
     x_train, x_test, y_train, y_test = split_train_test(table, client.test_size, seed)
 
     client_mlflow = tracking.mlflow_client(settings)
-    experiment_id = tracking.ensure_experiment(client_mlflow, settings, client)
-    champion_mv = tracking.champion_version(client_mlflow, client.model_name)
-    champion = previous_champion = int(champion_mv.version) if champion_mv else None
+    tracking.check_available(client_mlflow, settings)  # a dead server fails here, runless
+    store_lock = functools.partial(tracking.store_lock, settings)
     tags = {
         "client_id": client.client_id,
         "training_date": training_date.isoformat(),
@@ -158,17 +178,30 @@ def train_model(
         "bettercat_version": __version__,
         **({"git_sha": git_sha()} if git_sha() else {}),
         **(extra_tags or {}),
+        **tracking.process_tags(),
     }
     name = run_name or f"{client.client_id}-{training_date.isoformat()}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
-        mlflow.log_params(
-            {
-                **{f"rf_{k}": v for k, v in client.model_params.items()},
-                "features": ",".join(client.features),
-                "test_size": client.test_size,
-                "top_k": client.top_k,
-            }
-        )
+    with store_lock():
+        experiment_id = tracking.ensure_experiment(client_mlflow, settings, client)
+        for orphan in tracking.reap_orphaned_runs(client_mlflow, experiment_id):
+            progress(f"{client.client_id}: marked run {orphan} KILLED (its process is gone)")
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+    # From here the run is ended on every path: FINISHED, FAILED on an error, KILLED when
+    # interrupted (KeyboardInterrupt, SystemExit). Only a process killed outright leaves it
+    # RUNNING, and the next training of this client reaps it (see tracking.reap_orphaned_runs).
+    status = "FAILED"
+    try:
+        with store_lock():
+            champion_mv = tracking.champion_version(client_mlflow, client.model_name)
+            mlflow.log_params(
+                {
+                    **{f"rf_{k}": v for k, v in client.model_params.items()},
+                    "features": ",".join(client.features),
+                    "test_size": client.test_size,
+                    "top_k": client.top_k,
+                }
+            )
+        champion = previous_champion = int(champion_mv.version) if champion_mv else None
         progress(f"{client.client_id}: fitting RandomForest on {len(y_train)} rows")
         started = time.perf_counter()
         forest = RandomForestClassifier(**client.model_params).fit(x_train, y_train)
@@ -177,7 +210,7 @@ def train_model(
 
         proba = forest.predict_proba(x_test)
         metrics = {
-            **evaluate(y_test, proba, forest.classes_),
+            **evaluate(y_test, proba, forest.classes_, y_train=y_train),
             "train_rows": float(len(y_train)),
             "test_rows": float(len(y_test)),
             "n_classes": float(len(forest.classes_)),
@@ -192,14 +225,20 @@ def train_model(
         champion_value = _champion_score(settings, client, champion, x_test, y_test)
         if champion_value is not None:
             metrics["champion_top5_accuracy"] = champion_value
-        mlflow.log_metrics(metrics)
-        weakest = _log_diagnostics(
-            forest, list(client.features), y_test, forest.classes_[proba.argmax(axis=1)]
-        )
+        with store_lock():
+            mlflow.log_metrics(metrics)
+            weakest = _log_diagnostics(
+                forest, list(client.features), y_test, forest.classes_[proba.argmax(axis=1)]
+            )
 
         progress(f"{client.client_id}: logging and registering {client.model_name}")
-        info = log_forest(forest, compact, x_test.head(5))
-        gate = quality_gate(metrics[GATE_METRIC], client.quality_gate, champion, champion_value)
+        gate = quality_gate(
+            metrics[GATE_METRIC],
+            client.quality_gate,
+            champion,
+            champion_value,
+            baseline_value=metrics.get("prior_top5_accuracy"),
+        )
         version_tags = {
             "run_id": run.info.run_id,
             "data_fingerprint": table.fingerprint,
@@ -208,13 +247,21 @@ def train_model(
             "gate_reason": gate.reason,
             **(extra_tags or {}),
         }
-        mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
-        version = int(mv.version)
-        mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
-        if gate.passed:
-            tracking.set_champion(client_mlflow, client.model_name, version)
-            champion = version
-        mlflow.set_tag("gate_status", version_tags["gate_status"])
+        with store_lock():
+            info = log_forest(forest, compact, x_test.head(5))
+            mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
+            version = int(mv.version)
+            mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
+            if gate.passed:
+                tracking.set_champion(client_mlflow, client.model_name, version)
+                champion = version
+            mlflow.set_tag("gate_status", version_tags["gate_status"])
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    finally:
+        _end_run(settings, run.info.run_id, status)
 
     return TrainingResult(
         client_id=client.client_id,

@@ -1,0 +1,355 @@
+"""Asset checks: every check passes on good data and fails, alone, on a crafted defect.
+
+The check functions (core/quality.py) are tested on crafted frames; one in-process Dagster run
+shows that a failing blocking `training_data` check stops `registered_model` from training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bettercat_assets.core.config import DataChecks
+from bettercat_assets.core.quality import (
+    PREDICTION_CHECKS,
+    TRAINING_DATA_CHECKS,
+    prediction_outcomes,
+    training_data_outcomes,
+)
+
+PATH = Path("/data/train/client_id=bravo/data_train.csv.gz")
+
+
+@pytest.fixture(scope="module")
+def cfg(registry):
+    """bravo: features price, length_cm, rating; max_null_share 0.2, min_rows 50."""
+    cfg = registry.get("bravo")
+    assert cfg.data_checks == DataChecks(max_null_share=0.2, min_rows=50)
+    return cfg
+
+
+def training_frame(rows: int = 60, classes: int = 3) -> pd.DataFrame:
+    """A raw training table as read for the checks: every column as exact strings."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "product_id": [f"p{i:04d}" for i in range(rows)],
+            "price": [f"{v:.2f}" for v in rng.uniform(1, 100, rows)],
+            "length_cm": [str(v) for v in rng.integers(1, 300, rows)],
+            "rating": [f"{v:.1f}" for v in rng.uniform(0, 5, rows)],
+            "category_id": [f"cat_{i % classes}" for i in range(rows)],
+        }
+    )
+
+
+def outcomes(cfg, raw: pd.DataFrame) -> dict[str, object]:
+    return {o.name: o for o in training_data_outcomes(cfg, raw, PATH)}
+
+
+def failed(results: dict[str, object]) -> set[str]:
+    return {name for name, o in results.items() if not o.passed}
+
+
+# --- training_data checks -----------------------------------------------------------------------
+
+
+def test_training_checks_pass_on_good_data(cfg):
+    results = outcomes(cfg, training_frame())
+    assert set(results) == set(TRAINING_DATA_CHECKS)
+    assert failed(results) == set(), {n: o.description for n, o in results.items()}
+
+
+def test_missing_markers_are_nulls_not_schema_errors(cfg):
+    raw = training_frame()
+    raw.loc[:5, "rating"] = ["", "NA", " null ", "nan", "NaN", "  "]
+    results = outcomes(cfg, raw)
+    assert failed(results) == set(), results["schema"].description
+    assert results["null_share"].metadata["null_share"]["rating"] == pytest.approx(6 / 60)
+
+
+def test_schema_fails_on_missing_column(cfg):
+    results = outcomes(cfg, training_frame().drop(columns="length_cm"))
+    assert "schema" in failed(results)
+    assert "length_cm" in results["schema"].description
+    assert results["schema"].metadata["missing_columns"] == ["length_cm"]
+
+
+@pytest.mark.parametrize("bad", ["abc", "12,5", "inf", "-Infinity", "1e999"])
+def test_schema_fails_on_non_numeric_or_non_finite_feature(cfg, bad):
+    raw = training_frame()
+    raw.loc[7, "price"] = bad
+    results = outcomes(cfg, raw)
+    assert failed(results) == {"schema"}
+    text = results["schema"].description
+    assert "'price'" in text and repr(bad) in text and "bravo" in text and str(PATH) in text
+
+
+def test_null_share_fails_above_the_bound(cfg):
+    raw = training_frame()
+    raw.loc[: int(0.3 * len(raw)) - 1, "rating"] = ""  # 30% missing, bound 20%
+    results = outcomes(cfg, raw)
+    assert failed(results) == {"null_share"}
+    text = results["null_share"].description
+    assert "'rating'" in text and "30.0%" in text and "20.0%" in text
+    assert results["null_share"].metadata["null_share"]["rating"] == pytest.approx(0.3)
+
+
+def test_null_share_at_the_bound_passes_and_the_bound_is_configurable(cfg):
+    raw = training_frame()
+    raw.loc[: int(0.2 * len(raw)) - 1, "rating"] = ""  # exactly 20%
+    assert outcomes(cfg, raw)["null_share"].passed
+    raw.loc[: int(0.3 * len(raw)) - 1, "rating"] = ""
+    lenient = cfg.model_copy(update={"data_checks": DataChecks(max_null_share=0.5)})
+    assert outcomes(lenient, raw)["null_share"].passed
+    strict = cfg.model_copy(update={"data_checks": DataChecks(max_null_share=0.0)})
+    assert not outcomes(strict, training_frame().assign(price=[""] + ["1"] * 59))[
+        "null_share"
+    ].passed
+
+
+def test_rows_and_classes_fails_on_too_few_rows(cfg):
+    results = outcomes(cfg, training_frame(rows=49))
+    assert failed(results) == {"rows_and_classes"}
+    assert "49 rows < 50" in results["rows_and_classes"].description
+    assert outcomes(cfg, training_frame(rows=50))["rows_and_classes"].passed
+    fewer = cfg.model_copy(update={"data_checks": DataChecks(min_rows=20)})
+    assert outcomes(fewer, training_frame(rows=49))["rows_and_classes"].passed
+
+
+def test_rows_and_classes_fails_on_a_single_class(cfg):
+    results = outcomes(cfg, training_frame(classes=1))
+    assert failed(results) == {"rows_and_classes"}
+    assert "1 class(es) in 'category_id' < 2" in results["rows_and_classes"].description
+    assert outcomes(cfg, training_frame(classes=2))["rows_and_classes"].passed
+
+
+def test_unique_product_id_fails_on_duplicates(cfg):
+    raw = training_frame()
+    raw.loc[10, "product_id"] = raw.loc[3, "product_id"]
+    results = outcomes(cfg, raw)
+    assert failed(results) == {"unique_product_id"}
+    text = results["unique_product_id"].description
+    assert "1 duplicate" in text and "'p0003'" in text
+
+
+# --- category_predictions checks ----------------------------------------------------------------
+
+K = 5
+N_CLASSES = 8
+CHAMPION = 3
+
+
+def prediction_frame(products: int = 4, kk: int = K, version: int = CHAMPION) -> pd.DataFrame:
+    """A correct long output: kk rows per product, ranks 0..kk-1, descending scores, sum <= 1."""
+    scores = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.03, 0.01, 0.01][:kk], dtype=np.float32)
+    return pd.DataFrame(
+        {
+            "product_id": np.repeat([f"p{i}" for i in range(products)], kk),
+            "pred_label": np.tile([f"cat_{j}" for j in range(kk)], products),
+            "pred_score": np.tile(scores, products),
+            "rank": np.tile(np.arange(kk, dtype=np.int32), products),
+            "model_version": np.full(products * kk, version, dtype=np.int32),
+        }
+    )
+
+
+INPUTS = pd.Series([f"p{i}" for i in range(4)], name="product_id")
+
+
+def prediction_results(frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION):
+    found = prediction_outcomes(frame, inputs, n_classes=n_classes, k=K, champion_version=champion)
+    return {o.name: o for o in found}
+
+
+def test_prediction_checks_pass_on_good_output():
+    results = prediction_results(prediction_frame())
+    assert set(results) == set(PREDICTION_CHECKS)
+    assert failed(results) == set(), {n: o.description for n, o in results.items()}
+
+
+def test_fewer_classes_than_k_means_n_classes_rows_per_product():
+    results = prediction_results(prediction_frame(kk=3), n_classes=3)
+    assert failed(results) == set(), {n: o.description for n, o in results.items()}
+    # ...and k rows where only 3 classes exist is wrong
+    assert failed(prediction_results(prediction_frame(kk=5), n_classes=3)) >= {"rows_per_product"}
+
+
+def _unscored_input(frame):
+    return frame, pd.concat([INPUTS, pd.Series(["p_missing"])], ignore_index=True)
+
+
+def _drop_last_row_of_one_product(frame):
+    return frame.drop(index=frame.index[(frame["product_id"] == "p1") & (frame["rank"] == 4)])
+
+
+def _rising_score(frame):
+    frame = frame.copy()
+    first = frame.index[(frame["product_id"] == "p2") & (frame["rank"] == 0)][0]
+    second = frame.index[(frame["product_id"] == "p2") & (frame["rank"] == 1)][0]
+    frame.loc[[first, second], "pred_score"] = frame.loc[[second, first], "pred_score"].to_numpy()
+    return frame
+
+
+def _duplicate_rank(frame):
+    frame = frame.copy()
+    frame.loc[(frame["product_id"] == "p0") & (frame["rank"] == 2), "rank"] = 1
+    return frame
+
+
+def _ranks_start_at_one(frame):
+    return frame.assign(
+        rank=np.where(frame["product_id"] == "p3", frame["rank"] + 1, frame["rank"])
+    )
+
+
+def _score_above_one(frame):
+    frame = frame.copy()
+    frame.loc[(frame["product_id"] == "p0") & (frame["rank"] == 0), "pred_score"] = 1.2
+    return frame
+
+
+def _negative_score(frame):
+    frame = frame.copy()
+    frame.loc[(frame["product_id"] == "p0") & (frame["rank"] == 4), "pred_score"] = -0.01
+    return frame
+
+
+def _nan_score(frame):
+    frame = frame.copy()
+    frame.loc[(frame["product_id"] == "p0") & (frame["rank"] == 4), "pred_score"] = np.nan
+    return frame
+
+
+def _sum_above_one(frame):
+    frame = frame.copy()
+    frame.loc[frame["product_id"] == "p1", "pred_score"] = [0.5, 0.3, 0.2, 0.1, 0.05]
+    return frame
+
+
+def _older_version(frame):
+    return frame.assign(model_version=np.int32(CHAMPION - 1))
+
+
+def _mixed_versions(frame):
+    return frame.assign(model_version=np.where(frame["product_id"] == "p0", 2, CHAMPION))
+
+
+@pytest.mark.parametrize(
+    ("defect", "check"),
+    [
+        (_unscored_input, "all_products_scored"),
+        (_drop_last_row_of_one_product, "rows_per_product"),
+        (_rising_score, "rank_order"),
+        (_duplicate_rank, "rank_order"),
+        (_ranks_start_at_one, "rank_order"),
+        (_score_above_one, "score_bounds"),
+        (_negative_score, "score_bounds"),
+        (_nan_score, "score_bounds"),
+        (_sum_above_one, "score_bounds"),
+        (_older_version, "model_is_champion"),
+        (_mixed_versions, "model_is_champion"),
+    ],
+)
+def test_each_prediction_defect_fails_only_its_check(defect, check):
+    changed = defect(prediction_frame())
+    frame, inputs = changed if isinstance(changed, tuple) else (changed, INPUTS)
+    results = prediction_results(frame, inputs)
+    assert failed(results) == {check}, {n: o.description for n, o in results.items()}
+
+
+def test_no_champion_fails_model_is_champion():
+    results = prediction_results(prediction_frame(), champion=None)
+    assert failed(results) == {"model_is_champion"}
+    assert "no @champion" in results["model_is_champion"].description
+
+
+def test_float32_scores_summing_to_one_pass():
+    """All classes scored (n_classes <= k): float32 rounding must not trip the <= 1 + 1e-6 bound."""
+    proba = np.random.default_rng(1).dirichlet(np.ones(3), size=200)
+    frame = pd.DataFrame(
+        {
+            "product_id": np.repeat([f"p{i}" for i in range(200)], 3),
+            "pred_label": "c",
+            "pred_score": -np.sort(-proba, axis=1).ravel().astype(np.float32),
+            "rank": np.tile(np.arange(3, dtype=np.int32), 200),
+            "model_version": np.int32(CHAMPION),
+        }
+    )
+    inputs = pd.Series([f"p{i}" for i in range(200)])
+    results = prediction_results(frame, inputs, n_classes=3)
+    assert failed(results) == set(), {n: o.description for n, o in results.items()}
+
+
+# --- a failing blocking check stops the graph (in-process Dagster) ------------------------------
+
+
+def _write_gz_csv(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    path.write_bytes(gzip.compress(buffer.getvalue().encode("utf-8")))
+
+
+@pytest.mark.integration
+def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
+    from dagster import AssetKey, instance_for_test, materialize
+
+    from bettercat_assets.assets.registered_model import registered_model
+    from bettercat_assets.assets.training_data import training_data
+    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.resources import ClientsResource, MlflowResource
+
+    # hotel (price, weight_g) in a private data prefix: 40% of `price` missing, bound 20%
+    rng = np.random.default_rng(5)
+    rows = 100
+    frame = pd.DataFrame(
+        {
+            "product_id": [f"h{i:04d}" for i in range(rows)],
+            "price": np.where(np.arange(rows) < 40, "", np.round(rng.uniform(1, 50, rows), 2)),
+            "weight_g": rng.integers(10, 900, rows).astype(str),
+            "category_id": [f"cat_{i % 4}" for i in range(rows)],
+        }
+    )
+    layout = DataLayout(tmp_path / "data")
+    _write_gz_csv(layout.train_file("hotel"), frame)
+    db = tmp_path / "mlflow.db"
+    resources = {
+        "clients": ClientsResource(
+            clients_file=str(registry.path), data_prefix=str(tmp_path / "data")
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=f"sqlite:///{db}", artifact_root=(tmp_path / "art").as_uri()
+        ),
+    }
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = materialize(
+            [training_data, registered_model],
+            partition_key="hotel",
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        assert not result.success
+
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert set(checks) == set(TRAINING_DATA_CHECKS)
+        assert not checks["null_share"].passed
+        assert checks["null_share"].description and "'price'" in checks["null_share"].description
+        assert "40.0%" in checks["null_share"].description
+        assert all(checks[n].passed for n in TRAINING_DATA_CHECKS if n != "null_share")
+
+        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        assert AssetKey("registered_model") not in materialized
+        steps_started = {
+            e.step_key for e in result.all_events if e.event_type_value == "STEP_START"
+        }
+        assert "registered_model" not in steps_started, "the model step must never start"
+        records = instance.fetch_materializations(AssetKey("registered_model"), limit=1).records
+        assert records == []
+    assert not db.exists(), "nothing may have been tracked in MLflow"

@@ -1,0 +1,139 @@
+"""Soak: re-materialize the same clients again and again through the `client_pipeline` job.
+
+Three clients (not all ten, to keep CI time down), five times in a row, in-process, against a
+private sqlite MLflow store and data prefix: versions go 1..5, each date's output is replaced
+rather than duplicated, and disk use grows per iteration by one model version per client.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.dataset as ds
+import pytest
+
+from bettercat_assets_tests.reliability_support import du_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CLIENTS = ["golf", "hotel", "india"]
+ITERATIONS = 5
+DAY = "2026-06-01"
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_tracking_uri():
+    """`tracking.mlflow_client` sets the process-wide MLflow URI; give the session's back."""
+    import mlflow
+
+    yield
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
+
+
+def _local(uri: str) -> Path:
+    return Path(urlparse(uri).path)
+
+
+def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
+    tmp_path, registry, spark
+):
+    from dagster import Definitions, instance_for_test
+
+    from bettercat_assets.assets.category_predictions import category_predictions
+    from bettercat_assets.assets.registered_model import registered_model
+    from bettercat_assets.assets.training_data import training_data
+    from bettercat_assets.core import tracking
+    from bettercat_assets.core.generate import generate_client_data
+    from bettercat_assets.core.model_store import model_artifact_uri
+    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.jobs import client_pipeline_job
+    from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+
+    layout = DataLayout(tmp_path / "data")
+    for cid in CLIENTS:
+        generate_client_data(registry.get(cid), layout, seed=3)
+    settings = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=(tmp_path / "mlartifacts").as_uri(),
+    )
+    artifact_root = _local(settings.artifact_root)
+    defs = Definitions(
+        assets=[training_data, registered_model, category_predictions],
+        jobs=[client_pipeline_job],
+        resources={
+            "clients": ClientsResource(
+                clients_file=os.environ["BETTERCAT_CLIENTS_FILE"], data_prefix=str(layout.prefix)
+            ),
+            "mlflow": MlflowResource(
+                tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root
+            ),
+            "spark": SparkResource(master="local[2]"),  # the session's Spark (getOrCreate)
+        },
+    )
+    job = defs.resolve_job_def("client_pipeline")
+    op_config = {"config": {"day": DAY}}
+    run_config = {"ops": {"registered_model": op_config, "category_predictions": op_config}}
+
+    client = tracking.mlflow_client(settings)
+    sizes = []  # per iteration: data prefix, artifact root, sqlite db, new versions' artifacts
+    with instance_for_test() as instance:
+        for iteration in range(1, ITERATIONS + 1):
+            for cid in CLIENTS:
+                result = job.execute_in_process(
+                    partition_key=cid, instance=instance, run_config=run_config
+                )
+                assert result.success, cid
+            new_version_bytes = 0
+            for cid in CLIENTS:
+                version = client.get_model_version(f"{cid}_model", str(iteration))
+                model_dir = _local(model_artifact_uri(settings, f"{cid}_model", iteration))
+                run_dir = _local(client.get_run(version.run_id).info.artifact_uri)
+                new_version_bytes += du_bytes(model_dir.parent, run_dir.parent)
+            sizes.append(
+                {
+                    "iteration": iteration,
+                    "data": du_bytes(layout.prefix),
+                    "artifacts": du_bytes(artifact_root),
+                    "db": du_bytes(tmp_path / "mlflow.db"),
+                    "new_versions": new_version_bytes,
+                }
+            )
+
+    print("\nsoak disk use (bytes):")
+    for row in sizes:
+        print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+
+    for cid in CLIENTS:
+        model = f"{cid}_model"
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
+        assert versions == list(range(1, ITERATIONS + 1))
+        assert int(tracking.champion_version(client, model).version) == ITERATIONS
+        experiment = client.get_experiment_by_name(f"bettercat/{cid}")
+        runs = client.search_runs([experiment.experiment_id])
+        assert len(runs) == ITERATIONS
+        assert {r.info.status for r in runs} == {"FINISHED"}
+
+        # One output folder per date, replaced in place, nothing left beside it.
+        root = layout.predictions_root(cid)
+        assert sorted(p.name for p in root.iterdir()) == [f"date={DAY}"]
+        table = ds.dataset(root / f"date={DAY}", format="parquet").to_table().to_pandas()
+        products = registry.get(cid).sample_data.products
+        assert not table.duplicated(["product_id", "rank"]).any()
+        assert table["product_id"].nunique() == products - round(products * 0.8)
+        assert set(table["model_version"]) == {ITERATIONS}
+
+    # Disk: the data prefix stays flat (outputs are replaced), the artifact root grows by the
+    # new versions' artifacts and by nothing else.
+    first = sizes[0]
+    for before, after in zip(sizes, sizes[1:], strict=False):
+        grown = after["artifacts"] - before["artifacts"]
+        assert grown == after["new_versions"], (before, after)
+        assert abs(after["data"] - first["data"]) <= 0.02 * first["data"], (first, after)
+    growth = [b["artifacts"] - a["artifacts"] for a, b in zip(sizes, sizes[1:], strict=False)]
+    mean = sum(growth) / len(growth)
+    assert all(abs(g - mean) <= 0.1 * mean for g in growth), growth
+    assert first["artifacts"] == first["new_versions"]
