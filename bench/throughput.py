@@ -184,7 +184,19 @@ def run_seed(
     ws: Workspace, cfg: ClientConfig, version: int, spark: Any, out_dir: Path
 ) -> dict[str, Any]:
     """Seed-style scoring; wall includes loading the sklearn model and broadcasting it."""
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(SPARK_DEFAULT_BATCH))
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, str(SPARK_DEFAULT_BATCH))
+    try:
+        return _run_seed(ws, cfg, version, spark, out_dir)
+    finally:
+        if before is not None:
+            spark.conf.set(key, before)
+
+
+def _run_seed(
+    ws: Workspace, cfg: ClientConfig, version: int, spark: Any, out_dir: Path
+) -> dict[str, Any]:
     path = ws.layout.predict_file(cfg.client_id)
     header = read_header(cfg.client_id, path)
     features = list(cfg.features)

@@ -23,7 +23,6 @@ from bettercat_assets.resources import ClientsResource, MlflowResource, SparkRes
 from bettercat_assets.schedules import daily_scoring, monthly_retraining
 from bettercat_assets.sensors import rescore_on_new_champion
 
-
 SPARK_CONF_ENV = "BETTERCAT_SPARK_CONF"
 
 

@@ -171,7 +171,7 @@ def mlflow_server(tmp_path):
             str(BIN / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{db}",
+            f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{db}",
             "--artifacts-destination",
             str(tmp_path / "server-artifacts"),
             "--serve-artifacts",

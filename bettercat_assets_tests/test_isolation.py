@@ -88,12 +88,6 @@ def test_symlink_out_of_the_prefix_is_refused(tmp_path):
         layout.train_file(A)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="paths.DataLayout only checks that the resolved folder is under the area, so "
-    "client_id=A symlinked to client_id=B passes; it should also require the resolved name "
-    "to be client_id=<id> (core/paths.py)",
-)
 def test_symlink_to_another_clients_folder_is_refused(tmp_path):
     layout = DataLayout(tmp_path / "data")
     train = layout.prefix / "train"

@@ -31,9 +31,14 @@ class DataLayout:
         object.__setattr__(self, "prefix", Path(self.prefix).expanduser().resolve())
 
     def _client_dir(self, area: str, client_id: str) -> Path:
-        path = (self.prefix / area / f"client_id={_safe_client_id(client_id)}").resolve()
-        if not path.is_relative_to(self.prefix / area):
-            raise BettercatError(f"client '{client_id}': path escapes {self.prefix / area}")
+        area_dir = (self.prefix / area).resolve()  # the area itself may be a mounted link
+        expected = area_dir / f"client_id={_safe_client_id(client_id)}"
+        path = expected.resolve()
+        # resolve() follows symlinks: the folder must still be this client's own, not B's.
+        if path != expected:
+            raise BettercatError(
+                f"client '{client_id}': {expected} escapes to {path}, outside the client's folder"
+            )
         return path
 
     def train_file(self, client_id: str) -> Path:
