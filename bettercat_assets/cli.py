@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.errors import BettercatError, TrackingUnavailableError
 
 _STARTED = time.perf_counter()
 
@@ -32,6 +32,9 @@ def user_errors(func):
         except BettercatError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except TrackingUnavailableError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(3)
 
     return wrapper
 

@@ -362,3 +362,33 @@ def test_reaper_leaves_live_and_foreign_runs_alone(tracking_settings, tmp_path):
     assert status[dead_run.info.run_id] == "KILLED"
     for run in (live_run, foreign, untagged):
         assert status[run.info.run_id] == "RUNNING"
+
+
+def test_tracking_down_is_not_mistaken_for_a_missing_model(monkeypatch, tracking_settings):
+    """Scoring asks the registry for @champion: a dead server must not read as "no model yet"
+    (a user error, not retried) but as a transient TrackingUnavailableError naming the URI."""
+    from bettercat_assets.core import model_store, tracking
+    from bettercat_assets.core.errors import BettercatError
+    from bettercat_assets.core.settings import TrackingSettings
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    settings = TrackingSettings(tracking_uri=f"http://127.0.0.1:{free_port()}")
+    try:
+        client = tracking.mlflow_client(settings)
+        calls = [
+            lambda: tracking.serving_version(client, "x_model", "x"),
+            lambda: tracking.get_version(client, "x_model", 1, "x"),
+            lambda: model_store.model_artifact_uri(settings, "x_model", 1),
+        ]
+        for call in calls:
+            with pytest.raises(tracking.TrackingUnavailableError) as info:
+                call()
+            assert not isinstance(info.value, BettercatError)
+            assert str(info.value).startswith(
+                f"MLflow tracking store {settings.tracking_uri} is unavailable: "
+                "ConnectionRefusedError"
+            ), info.value
+    finally:
+        mlflow.set_tracking_uri(tracking_settings.tracking_uri)
+        mlflow.set_registry_uri(tracking_settings.tracking_uri)

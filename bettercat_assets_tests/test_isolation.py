@@ -93,7 +93,7 @@ def test_symlink_to_another_clients_folder_is_refused(tmp_path):
     train = layout.prefix / "train"
     (train / f"client_id={B}").mkdir(parents=True)
     (train / f"client_id={A}").symlink_to(train / f"client_id={B}", target_is_directory=True)
-    with pytest.raises(BettercatError):
+    with pytest.raises(BettercatError, match=f"client '{A}': .* escapes to .*client_id={B}"):
         layout.train_file(A)
 
 

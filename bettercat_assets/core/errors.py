@@ -35,3 +35,8 @@ class QualityGateError(BettercatError):
 
 class UnsafeModelError(BettercatError):
     """A model artifact contains types that are not on the trusted list."""
+
+
+class TrackingUnavailableError(ConnectionError):
+    """MLflow cannot be reached. Transient: deliberately not a BettercatError, so Dagster's
+    retry policy retries it, while user mistakes fail at once."""

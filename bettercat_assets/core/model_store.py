@@ -140,8 +140,9 @@ def load_sklearn(
         try:
             forest = skops.io.load(local, trusted=SKOPS_TRUSTED_TYPES)
         except skops.io.exceptions.UntrustedTypesFoundException as exc:
+            first = str(exc).strip().splitlines()[0]  # skops appends notes on later lines
             raise UnsafeModelError(
-                f"model '{model_name}' v{version} holds untrusted types, refusing to load: {exc}"
+                f"model '{model_name}' v{version} holds untrusted types, refusing to load: {first}"
             ) from None
         except Exception as exc:  # not a skops zip, broken schema, ...
             raise UnsafeModelError(

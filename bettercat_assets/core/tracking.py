@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import ModelNotFoundError
+from bettercat_assets.core.errors import ModelNotFoundError, TrackingUnavailableError
 from bettercat_assets.core.settings import TrackingSettings
 
 try:  # POSIX only; elsewhere the lock degrades to a no-op (sqlite's busy timeout remains)
@@ -41,11 +41,6 @@ HOST_TAG = "process_host"
 PID_TAG = "process_id"
 #: Error codes that mean "no such thing" (as opposed to "cannot ask").
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
-
-
-class TrackingUnavailableError(ConnectionError):
-    """MLflow cannot be reached. Transient: deliberately not a BettercatError, so Dagster's
-    retry policy retries it, while user mistakes fail at once."""
 
 
 def sqlite_db_path(tracking_uri: str) -> str | None:
