@@ -36,6 +36,7 @@ from bettercat_assets.core.scoring import (
 from bettercat_assets.core.spark_session import default_parallelism
 from bettercat_assets.core.topk import top_k_frame
 
+from .rss import tree_cpu_seconds
 from .workspace import Workspace
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -160,7 +161,7 @@ def run_lever(
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f"_input-{out_dir.name}.csv"
-    t0 = time.perf_counter()
+    c0, t0 = tree_cpu_seconds(), time.perf_counter()
     forest_bc = None
     if lever.model == "sklearn_broadcast":
         forest = load_sklearn(ws.settings, cfg.model_name, version)
@@ -197,6 +198,7 @@ def run_lever(
         rows = pq.ParquetDataset(out_dir).read(columns=["rank"]).num_rows
         distinct = rows // cfg.top_k
     wall = time.perf_counter() - t0
+    cpu = tree_cpu_seconds() - c0
     tmp.unlink(missing_ok=True)
     if forest_bc is not None:
         forest_bc.destroy()
@@ -205,5 +207,6 @@ def run_lever(
         "rows": int(distinct),
         "rows_written": int(rows),
         "wall_s": wall,
+        "cpu_s": cpu,
         "rows_per_s": distinct / wall,
     }

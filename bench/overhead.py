@@ -175,6 +175,7 @@ def fixed_costs(ws: Workspace) -> dict[str, Any]:
         def empty_job() -> None:
             noop()
 
+        Path(tmp, "dagster").mkdir()
         instance = DagsterInstance.local_temp(str(Path(tmp, "dagster")))
         times = []
         for _ in range(3):

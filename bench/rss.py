@@ -58,6 +58,19 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds used so far by `root` (default: this process), its live descendants and
+    the children they have reaped."""
+    total = 0
+    for pid in process_tree(root or os.getpid()):
+        try:
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
 def _comm(pid: int) -> str:
     try:
         return (PROC / str(pid) / "comm").read_text().strip()

@@ -264,11 +264,6 @@ CASES: dict[str, Case] = {
 HEADER_ONLY_SCORING = pytest.param(
     "predict-header-only",
     Case("predict", _header_only, ("no data rows (header only)",)),
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="scoring.predict_categories scores a header-only file to an EMPTY output and "
-        "swaps it over the previous one; needs a rows == 0 check in core/scoring.py",
-    ),
     id="predict-header-only",
 )
 
@@ -391,12 +386,6 @@ def test_unicode_and_commas_round_trip_exactly(unicode_client):
     assert sum(best[pid] == label for pid, label in wanted.items()) >= 0.9 * len(wanted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scoring.read_products reads CSV with Spark's default escape '\\', so an RFC 4180 "
-    'doubled quote ("say ""hi""") comes back as the raw field; needs escape=\'"\' in '
-    "core/scoring.py (pandas, used for training and validation, reads it correctly)",
-)
 def test_double_quotes_in_product_ids_round_trip_exactly(unicode_client):
     _, table = _score(unicode_client, AWKWARD_IDS[:3] + QUOTED_IDS, "2026-02-04")
     assert sorted(table["product_id"].unique()) == sorted(AWKWARD_IDS[:3] + QUOTED_IDS)

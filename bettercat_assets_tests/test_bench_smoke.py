@@ -24,14 +24,14 @@ def _top1(out_dir):
     return table, first
 
 
-def test_bench_smallest_path(tmp_path, spark):
-    from bench import child, footprint, run, scale
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The bench's `prepare` step at tiny size: data, train_model, exported models."""
+    from bench import child
     from bench.data import feature_names
-    from bench.levers import HEAD, run_lever
-    from bench.throughput import run_limit, run_ours, run_seed
     from bench.workspace import Workspace, bench_client
 
-    ws = Workspace(tmp_path / "ws")
+    ws = Workspace(tmp_path_factory.mktemp("bench") / "ws")
     cfg = bench_client("bench_smoke", feature_names(4), {"n_estimators": 5, "n_jobs": 1})
     prep = child.prepare(
         ws,
@@ -43,6 +43,15 @@ def test_bench_smallest_path(tmp_path, spark):
             "noise": 1.0,
         },
     )
+    return ws, cfg, prep
+
+
+def test_bench_smallest_path(prepared, spark):
+    from bench import footprint, run, scale
+    from bench.levers import HEAD, run_lever
+    from bench.throughput import run_limit, run_ours, run_seed
+
+    ws, cfg, prep = prepared
     assert prep["version"] == 1 and prep["predict_rows"] == 300
     assert prep["top5_compact"] == pytest.approx(prep["top5_sklearn"])
     version, features = prep["version"], list(cfg.features)
@@ -106,3 +115,41 @@ def test_bench_smallest_path(tmp_path, spark):
         "| HEAD |",
     ]:
         assert needle in text, needle
+
+
+def test_scoring_fast_path_still_rejects_bad_input(prepared, spark):
+    """The driver-side decompression and pyarrow output check keep scoring's error contract:
+    duplicates, malformed rows and broken gzip fail naming the input, and leave nothing."""
+    import gzip
+
+    from bettercat_assets.core.errors import DataError
+    from bettercat_assets.core.scoring import predict_categories
+
+    ws, cfg, _ = prepared
+    path = ws.layout.predict_file(cfg.client_id)
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    bad_value = lines[7].rsplit(",", 1)[0] + ",abc"
+    cases = {
+        "duplicate values": [*lines, lines[5]],
+        "must be numeric; line 8": [*lines[:7], bad_value, *lines[8:]],
+        "malformed CSV": [*lines[:7], lines[7] + ",1.5", *lines[8:]],
+    }
+    day = date(2026, 3, 1)
+    out_root = ws.layout.predictions_root(cfg.client_id)
+    try:
+        for message, rows in cases.items():
+            path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+            with pytest.raises(DataError, match=message) as err:
+                predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
+            assert str(path) in str(err.value)
+        path.write_bytes(gzip.compress("\n".join(lines).encode())[:-40])
+        with pytest.raises(DataError, match="cannot read gzip"):
+            predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
+        leftovers = [p.name for p in out_root.iterdir() if p.name.startswith("_")]
+        assert leftovers == [] and not ws.layout.predictions_dir(cfg.client_id, day).exists()
+
+        path.write_bytes(gzip.compress((lines[0] + "\n").encode()))  # header only
+        empty = predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
+        assert (empty.rows_written, empty.products_scored, len(empty.preview)) == (0, 0, 0)
+    finally:
+        path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))

@@ -392,3 +392,19 @@ def test_tracking_down_is_not_mistaken_for_a_missing_model(monkeypatch, tracking
     finally:
         mlflow.set_tracking_uri(tracking_settings.tracking_uri)
         mlflow.set_registry_uri(tracking_settings.tracking_uri)
+
+
+def test_run_killed_between_the_two_renames_gets_its_previous_output_back(tmp_path):
+    """`_swap_in` moves the old output aside, then the new one in; a kill in between leaves only
+    `_old-*`. The next run restores it before anything else."""
+    from bettercat_assets.core.scoring import _clear_leftovers
+
+    final = tmp_path / "date=2026-01-01"
+    old = tmp_path / "_old-date=2026-01-01-abcd1234"
+    old.mkdir()
+    (old / "part-0.parquet").write_bytes(b"previous output")
+    staging = tmp_path / "_staging-date=2026-01-01-ffff0000"
+    staging.mkdir()
+    _clear_leftovers(final)
+    assert (final / "part-0.parquet").read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["date=2026-01-01"]

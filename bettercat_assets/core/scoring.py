@@ -130,6 +130,7 @@ def read_products(spark: SparkSession, path: Path, header: list[str], id_column:
         enforceSchema=False,
         multiLine=False,
         encoding="UTF-8",
+        escape='"',  # RFC 4180 doubled quotes, as pandas and csv writers produce them
     )
 
 
@@ -164,6 +165,8 @@ def _check_written(
         type=pa.string(),
     )
     distinct = pc.count_distinct(firsts).as_py() if len(firsts) else 0
+    if rows == 0:
+        raise DataError(client_id, path, "no data rows (header only); nothing was written")
     if rows != distinct * per_product:
         raise DataError(
             client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
@@ -184,7 +187,14 @@ def _check_written(
 
 
 def _clear_leftovers(final: Path) -> None:
-    """Remove staging/old/input files a killed run may have left beside `final`."""
+    """Clean up after a run killed mid-swap or mid-write.
+
+    A run killed between the two renames of `_swap_in` leaves the previous output only as
+    `_old-*`: put it back first, then remove staging/old/input leftovers.
+    """
+    olds = sorted(final.parent.glob(f"_old-{final.name}-*"), key=lambda p: p.stat().st_mtime)
+    if not final.exists() and olds:
+        os.rename(olds[-1], final)
     for stale in final.parent.glob(f"_*-{final.name}-*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
