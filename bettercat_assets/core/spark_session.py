@@ -50,6 +50,10 @@ def build_spark_session(
 ) -> SparkSession:
     """Get or create a session. `remote` (sc://host:port) selects Spark Connect."""
     os.environ.setdefault("PYSPARK_PYTHON", python_for_workers())
+    if (
+        os.environ.get(SPARK_REMOTE_ENV) == ""
+    ):  # pyspark refuses a local master when it is set at all
+        del os.environ[SPARK_REMOTE_ENV]
     builder = SparkSession.builder.appName(app_name)
     if remote:
         builder = builder.remote(remote)

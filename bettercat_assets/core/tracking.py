@@ -217,10 +217,14 @@ def ensure_experiment(client: MlflowClient, settings: TrackingSettings, cfg: Cli
 
 
 def ui_base_url(settings: TrackingSettings) -> str:
-    """Where a person opens MLflow: the server itself, or `bettercat mlflow-ui` for sqlite."""
+    """Where a person opens MLflow: $BETTERCAT_MLFLOW_UI_URL when set (e.g. the browser-facing
+    address of a server known to containers as http://mlflow:5000), else the server itself, or
+    `bettercat mlflow-ui` for a sqlite store."""
+    if os.environ.get(MLFLOW_UI_URL_ENV):
+        return os.environ[MLFLOW_UI_URL_ENV].rstrip("/")
     if settings.tracking_uri.startswith(("http://", "https://")):
         return settings.tracking_uri.rstrip("/")
-    return os.environ.get(MLFLOW_UI_URL_ENV, DEFAULT_MLFLOW_UI_URL).rstrip("/")
+    return DEFAULT_MLFLOW_UI_URL
 
 
 def run_url(settings: TrackingSettings, experiment_id: str, run_id: str) -> str:
