@@ -160,7 +160,9 @@ def run_lever(
     features = list(cfg.features)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f"_input-{out_dir.name}.csv"
+    tmp_dir = out_dir.parent / f"_input-{out_dir.name}"
+    tmp_dir.mkdir(exist_ok=True)
+    tmp = tmp_dir / "products.csv"  # a file name starting with "_" would be skipped by Spark
     c0, t0 = tree_cpu_seconds(), time.perf_counter()
     forest_bc = None
     if lever.model == "sklearn_broadcast":
@@ -199,7 +201,7 @@ def run_lever(
         distinct = rows // cfg.top_k
     wall = time.perf_counter() - t0
     cpu = tree_cpu_seconds() - c0
-    tmp.unlink(missing_ok=True)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     if forest_bc is not None:
         forest_bc.destroy()
     return {

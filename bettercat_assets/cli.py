@@ -209,10 +209,8 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
     mv = tracking.serving_version(client, cfg.model_name, client_id)
     run_id = mv.run_id or mv.tags.get("run_id")
     run = client.get_run(run_id)
-    champion = tracking.champion_version(client, cfg.model_name)
     click.echo(
-        f"client {client_id}: {cfg.model_name} v{mv.version}"
-        f"{' (@champion)' if champion else ' (latest; no champion)'}, trained "
+        f"client {client_id}: {cfg.model_name} v{mv.version} (@champion), trained "
         f"{run.data.tags.get('training_date', '?')}, run {tracking.run_url(settings, run.info.experiment_id, run_id)}"
     )
     if mv.tags.get("gate_status"):

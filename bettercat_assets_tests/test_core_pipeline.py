@@ -129,3 +129,29 @@ def test_scoring_an_older_version_on_request(trained_twice, spark, layout, track
     )
     out = ds.dataset(result.output_dir, format="parquet").to_table().to_pandas()
     assert set(out["model_version"]) == {first.version}
+
+
+def test_scoring_refuses_a_client_without_champion(registry, layout, tracking_settings, spark):
+    """A model that never passed its gate does not serve: scoring always uses @champion."""
+    import shutil
+
+    from bettercat_assets.core.config import QualityGate
+    from bettercat_assets.core.errors import ModelNotFoundError
+
+    base = registry.get("charlie")
+    cfg = base.model_copy(
+        update={"client_id": "charlie_nogate", "quality_gate": QualityGate(min_top5_accuracy=1.0)}
+    )
+    for src, dst in [
+        (layout.train_file("charlie"), layout.train_file(cfg.client_id)),
+        (layout.predict_file("charlie"), layout.predict_file(cfg.client_id)),
+    ]:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    result = train_model(cfg, DAY, layout=layout, settings=tracking_settings)
+    assert not result.gate.passed and result.champion_version is None
+    with pytest.raises(ModelNotFoundError, match="no @champion.*top5_accuracy"):
+        predict_categories(cfg, DAY, spark=spark, layout=layout, settings=tracking_settings)
+    assert not layout.predictions_root(cfg.client_id).exists() or not any(
+        layout.predictions_root(cfg.client_id).iterdir()
+    )

@@ -1,6 +1,6 @@
 """Soak: re-materialize the same clients again and again through the `client_pipeline` job.
 
-Three clients (not all ten, to keep CI time down), five times in a row, in-process, against a
+All ten fixture clients, five times in a row, in-process, against a
 private sqlite MLflow store and data prefix: versions go 1..5, each date's output is replaced
 rather than duplicated, and disk use grows per iteration by one model version per client.
 """
@@ -18,7 +18,18 @@ from bettercat_assets_tests.reliability_support import du_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CLIENTS = ["golf", "hotel", "india"]
+CLIENTS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+]
 ITERATIONS = 5
 DAY = "2026-06-01"
 

@@ -3,8 +3,8 @@
 Where the time goes, and what keeps it low (bench/RESULTS.md has the measurements):
 
 * a `.csv.gz` is one Spark split, so one core would parse and score everything. The driver
-  decompresses it next to the output (`_input-...csv`, removed afterwards): Spark splits plain
-  CSV across the cores without a shuffle;
+  decompresses it next to the output (`_input-.../products.csv`, removed afterwards): Spark
+  splits plain CSV across the cores without a shuffle;
 * each Python worker loads the compact model once (`load_compact` caches per process) and
   builds its output columns with Arrow (`take`), not with per-row Python objects;
 * the written output is checked (row count, duplicate ids, preview) with pyarrow in the driver
@@ -148,42 +148,30 @@ def _decompress(client_id: str, source: Path, target: Path) -> Path:
 def _check_written(
     client_id: str, path: Path, staging: Path, id_column: str, per_product: int
 ) -> tuple[int, int, pd.DataFrame]:
-    """(rows, distinct products, preview) of the written parquet, read with pyarrow.
+    """(rows, distinct products, preview) of the written parquet, in one streaming pyarrow pass.
 
     Every product yields `per_product` rows, so rows != distinct * per_product means the input
-    had duplicate ids.
+    had duplicate ids. The preview is the first rows by (product_id, rank). Small batches and
+    little read-ahead keep the driver's memory flat whatever the output size.
     """
     written = ds.dataset(staging, format="parquet")
-    rows = written.count_rows()
-    firsts = pa.chunked_array(
-        [
-            batch.column(0)
-            for batch in written.to_batches(
-                columns=["product_id"], filter=pc.field("rank") == 0, batch_size=1 << 20
-            )
-        ],
-        type=pa.string(),
-    )
-    distinct = pc.count_distinct(firsts).as_py() if len(firsts) else 0
-    if rows == 0:
-        raise DataError(client_id, path, "no data rows (header only); nothing was written")
+    keys = [("product_id", "ascending"), ("rank", "ascending")]
+    rows, firsts, head = 0, [], written.schema.empty_table()
+    scanner = written.scanner(batch_size=1 << 16, batch_readahead=2, fragment_readahead=1)
+    for batch in scanner.to_batches():
+        if not batch.num_rows:
+            continue
+        rows += batch.num_rows
+        firsts.append(pc.filter(batch.column("product_id"), pc.equal(batch.column("rank"), 0)))
+        table = pa.concat_tables([head, pa.Table.from_batches([batch])])
+        head = table.take(pc.select_k_unstable(table, min(PREVIEW_ROWS, table.num_rows), keys))
+    ids = pa.chunked_array(firsts, type=pa.string())
+    distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
     if rows != distinct * per_product:
         raise DataError(
             client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
         )
-    if distinct:
-        ids = pa.table({"id": firsts})
-        n_ids = min(distinct, -(-PREVIEW_ROWS // max(per_product, 1)))
-        first_ids = ids["id"].take(pc.select_k_unstable(ids, n_ids, [("id", "ascending")]))
-        head = written.to_table(filter=pc.field("product_id").isin(first_ids))
-    else:
-        head = written.schema.empty_table()
-    preview = (
-        head.sort_by([("product_id", "ascending"), ("rank", "ascending")])
-        .slice(0, PREVIEW_ROWS)
-        .to_pandas()
-    )
-    return rows, distinct, preview
+    return rows, distinct, head.sort_by(keys).to_pandas()
 
 
 def _clear_leftovers(final: Path) -> None:
@@ -247,7 +235,9 @@ def predict_categories(
     tag = uuid.uuid4().hex[:8]
     staging = final.parent / f"_staging-{final.name}-{tag}"
     # Beside the output: wherever Spark runs (local, cluster, Connect) it writes there too.
-    plain_input = final.parent / f"_input-{final.name}-{tag}.csv"
+    # In a "_" directory that readers of the output skip; the file name itself must not start
+    # with "_" or Spark skips it too.
+    plain_dir = final.parent / f"_input-{final.name}-{tag}"
 
     scorer = functools.partial(
         score_batches,
@@ -259,8 +249,9 @@ def predict_categories(
         k=client.top_k,
     )
     try:
+        plain_dir.mkdir()
         products = read_products(
-            spark, _decompress(cid, path, plain_input), header, client.id_column
+            spark, _decompress(cid, path, plain_dir / "products.csv"), header, client.id_column
         )
         products.select(client.id_column, *features).mapInPandas(scorer, OUTPUT_SCHEMA).write.mode(
             "overwrite"
@@ -290,7 +281,7 @@ def predict_categories(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        plain_input.unlink(missing_ok=True)
+        shutil.rmtree(plain_dir, ignore_errors=True)
 
     return ScoringResult(
         client_id=cid,

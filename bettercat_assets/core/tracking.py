@@ -254,7 +254,8 @@ def _settings_of(client: MlflowClient) -> TrackingSettings:
 
 
 def serving_version(client: MlflowClient, model_name: str, client_id: str) -> ModelVersion:
-    """The version scoring uses: `@champion`, else the latest registered version."""
+    """The version scoring uses: always `@champion`; a model that never passed its gate serves
+    nothing (promote one by hand with `bettercat promote` if that is really wanted)."""
     champion = champion_version(client, model_name)
     if champion is not None:
         return champion
@@ -269,7 +270,13 @@ def serving_version(client: MlflowClient, model_name: str, client_id: str) -> Mo
             f"client '{client_id}': no registered model '{model_name}' yet; "
             f"run `bettercat train --client-id {client_id}` first"
         )
-    return max(versions, key=lambda v: int(v.version))
+    latest = max(versions, key=lambda v: int(v.version))
+    reason = (latest.tags or {}).get("gate_reason", "no gate result recorded")
+    raise ModelNotFoundError(
+        f"client '{client_id}': '{model_name}' has no @champion; latest v{latest.version} did not "
+        f"pass its quality gate ({reason}); retrain, or `bettercat promote --client-id "
+        f"{client_id} --version N`"
+    )
 
 
 def get_version(
