@@ -164,11 +164,8 @@ def section_levers(ws: Workspace, cfg_json: dict, which: str, results: dict) -> 
     rows = []
     for name, lever, against in ladder:
         log(f"levers: {name}")
-        r = child(
-            ws,
-            "lever",
-            {"client": cfg_json, "version": version, "lever": asdict(lever)},
-            quiet_first=True,
+        r = measured(
+            ws, "lever", {"client": cfg_json, "version": version, "lever": asdict(lever)}, 1
         )
         rows.append({"name": name, "against": against, **r})
         log(f"   {r['rows_per_s']:,.0f} rows/s (other cores {r['_proc']['other_cores']})")
@@ -319,11 +316,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def lever_rows(levers: list[dict[str, Any]]) -> list[list[str]]:
     by_name = {r["name"]: r for r in levers}
-    seed = levers[0]["rows_per_s"] if levers else 1.0
+    seed = (levers[0]["rows_per_s"] if levers else 0.0) or 1.0
     out, previous = [], None
     for r in levers:
         ref = by_name.get(r["against"]) if r["against"] else previous
-        vs = f"{r['rows_per_s'] / ref['rows_per_s']:.2f}x" if ref else ""
+        vs = f"{r['rows_per_s'] / ref['rows_per_s']:.2f}x" if ref and ref["rows_per_s"] else ""
         vs_name = f" (vs {r['against'].split(' =')[0]})" if r["against"] else ""
         out.append(
             [
@@ -409,7 +406,12 @@ def render(results: dict[str, Any]) -> str:
     if results.get("levers"):
         parts += [
             "",
-            "### Scoring levers (each step changes one thing; fresh Spark session; no session start)",
+            "### Scoring levers (each step changes one thing; fresh Spark session; no session start)"
+            + (
+                f"; from the run of {results['levers_started']}"
+                if results.get("levers_started")
+                else ""
+            ),
             "",
             _table(
                 ["step", "rows/s", "vs previous", "vs seed", "CPU s / 100k rows", "other cores"],
@@ -456,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
     parser.add_argument("--update-results", action="store_true", help="also write bench/RESULTS.md")
+    parser.add_argument(
+        "--levers-from", help="take the lever table from an earlier results.json (same machine)"
+    )
     args = parser.parse_args(argv)
 
     mode = args.size or ("quick" if args.quick else "full")
@@ -513,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
             section_levers(ws, cfg_json, sizes["levers"], results)
         if "2" in sections:
             section_footprint(ws, cfg_json, sizes, results)
+        if args.levers_from and "levers" not in results:
+            earlier = json.loads(Path(args.levers_from).read_text())
+            results["levers"] = earlier.get("levers", [])
+            results["levers_started"] = earlier.get("started")
         if "4" in sections:
             section_overhead(ws, sizes, results)
         if "5" in sections:

