@@ -2,7 +2,7 @@
 
 * LIMIT: plain Python, no Spark: two processes each read the .csv.gz with pyarrow, keep their
   half of the rows, predict with the pickled sklearn forest, take the top 5 (argpartition) and
-  write parquet. Process start (fork) and model load are included.
+  write parquet. Process start (forkserver) and model load are included.
 * OURS: `bettercat_assets.core.scoring.predict_categories` on local[2].
 * SEED: what the first version did: the sklearn forest broadcast from the driver, gz read plus
   repartition, full `np.argsort` per row, pandas repeat, Spark's default Arrow batch size.
@@ -110,7 +110,7 @@ def run_limit(
     k: int = K,
     processes: int = 2,
 ) -> dict[str, Any]:
-    """Score the file in `processes` forked processes; wall time includes start and load."""
+    """Score the file in `processes` worker processes; wall time includes start and load."""
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     args = [
@@ -118,7 +118,9 @@ def run_limit(
         for i in range(processes)
     ]
     c0, t0 = tree_cpu_seconds(), time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    # forkserver: children start from a clean server process, never from a parent that may
+    # already hold a Spark (py4j) session, whose sockets a plain fork would share.
+    with multiprocessing.get_context("forkserver").Pool(processes) as pool:
         parts = pool.map(_limit_part, args)
     wall = time.perf_counter() - t0
     rows = int(sum(p["rows"] for p in parts))
