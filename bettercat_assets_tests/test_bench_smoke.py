@@ -149,7 +149,7 @@ def test_scoring_fast_path_still_rejects_bad_input(prepared, spark):
         assert leftovers == [] and not ws.layout.predictions_dir(cfg.client_id, day).exists()
 
         path.write_bytes(gzip.compress((lines[0] + "\n").encode()))  # header only
-        empty = predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
-        assert (empty.rows_written, empty.products_scored, len(empty.preview)) == (0, 0, 0)
+        with pytest.raises(DataError, match="no data rows"):
+            predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
     finally:
         path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
