@@ -26,6 +26,12 @@ IMPORT_SNIPPET = (
 )
 
 
+LOAD_CLIENTS_SNIPPET = (
+    "import time; from bettercat_assets.core.config import load_clients; "
+    "t = time.perf_counter(); r = load_clients(); print(time.perf_counter() - t, len(r.clients))"
+)
+
+
 def sensor_tick(n_events: int | None = None) -> dict[str, Any]:
     """Report one champion-changing `registered_model` materialization per partition (or the
     first `n_events`), then time one evaluation of `rescore_on_new_champion`."""
