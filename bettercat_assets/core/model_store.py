@@ -93,6 +93,15 @@ def _download_model_artifact(
     return Path(local)
 
 
+def download_compact(settings: TrackingSettings, model_name: str, version: int, dst: str) -> Path:
+    """Download a registered version's compact form into `dst`; returns the local folder.
+
+    The one place that knows where the compact form sits inside a registered model: batch
+    scoring downloads it in the driver and ships the folder to the Spark executors.
+    """
+    return _download_model_artifact(settings, model_name, version, COMPACT_ARTIFACT_PATH, dst)
+
+
 # Workers download quietly; the bars would flood Spark and Dagster logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -107,9 +116,7 @@ def load_compact(settings: TrackingSettings, model_name: str, version: int) -> C
         if key in _CACHE:
             return _CACHE[key]
         with tempfile.TemporaryDirectory() as tmp:
-            local = _download_model_artifact(
-                settings, model_name, version, COMPACT_ARTIFACT_PATH, tmp
-            )
+            local = download_compact(settings, model_name, version, tmp)
             try:
                 forest = CompactForest.load(local)
             except ValueError as exc:
