@@ -1,67 +1,76 @@
-"""The one `Definitions` of the bettercat code location."""
+"""The one `Definitions` of the bettercat code location, built when Dagster loads it.
+
+Settings come from the environment through `dg.EnvVar` where a variable is set (the UI shows
+which), else from the field defaults; nothing is read at import.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from pathlib import Path
 
-from dagster import Definitions
+import dagster as dg
 
-from bettercat_assets.assets.category_predictions import category_predictions
-from bettercat_assets.assets.registered_model import registered_model
-from bettercat_assets.assets.training_data import training_data
+from bettercat_assets.assets.client_assets import build_client_assets
 from bettercat_assets.champion_events import promote_champion_job
-from bettercat_assets.core.config import clients_file_path
+from bettercat_assets.core.config import CLIENTS_FILE_ENV, clients_file_path, load_clients
 from bettercat_assets.core.settings import (
+    ARTIFACT_ROOT_ENV,
+    DATA_PREFIX_ENV,
+    TRACKING_URI_ENV,
     default_artifact_root,
     default_data_prefix,
     default_tracking_uri,
 )
-from bettercat_assets.core.spark_session import spark_target
-from bettercat_assets.jobs import client_pipeline_job, scoring_job, training_job
+from bettercat_assets.core.spark_session import SPARK_MASTER_ENV, SPARK_REMOTE_ENV, spark_target
+from bettercat_assets.jobs import build_jobs
+from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
-from bettercat_assets.schedules import daily_scoring, monthly_retraining
-from bettercat_assets.sensors import rescore_on_new_champion
+from bettercat_assets.schedules import build_schedules
+from bettercat_assets.sensors import build_rescore_sensor
 
 SPARK_CONF_ENV = "BETTERCAT_SPARK_CONF"
 
 
-def spark_conf_from_env() -> dict[str, str]:
-    """Extra Spark settings as a JSON object in $BETTERCAT_SPARK_CONF (keys keep their case)."""
-    raw = os.environ.get(SPARK_CONF_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        conf = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"${SPARK_CONF_ENV} is not valid JSON: {exc}") from None
-    if not isinstance(conf, dict):
-        raise ValueError(f"${SPARK_CONF_ENV} must be a JSON object of Spark settings")
-    return {str(k): str(v) for k, v in conf.items()}
+def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
+    """`EnvVar(name)` when the variable is set, so the UI shows its source; else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def build_resources() -> dict[str, object]:
-    """Resources configured from the environment once, when the code location loads."""
+def build_resources(clients_file: Path) -> dict[str, dg.ConfigurableResource]:
     kind, target = spark_target()
     return {
         "clients": ClientsResource(
-            clients_file=str(clients_file_path().resolve()), data_prefix=str(default_data_prefix())
+            clients_file=_env_or(CLIENTS_FILE_ENV, str(clients_file.resolve())),
+            data_prefix=_env_or(DATA_PREFIX_ENV, str(default_data_prefix())),
         ),
         "mlflow": MlflowResource(
-            tracking_uri=default_tracking_uri(), artifact_root=default_artifact_root()
+            tracking_uri=_env_or(TRACKING_URI_ENV, default_tracking_uri()),
+            artifact_root=_env_or(ARTIFACT_ROOT_ENV, default_artifact_root()),
         ),
         "spark": SparkResource(
-            master=target if kind == "master" else "local[*]",
-            remote=target if kind == "remote" else "",
-            spark_config=spark_conf_from_env(),
+            master=_env_or(SPARK_MASTER_ENV, target) if kind == "master" else "local[*]",
+            remote=_env_or(SPARK_REMOTE_ENV, target) if kind == "remote" else "",
+            extra_conf_json=_env_or(SPARK_CONF_ENV, ""),
         ),
     }
 
 
-defs = Definitions(
-    assets=[training_data, registered_model, category_predictions],
-    jobs=[training_job, scoring_job, client_pipeline_job, promote_champion_job],
-    schedules=[monthly_retraining, daily_scoring],
-    sensors=[rescore_on_new_champion],
-    resources=build_resources(),
-)
+def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.Definitions:
+    """Everything for the clients in `clients_file` (default $BETTERCAT_CLIENTS_FILE)."""
+    path = clients_file_path(clients_file)
+    partitions = client_partitions(load_clients(path))
+    return dg.Definitions(
+        assets=[build_client_assets(partitions)],
+        jobs=[*build_jobs(partitions), promote_champion_job],
+        schedules=build_schedules(partitions),
+        sensors=[build_rescore_sensor()],
+        resources=build_resources(path),
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Dagster calls this when the code location loads (and again on reload)."""
+    return build_definitions()

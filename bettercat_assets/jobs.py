@@ -1,29 +1,33 @@
-"""Jobs over the client partitions."""
+"""Asset jobs over the client partitions (each run may cover a range of clients)."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, PartitionsDefinition, define_asset_job
 
-from bettercat_assets.assets.category_predictions import category_predictions
-from bettercat_assets.assets.registered_model import registered_model
-from bettercat_assets.assets.training_data import training_data
-from bettercat_assets.partitions import client_partitions
+from bettercat_assets.assets import CATEGORY_PREDICTIONS, REGISTERED_MODEL, TRAINING_DATA
 
-training_job = define_asset_job(
-    "train_clients",
-    selection=AssetSelection.assets(training_data, registered_model),
-    partitions_def=client_partitions,
-    description="Validate a client's training data, then train, register and gate its model.",
-)
+TRAINING_JOB = "train_clients"
+SCORING_JOB = "score_clients"
+PIPELINE_JOB = "client_pipeline"
 
-scoring_job = define_asset_job(
-    "score_clients",
-    selection=AssetSelection.assets(category_predictions),
-    partitions_def=client_partitions,
-    description="Score a client's products with its @champion.",
-)
 
-client_pipeline_job = define_asset_job(
-    "client_pipeline",
-    selection=AssetSelection.assets(training_data, registered_model, category_predictions),
-    partitions_def=client_partitions,
-    description="Everything for one client: data, model, predictions (the demo runs this).",
-)
+def build_jobs(partitions: PartitionsDefinition) -> list:
+    return [
+        define_asset_job(
+            TRAINING_JOB,
+            selection=AssetSelection.assets(TRAINING_DATA, REGISTERED_MODEL),
+            partitions_def=partitions,
+            description="Validate the clients' training data, then train, register and gate "
+            "their models.",
+        ),
+        define_asset_job(
+            SCORING_JOB,
+            selection=AssetSelection.assets(CATEGORY_PREDICTIONS),
+            partitions_def=partitions,
+            description="Score the clients' products with their @champion.",
+        ),
+        define_asset_job(
+            PIPELINE_JOB,
+            selection=AssetSelection.assets(TRAINING_DATA, REGISTERED_MODEL, CATEGORY_PREDICTIONS),
+            partitions_def=partitions,
+            description="Everything for the clients: data, model, predictions (the demo runs this).",
+        ),
+    ]

@@ -1,7 +1,32 @@
-"""One static partition per client in `clients.yaml`; reloading the code location picks up edits."""
+"""One static partition per client in `clients.yaml`, and how many clients one run covers."""
 
-from dagster import StaticPartitionsDefinition
+from dagster import BackfillPolicy, StaticPartitionsDefinition
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from bettercat_assets.core.config import load_clients
+from bettercat_assets.core.config import ClientRegistry
 
-client_partitions = StaticPartitionsDefinition(load_clients().client_ids)
+#: The one place that sets how many clients a backfill run covers: a run pays its fixed costs
+#: (process start, imports, a Spark session) once for up to this many clients.
+MAX_CLIENTS_PER_RUN = 50
+BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=MAX_CLIENTS_PER_RUN)
+
+
+def client_partitions(registry: ClientRegistry) -> StaticPartitionsDefinition:
+    """The clients as partitions, in `clients.yaml` order (backfill ranges follow this order)."""
+    return StaticPartitionsDefinition(registry.client_ids)
+
+
+def client_ranges(client_ids: list[str], size: int = MAX_CLIENTS_PER_RUN) -> list[list[str]]:
+    """Consecutive chunks of at most `size` clients: the partition ranges of range runs."""
+    return [client_ids[i : i + size] for i in range(0, len(client_ids), size)]
+
+
+def range_tags(client_ids: list[str]) -> dict[str, str]:
+    """Run tags that make one run cover a contiguous range of clients, as backfills do."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: client_ids[0],
+        ASSET_PARTITION_RANGE_END_TAG: client_ids[-1],
+    }

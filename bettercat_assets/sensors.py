@@ -1,39 +1,22 @@
-"""Re-score a client when its champion changes (new passing model, or an operator's roll-back)."""
+"""Re-scoring follows a new champion: declarative automation on `category_predictions`."""
 
-from dagster import (
-    DefaultSensorStatus,
-    MultiAssetSensorEvaluationContext,
-    RunRequest,
-    multi_asset_sensor,
-)
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus
 
-from bettercat_assets.assets.registered_model import registered_model
-from bettercat_assets.jobs import scoring_job
+from bettercat_assets.assets import CATEGORY_PREDICTIONS
 
-#: Upper bound of model events read per tick; the cursor carries the rest to the next tick.
-MAX_EVENTS_PER_TICK = 5000
+RESCORE_SENSOR = "rescore_on_new_champion"
 
 
-def champion_changed(record) -> bool:
-    """A materialization whose metadata says the `@champion` alias moved."""
-    value = record.asset_materialization.metadata.get("champion_changed")
-    return bool(value is not None and value.value)
-
-
-@multi_asset_sensor(
-    monitored_assets=[registered_model.key],
-    job=scoring_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-    description="Requests `category_predictions` for exactly the clients whose @champion changed "
-    "since the last tick; reads every event, so a 10-client backfill yields 10 runs.",
-)
-def rescore_on_new_champion(context: MultiAssetSensorEvaluationContext):
-    key = registered_model.key
-    latest_change: dict[str, int] = {}
-    for record in context.materialization_records_for_key(key, limit=MAX_EVENTS_PER_TICK):
-        if champion_changed(record) and record.partition_key:
-            latest_change[record.partition_key] = record.storage_id
-        context.advance_cursor({key: record})
-    for client_id, storage_id in sorted(latest_change.items()):
-        yield RunRequest(run_key=f"rescore-{client_id}-{storage_id}", partition_key=client_id)
+def build_rescore_sensor() -> AutomationConditionSensorDefinition:
+    """Evaluates the re-scoring condition; many clients at once become one backfill, whose runs
+    follow the backfill policy (up to MAX_CLIENTS_PER_RUN clients each). Running by default."""
+    return AutomationConditionSensorDefinition(
+        RESCORE_SENSOR,
+        target=AssetSelection.assets(CATEGORY_PREDICTIONS),
+        default_status=DefaultSensorStatus.RUNNING,
+        emit_backfills=True,
+        minimum_interval_seconds=15,
+        description="Re-scores exactly the clients whose @champion changed: after a passing "
+        "training, `bettercat promote` or the promote job, never after a failed gate, and not "
+        "again for clients their own run already scored.",
+    )

@@ -1,6 +1,6 @@
 """Client-partitioned assets: training data -> registered model -> category predictions."""
 
-from dagster import RetryPolicy
+from dagster import AssetKey
 
 from bettercat_assets import __version__
 
@@ -8,5 +8,9 @@ GROUP = "categorisation"
 OWNERS = ["team:ml-platform"]
 #: Bumped with the package: Dagster then marks materializations from older code as stale.
 CODE_VERSION = __version__
-#: MLflow or the filesystem can hiccup; user mistakes raise Failure(allow_retries=False).
-TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=2)
+
+TRAINING_DATA = AssetKey("training_data")
+REGISTERED_MODEL = AssetKey("registered_model")
+CATEGORY_PREDICTIONS = AssetKey("category_predictions")
+#: Pipeline order: a client's stage runs only when its earlier selected stages succeeded.
+STAGE_ORDER = (TRAINING_DATA, REGISTERED_MODEL, CATEGORY_PREDICTIONS)

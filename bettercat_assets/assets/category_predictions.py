@@ -1,84 +1,118 @@
-"""`category_predictions`: top-k categories per product from the client's champion, as parquet."""
+"""`category_predictions`: top-k categories per product from each client's champion, as parquet.
 
-import pyarrow.dataset as ds
-from dagster import (
-    AssetExecutionContext,
-    DataVersion,
-    Failure,
-    MaterializeResult,
-    MetadataValue,
-    asset,
+It is re-scored automatically when a client's champion changes: `registered_model` is
+materialized only when a new version becomes `@champion` (a passing gate, `bettercat promote`
+or the promote job), and the condition below asks for exactly those clients. A run that
+already scores the client (say "Materialize all") is not followed by a second scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+from dagster import AssetSpec, AutomationCondition, MetadataValue, PartitionsDefinition
+
+from bettercat_assets.assets import (
+    CATEGORY_PREDICTIONS,
+    CODE_VERSION,
+    GROUP,
+    OWNERS,
+    REGISTERED_MODEL,
 )
-
-from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, TRANSIENT_RETRY
-from bettercat_assets.assets.registered_model import registered_model
-from bettercat_assets.assets.run_config import DatedRunConfig
-from bettercat_assets.checks import check_specs, to_check_result
+from bettercat_assets.assets.outcomes import ClientOutcome
+from bettercat_assets.checks import check_specs
 from bettercat_assets.core import tracking
-from bettercat_assets.core.data import load_scoring_table
+from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.model_store import load_compact
-from bettercat_assets.core.quality import PREDICTION_CHECKS, prediction_outcomes
-from bettercat_assets.core.scoring import predict_categories
-from bettercat_assets.partitions import client_partitions
-from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+from bettercat_assets.core.paths import DataLayout
+from bettercat_assets.core.quality import PREDICTION_CHECKS
+from bettercat_assets.core.scoring import ScoringRequest, ScoringResult, score_clients
+from bettercat_assets.core.settings import TrackingSettings
+
+#: Re-score a client once its champion changed (its `registered_model` was materialized by a
+#: run that did not also score it), when nothing for it is in progress.
+RESCORE_ON_NEW_CHAMPION = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("re-score when @champion changed")
 
 
-@asset(
-    partitions_def=client_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"spark", "parquet"},
-    code_version=CODE_VERSION,
-    deps=[registered_model],
-    retry_policy=TRANSIENT_RETRY,
-    description="Top-k categories per product (`product_id`, `pred_label`, `pred_score`, `rank`, "
-    "`model_version`), scored by the client's `@champion` with Spark `mapInPandas` and written "
-    "to `products_categories/client_id=<id>/date=<day>/`.",
-    check_specs=check_specs("category_predictions", PREDICTION_CHECKS, blocking=False),
-)
-def category_predictions(
-    context: AssetExecutionContext,
-    config: DatedRunConfig,
-    clients: ClientsResource,
-    mlflow: MlflowResource,
-    spark: SparkResource,
-) -> MaterializeResult:
-    client_id = context.partition_key
-    try:
-        cfg = clients.client(client_id)
-        result = predict_categories(
-            cfg,
-            config.resolved_day(),
-            spark=spark.spark_session,
-            layout=clients.layout,
-            settings=mlflow.settings,
-            extra_lineage={"dagster_run_id": context.run.run_id},
+def category_predictions_spec(partitions: PartitionsDefinition) -> AssetSpec:
+    return AssetSpec(
+        CATEGORY_PREDICTIONS,
+        deps=[REGISTERED_MODEL],
+        partitions_def=partitions,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"spark", "parquet"},
+        code_version=CODE_VERSION,
+        skippable=True,
+        automation_condition=RESCORE_ON_NEW_CHAMPION,
+        description="Top-k categories per product (`product_id`, `pred_label`, `pred_score`, "
+        "`rank`, `model_version`), scored by the client's `@champion` with Spark `mapInPandas` "
+        "and written to `products_categories/client_id=<id>/date=<day>/`.",
+    )
+
+
+def category_predictions_checks(partitions: PartitionsDefinition):
+    return check_specs(
+        "category_predictions", PREDICTION_CHECKS, blocking=False, partitions_def=partitions
+    )
+
+
+def prediction_metadata(result: ScoringResult, settings: TrackingSettings) -> dict[str, object]:
+    links: dict[str, object] = {
+        "model_version_url": MetadataValue.url(
+            tracking.model_version_url(settings, result.model_name, result.model_version)
         )
-        forest = load_compact(mlflow.settings, cfg.model_name, result.model_version)
-        inputs = load_scoring_table(
-            cfg, clients.layout.predict_file(client_id), [str(f) for f in forest.feature_names]
-        )[cfg.id_column]
-    except BettercatError as exc:
-        raise Failure(description=str(exc), allow_retries=False) from None
-    predictions = ds.dataset(result.output_dir, format="parquet").to_table().to_pandas()
-    champion = tracking.champion_version(tracking.mlflow_client(mlflow.settings), cfg.model_name)
-    outcomes = prediction_outcomes(
-        predictions,
-        inputs,
-        n_classes=len(forest.classes_),
-        k=cfg.top_k,
-        champion_version=int(champion.version) if champion else None,
+    }
+    if result.run_id:
+        run = tracking.mlflow_client(settings).get_run(result.run_id)
+        links["mlflow_run"] = MetadataValue.url(
+            tracking.run_url(settings, run.info.experiment_id, result.run_id)
+        )
+    return {
+        "rows_written": MetadataValue.int(result.rows_written),
+        "products_scored": MetadataValue.int(result.products_scored),
+        "model_version": MetadataValue.int(result.model_version),
+        "model_run_id": result.run_id or "",
+        **links,
+        "path": MetadataValue.path(str(result.output_dir)),
+        "preview": MetadataValue.md(result.preview.to_markdown(index=False)),
+    }
+
+
+def score_all(
+    configs: Mapping[str, ClientConfig],
+    day: date,
+    *,
+    spark,
+    layout: DataLayout,
+    settings: TrackingSettings,
+    lineage: dict[str, str],
+) -> dict[str, ClientOutcome]:
+    """Score every client of the run in one Spark pass; each gets its own outcome."""
+    if not configs:
+        return {}
+    results = score_clients(
+        [ScoringRequest(cfg) for cfg in configs.values()],
+        day,
+        spark=spark,
+        layout=layout,
+        settings=settings,
+        extra_lineage=lineage,
     )
-    return MaterializeResult(
-        metadata={
-            "rows_written": MetadataValue.int(result.rows_written),
-            "products_scored": MetadataValue.int(result.products_scored),
-            "model_version": MetadataValue.int(result.model_version),
-            "model_run_id": result.run_id or "",
-            "path": MetadataValue.path(str(result.output_dir)),
-            "preview": MetadataValue.md(result.preview.to_markdown(index=False)),
-        },
-        data_version=DataVersion(f"v{result.model_version}-{result.output_dir.name}"),
-        check_results=[to_check_result(o) for o in outcomes],
-    )
+    outcomes: dict[str, ClientOutcome] = {}
+    for cid, result in results.items():
+        if isinstance(result, BettercatError):
+            outcomes[cid] = ClientOutcome.failed(str(result))
+            continue
+        outcomes[cid] = ClientOutcome(
+            materialized=True,
+            metadata=prediction_metadata(result, settings),
+            checks=list(result.checks),
+            data_version=f"v{result.model_version}-{result.output_dir.name}",
+        )
+    return outcomes

@@ -1,30 +1,55 @@
-"""`registered_model`: train, track and register a client's model; promote it if it passes."""
+"""`registered_model`: train, track and register a client's model; it is materialized when the
+new version passes the quality gate and becomes `@champion`.
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetExecutionContext,
-    DataVersion,
-    Failure,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+A version that fails the gate is still registered in MLflow (as a challenger, tagged with the
+gate's verdict), but the client's partition fails with the gate's reason: the asset's latest
+materialization is always the model behind `@champion`, which is what scoring uses.
+"""
 
-from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, TRANSIENT_RETRY
-from bettercat_assets.assets.run_config import DatedRunConfig
-from bettercat_assets.assets.training_data import training_data
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dagster import AssetSpec, MetadataValue, PartitionsDefinition
+
+from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, REGISTERED_MODEL, TRAINING_DATA
+from bettercat_assets.assets.outcomes import ClientOutcome
 from bettercat_assets.checks import check_specs
+from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.evaluation import GateResult
+from bettercat_assets.core.quality import CheckOutcome
 from bettercat_assets.core.training import TrainingResult, train_model
-from bettercat_assets.partitions import client_partitions
-from bettercat_assets.resources import ClientsResource, MlflowResource
 
 QUALITY_GATE = "quality_gate"
 
 
+def registered_model_spec(partitions: PartitionsDefinition) -> AssetSpec:
+    return AssetSpec(
+        REGISTERED_MODEL,
+        deps=[TRAINING_DATA],
+        partitions_def=partitions,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"scikitlearn", "mlflow"},
+        code_version=CODE_VERSION,
+        skippable=True,
+        description="A RandomForest trained on the client's data, logged to the client's MLflow "
+        "experiment and registered as `<client_id>_model`. Materialized when the new version "
+        "passes the blocking quality gate and becomes `@champion`.",
+    )
+
+
+def registered_model_checks(partitions: PartitionsDefinition):
+    descriptions = {
+        QUALITY_GATE: "Top-5 accuracy meets the client's floor, beats the class-prior baseline "
+        "and is not worse than the champion's on the same test split by more than the tolerance."
+    }
+    return check_specs("registered_model", descriptions, blocking=True, partitions_def=partitions)
+
+
 def model_metadata(result: TrainingResult) -> dict[str, object]:
-    """Materialization metadata; `champion_version`/`champion_changed` drive re-scoring."""
+    """Materialization metadata: links to MLflow, the version, the gate and the metrics."""
     weakest = result.weakest_categories.round(3)
     return {
         "mlflow_run": MetadataValue.url(result.run_url),
@@ -40,68 +65,41 @@ def model_metadata(result: TrainingResult) -> dict[str, object]:
     }
 
 
-@asset(
-    partitions_def=client_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"scikitlearn", "mlflow"},
-    code_version=CODE_VERSION,
-    deps=[training_data],
-    retry_policy=TRANSIENT_RETRY,
-    description="A RandomForest trained on the client's data, logged to the client's MLflow "
-    "experiment and registered as `<client_id>_model`. It becomes `@champion` only if the "
-    "blocking quality gate passes.",
-    check_specs=check_specs(
-        "registered_model",
+def gate_outcome(client_id: str, version: int, gate: GateResult) -> CheckOutcome:
+    return CheckOutcome(
+        QUALITY_GATE,
+        gate.passed,
+        f"client '{client_id}' v{version}: {gate.reason}",
         {
-            QUALITY_GATE: "Top-5 accuracy meets the client's floor and is not worse than the "
-            "champion's on the same test split by more than the tolerance."
+            "metric": gate.metric,
+            "value": gate.value,
+            "floor": gate.floor,
+            "champion_version": gate.champion_version,
+            "champion_value": gate.champion_value,
+            "tolerance": gate.tolerance,
         },
-        blocking=True,
-    ),
-)
-def registered_model(
-    context: AssetExecutionContext,
-    config: DatedRunConfig,
-    clients: ClientsResource,
-    mlflow: MlflowResource,
-) -> MaterializeResult:
-    client_id = context.partition_key
-    run_id = context.run.run_id
-    try:
-        cfg = clients.client(client_id)
-        day = config.resolved_day()
-        result = train_model(
-            cfg,
-            day,
-            layout=clients.layout,
-            settings=mlflow.settings,
-            run_name=mlflow.run_name(client_id, day, run_id),
-            extra_tags=mlflow.run_tags(client_id, run_id),
-            progress=context.log.info,
-        )
-    except BettercatError as exc:
-        raise Failure(description=str(exc), allow_retries=False) from None
-    gate = result.gate
-    return MaterializeResult(
-        metadata=model_metadata(result),
-        data_version=DataVersion(f"v{result.version}"),
-        check_results=[
-            AssetCheckResult(
-                check_name=QUALITY_GATE,
-                passed=gate.passed,
-                severity=AssetCheckSeverity.ERROR,
-                description=f"client '{client_id}' v{result.version}: {gate.reason}",
-                metadata={
-                    "metric": gate.metric,
-                    "value": gate.value,
-                    "floor": gate.floor,
-                    "champion_version": gate.champion_version or 0,
-                    "champion_value": gate.champion_value
-                    if gate.champion_value is not None
-                    else float("nan"),
-                    "tolerance": gate.tolerance,
-                },
-            )
-        ],
     )
+
+
+def train_and_register(cfg: ClientConfig, train: Callable[[ClientConfig], TrainingResult]):
+    """Train one client with `train` (the core's `train_model` with the run's settings)."""
+    try:
+        result = train(cfg)
+    except BettercatError as exc:
+        return ClientOutcome.failed(str(exc))
+    gate = gate_outcome(cfg.client_id, result.version, result.gate)
+    if not result.gate.passed:
+        return ClientOutcome.failed(
+            f"quality gate failed for {gate.description}; @champion stays "
+            f"v{result.previous_champion_version}",
+            checks=[gate],
+        )
+    return ClientOutcome(
+        materialized=True,
+        metadata=model_metadata(result),
+        checks=[gate],
+        data_version=f"v{result.version}",
+    )
+
+
+__all__ = ["QUALITY_GATE", "train_and_register", "train_model"]

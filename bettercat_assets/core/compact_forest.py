@@ -435,13 +435,18 @@ class CompactForest:
     def load(cls, directory: Path) -> CompactForest:
         """Load what :meth:`save` wrote; ``ValueError`` if anything is missing or inconsistent."""
         directory = Path(directory)
-        npz_path = directory / ARRAYS_FILE
+        return cls.load_files(directory / ARRAYS_FILE, directory / META_FILE)
+
+    @classmethod
+    def load_files(cls, npz_path: Path, meta_path: Path) -> CompactForest:
+        """Load the two files of :meth:`save` under any names (as Spark ships them)."""
+        npz_path, meta_path = Path(npz_path), Path(meta_path)
         try:
-            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {directory / META_FILE}: {exc}") from exc
+            raise ValueError(f"cannot read {meta_path}: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("format") != "bettercat.compact_forest":
-            raise ValueError(f"{directory / META_FILE} is not a compact forest description")
+            raise ValueError(f"{meta_path} is not a compact forest description")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported compact forest format {meta.get('format_version')!r}")
         classes = meta.get("classes")
@@ -455,13 +460,13 @@ class CompactForest:
             or not isinstance(n_features, int)
             or isinstance(n_features, bool)
         ):
-            raise ValueError(f"{directory / META_FILE}: malformed classes/features")
+            raise ValueError(f"{meta_path}: malformed classes/features")
         try:
             digest = _sha256(npz_path)
         except OSError as exc:
             raise ValueError(f"cannot read {npz_path}: {exc}") from exc
         if digest != meta.get("arrays_sha256"):
-            raise ValueError(f"{npz_path} does not match the checksum in {META_FILE}")
+            raise ValueError(f"{npz_path} does not match the checksum in {meta_path.name}")
         try:
             with np.load(npz_path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
@@ -474,7 +479,9 @@ class CompactForest:
             np.asarray(feature_names, dtype=str) if feature_names else None,
         )
         if forest.n_trees != meta.get("n_trees"):
-            raise ValueError(f"{npz_path} holds {forest.n_trees} trees, {META_FILE} says otherwise")
+            raise ValueError(
+                f"{npz_path} holds {forest.n_trees} trees, {meta_path.name} says otherwise"
+            )
         return forest
 
     def __repr__(self) -> str:

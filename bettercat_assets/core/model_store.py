@@ -84,6 +84,8 @@ def _download_model_artifact(
     settings: TrackingSettings, model_name: str, version: int, sub: str, dst: str
 ) -> Path:
     """Download one path of a registered version's MLflow model into `dst`."""
+    # Downloads stay quiet; the bars would flood Spark and Dagster logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     location = model_artifact_uri(settings, model_name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{location.rstrip('/')}/{sub}",
@@ -102,34 +104,38 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
     return _download_model_artifact(settings, model_name, version, COMPACT_ARTIFACT_PATH, dst)
 
 
-# Workers download quietly; the bars would flood Spark and Dagster logs.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def fetch_compact(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> tuple[Path, CompactForest]:
+    """Download a version's compact form into `dst` and verify it; UnsafeModelError if damaged."""
+    local = download_compact(settings, model_name, version, dst)
+    try:
+        return local, CompactForest.load(local)
+    except ValueError as exc:
+        # The message names files in a temporary download folder: say where they are
+        # in the registry instead.
+        problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
+        raise UnsafeModelError(
+            f"model '{model_name}' v{version}: compact model at "
+            f"{model_artifact_uri(settings, model_name, version)}/"
+            f"{COMPACT_ARTIFACT_PATH} is damaged or tampered with, refusing to score: "
+            f"{problem}"
+        ) from None
+
+
 def load_compact(settings: TrackingSettings, model_name: str, version: int) -> CompactForest:
-    """Download and load a version's compact form; cached, so once per (worker) process."""
+    """Download and load a version's compact form; cached, so once per process."""
     key = (settings.tracking_uri, model_name, int(version))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
         with tempfile.TemporaryDirectory() as tmp:
-            local = download_compact(settings, model_name, version, tmp)
-            try:
-                forest = CompactForest.load(local)
-            except ValueError as exc:
-                # The message names files in a temporary download folder: say where they are
-                # in the registry instead.
-                problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
-                raise UnsafeModelError(
-                    f"model '{model_name}' v{version}: compact model at "
-                    f"{model_artifact_uri(settings, model_name, version)}/"
-                    f"{COMPACT_ARTIFACT_PATH} is damaged or tampered with, refusing to score: "
-                    f"{problem}"
-                ) from None
-        _CACHE.clear()  # a worker only ever needs the version it is scoring now
+            _, forest = fetch_compact(settings, model_name, version, tmp)
+        _CACHE.clear()  # a process only ever needs the version it is using now
         _CACHE[key] = forest
         return forest
 

@@ -52,3 +52,12 @@ class DataLayout:
 
     def predictions_dir(self, client_id: str, day: date) -> Path:
         return self.predictions_root(client_id) / f"date={day.isoformat()}"
+
+    def scoring_workdir(self, day: date, tag: str) -> Path:
+        """A scoring run's scratch folder (decompressed inputs, staged output) beside the outputs.
+
+        Under `$DATA_PREFIX`, so the driver and every executor see it; its `_` prefix keeps
+        readers of `products_categories/` away from it.
+        """
+        area = (self.prefix / "products_categories").resolve()
+        return area / f"_run-date={day.isoformat()}-{tag}"

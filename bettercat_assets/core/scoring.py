@@ -1,14 +1,19 @@
-"""Score a client's products with PySpark `mapInPandas`: top-k categories per product.
+"""Score clients' products with PySpark `mapInPandas`: top-k categories per product.
 
-Where the time goes, and what keeps it low (bench/RESULTS.md has the measurements):
+Many clients share one Spark pass (bench/RESULTS.md has the measurements):
 
-* a `.csv.gz` is one Spark split, so one core would parse and score everything. The driver
-  decompresses it next to the output (`_input-.../products.csv`, removed afterwards): Spark
-  splits plain CSV across the cores without a shuffle;
-* each Python worker loads the compact model once (`load_compact` caches per process) and
-  builds its output columns with Arrow (`take`), not with per-row Python objects;
-* the written output is checked (row count, duplicate ids, preview) with pyarrow in the driver
-  rather than with two more Spark jobs.
+* the driver resolves each client's version (`@champion` unless one is given), checks the
+  scoring file's header, decompresses it beside the output (a `.csv.gz` is one Spark split;
+  plain CSV splits across the cores) and ships the compact model to the executors
+  (`core/model_shipping.py`);
+* one DataFrame holds every client's products with its `client_id`, its features in the
+  generic columns `f0..fN`; one `mapInPandas` job scores each client's rows with its own model
+  (`core/batch_scorer.py`, whose workers import neither MLflow nor scikit-learn) and writes
+  parquet partitioned by client;
+* the checks are Spark aggregations over the written output (`core/prediction_checks.py`);
+* each client's folder is then swapped into place on its own, so a reader never sees a
+  half-written output, and one client's bad file fails only that client: if the shared job
+  fails, every client is scored again in a job of its own.
 """
 
 from __future__ import annotations
@@ -16,59 +21,85 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import logging
 import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bettercat_assets.core import tracking
+from bettercat_assets.core.batch_scorer import (
+    CLIENT_COLUMN,
+    ID_COLUMN,
+    ShippedModel,
+    feature_column,
+    score_batches,
+    top_k_batch,
+)
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import check_scoring_header, load_scoring_table, read_header
-from bettercat_assets.core.errors import DataError
-from bettercat_assets.core.model_store import load_compact
+from bettercat_assets.core.errors import BettercatError, DataError
+from bettercat_assets.core.model_shipping import ship_model
 from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.settings import TrackingSettings
-from bettercat_assets.core.topk import top_k_indices
-
-OUTPUT_SCHEMA = T.StructType(
-    [
-        T.StructField("product_id", T.StringType(), False),
-        T.StructField("pred_label", T.StringType(), False),
-        T.StructField("pred_score", T.FloatType(), False),
-        T.StructField("rank", T.IntegerType(), False),
-        T.StructField("model_version", T.IntegerType(), False),
-    ]
+from bettercat_assets.core.prediction_checks import (
+    InputStats,
+    OutputStats,
+    input_stats,
+    output_stats,
+    prediction_outcomes,
 )
-OUTPUT_SCHEMA_ARROW = [
-    ("product_id", pa.string()),
-    ("pred_label", pa.string()),
-    ("pred_score", pa.float32()),
-    ("rank", pa.int32()),
-    ("model_version", pa.int32()),
+from bettercat_assets.core.quality import CheckOutcome
+from bettercat_assets.core.settings import TrackingSettings
+
+__all__ = ["ScoringRequest", "ScoringResult", "predict_categories", "score_clients", "top_k_batch"]
+
+log = logging.getLogger(__name__)
+
+PREDICTION_FIELDS = [
+    T.StructField("product_id", T.StringType(), False),
+    T.StructField("pred_label", T.StringType(), False),
+    T.StructField("pred_score", T.FloatType(), False),
+    T.StructField("rank", T.IntegerType(), False),
+    T.StructField("model_version", T.IntegerType(), False),
 ]
+#: The parquet schema users read (one client's folder).
+OUTPUT_SCHEMA = T.StructType(PREDICTION_FIELDS)
+#: The shared pass's schema: the same columns plus the client, which becomes the folder.
+SHARED_OUTPUT_SCHEMA = T.StructType(
+    [*PREDICTION_FIELDS, T.StructField(CLIENT_COLUMN, T.StringType(), False)]
+)
 LINEAGE_FILE = "_lineage.json"
 PREVIEW_ROWS = 10
 _COPY_BUFFER = 8 << 20
 
 
+class ScoringError(BettercatError):
+    """Scoring one client failed for a reason other than its data (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    """One client to score, with its champion unless `version` is given."""
+
+    client: ClientConfig
+    version: int | None = None
+
+
 @dataclass(frozen=True)
 class ScoringResult:
-    """What one scoring wrote, for the CLI summary and Dagster metadata."""
+    """What one client's scoring wrote, for the CLI summary and Dagster metadata."""
 
     client_id: str
     model_name: str
@@ -78,67 +109,118 @@ class ScoringResult:
     rows_written: int
     products_scored: int
     preview: pd.DataFrame = field(repr=False)
+    checks: tuple[CheckOutcome, ...] = ()
 
 
-def top_k_batch(
-    product_ids: pd.Series, proba: np.ndarray, labels: pa.Array, k: int, model_version: int
-) -> pd.DataFrame:
-    """Same rows as `topk.top_k_frame`, with the string columns built by Arrow `take`.
+@dataclass(frozen=True)
+class _Prepared:
+    """A client ready for the shared pass: version resolved, input decompressed, model shipped."""
 
-    Repeating the ids and looking up the labels as Python objects costs more than the model
-    on large batches; Arrow-backed columns go to Spark without a per-row conversion.
-    """
-    best = top_k_indices(proba, k)
-    n_rows, kk = best.shape
-    ids = pa.array(product_ids, type=pa.string(), from_pandas=True)
-    return pd.DataFrame(
-        {
-            "product_id": pd.arrays.ArrowExtensionArray(ids.take(np.repeat(np.arange(n_rows), kk))),
-            "pred_label": pd.arrays.ArrowExtensionArray(labels.take(best.ravel())),
-            "pred_score": np.take_along_axis(proba, best, axis=1).ravel().astype(np.float32),
-            "rank": np.tile(np.arange(kk, dtype=np.int32), n_rows),
-            "model_version": np.full(n_rows * kk, model_version, dtype=np.int32),
-        }
-    )
+    client: ClientConfig
+    run_id: str | None
+    source: Path
+    header: list[str]
+    features: list[str]
+    plain_csv: Path
+    model: ShippedModel
 
 
-def score_batches(
-    batches: Iterator[pd.DataFrame],
+def predict_categories(
+    client: ClientConfig,
+    inference_date: date,
+    *,
+    spark: SparkSession,
+    layout: DataLayout,
     settings: TrackingSettings,
-    model_name: str,
-    version: int,
-    features: list[str],
-    id_column: str,
-    k: int,
-) -> Iterator[pd.DataFrame]:
-    """`mapInPandas` body: runs in the Python workers; the model loads once per worker process."""
-    forest = load_compact(settings, model_name, version)
-    labels = pa.array(forest.classes_.tolist(), type=pa.string())
-    for batch in batches:
-        X = np.ascontiguousarray(batch[features].to_numpy(dtype=np.float32, na_value=np.nan))
-        yield top_k_batch(batch[id_column], forest.predict_proba(X), labels, k, version)
+    version: int | None = None,
+    extra_lineage: dict[str, str] | None = None,
+) -> ScoringResult:
+    """Score one client's `data_predict.csv.gz` and write its parquet; raise its error."""
+    outcome = score_clients(
+        [ScoringRequest(client, version)],
+        inference_date,
+        spark=spark,
+        layout=layout,
+        settings=settings,
+        extra_lineage=extra_lineage,
+    )[client.client_id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
-def _input_schema(header: list[str], id_column: str) -> T.StructType:
-    return T.StructType(
-        [
-            T.StructField(name, T.StringType() if name == id_column else T.DoubleType(), True)
-            for name in header
-        ]
-    )
+def score_clients(
+    requests: Iterable[ScoringRequest],
+    inference_date: date,
+    *,
+    spark: SparkSession,
+    layout: DataLayout,
+    settings: TrackingSettings,
+    extra_lineage: dict[str, str] | None = None,
+) -> dict[str, ScoringResult | BettercatError]:
+    """Score many clients in one Spark pass; each client gets its result or its own error.
+
+    Output goes to `products_categories/client_id=<id>/date=<day>/`, written aside and swapped
+    in, so a re-run replaces it and nothing half-written is ever visible.
+    """
+    requests = list(requests)
+    outcomes: dict[str, ScoringResult | BettercatError] = {}
+    workdir = layout.scoring_workdir(inference_date, uuid.uuid4().hex[:8])
+    workdir.mkdir(parents=True)
+    try:
+        prepared: dict[str, _Prepared] = {}
+        for request in requests:
+            cid = request.client.client_id
+            try:
+                prepared[cid] = _prepare(request, spark, settings, layout, workdir)
+            except BettercatError as exc:
+                outcomes[cid] = exc
+        staging = workdir / "output"
+        outcomes |= _score(spark, prepared, staging)
+        scored = {cid: p for cid, p in prepared.items() if cid not in outcomes}
+        if scored:
+            outcomes |= _finalize_all(
+                spark, scored, staging, inference_date, layout, settings, extra_lineage or {}
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
 
 
-def read_products(spark: SparkSession, path: Path, header: list[str], id_column: str) -> DataFrame:
-    """Read the scoring CSV with an explicit schema (no inference pass), failing on bad rows."""
-    return spark.read.csv(
-        str(path),
-        header=True,
-        schema=_input_schema(header, id_column),
-        mode="FAILFAST",
-        enforceSchema=False,
-        multiLine=False,
-        encoding="UTF-8",
-        escape='"',  # RFC 4180 doubled quotes, as pandas and csv writers produce them
+# --------------------------------------------------------------------------- preparation
+
+
+def _resolve_version(client: ClientConfig, settings: TrackingSettings, version: int | None):
+    mlflow_client = tracking.mlflow_client(settings)
+    if version is not None:
+        return tracking.get_version(mlflow_client, client.model_name, version, client.client_id)
+    return tracking.serving_version(mlflow_client, client.model_name, client.client_id)
+
+
+def _prepare(
+    request: ScoringRequest,
+    spark: SparkSession,
+    settings: TrackingSettings,
+    layout: DataLayout,
+    workdir: Path,
+) -> _Prepared:
+    client = request.client
+    cid = client.client_id
+    mv = _resolve_version(client, settings, request.version)
+    model = ship_model(spark, settings, cid, client.model_name, int(mv.version), client.top_k)
+    features = list(model.feature_names)
+    source = layout.predict_file(cid)
+    header = read_header(cid, source)
+    check_scoring_header(cid, source, header, client.id_column, features)
+    plain = _decompress(cid, source, workdir / f"input-{cid}.csv")
+    return _Prepared(
+        client=client,
+        run_id=mv.run_id,
+        source=source,
+        header=header,
+        features=features,
+        plain_csv=plain,
+        model=model,
     )
 
 
@@ -153,35 +235,194 @@ def _decompress(client_id: str, source: Path, target: Path) -> Path:
     return target
 
 
-def _check_written(
-    client_id: str, path: Path, staging: Path, id_column: str, per_product: int
-) -> tuple[int, int, pd.DataFrame]:
-    """(rows, distinct products, preview) of the written parquet, in one streaming pyarrow pass.
+# --------------------------------------------------------------------------- the Spark pass
 
-    Every product yields `per_product` rows, so rows != distinct * per_product means the input
-    had duplicate ids. The preview is the first rows by (product_id, rank). Files are read in
-    small batches through a buffered stream, so the driver holds ~10 MB of Arrow buffers plus
-    the rank-0 ids whatever the output size.
+
+def _input_schema(header: list[str], id_column: str) -> T.StructType:
+    return T.StructType(
+        [
+            T.StructField(name, T.StringType() if name == id_column else T.DoubleType(), True)
+            for name in header
+        ]
+    )
+
+
+def read_products(spark: SparkSession, path: Path, header: list[str], id_column: str) -> DataFrame:
+    """Read a scoring CSV with an explicit schema (no inference pass), failing on bad rows."""
+    return spark.read.csv(
+        str(path),
+        header=True,
+        schema=_input_schema(header, id_column),
+        mode="FAILFAST",
+        enforceSchema=False,
+        multiLine=False,
+        encoding="UTF-8",
+        escape='"',  # RFC 4180 doubled quotes, as pandas and csv writers produce them
+    )
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _client_frame(spark: SparkSession, p: _Prepared, width: int) -> DataFrame:
+    """One client's products in the shared layout: client_id, product_id, f0..f{width-1}."""
+    products = read_products(spark, p.plain_csv, p.header, p.client.id_column)
+    padding = range(len(p.features), width)
+    return products.select(
+        F.lit(p.client.client_id).alias(CLIENT_COLUMN),
+        F.col(_quoted(p.client.id_column)).alias(ID_COLUMN),
+        *[F.col(_quoted(name)).alias(feature_column(i)) for i, name in enumerate(p.features)],
+        *[F.lit(None).cast(T.DoubleType()).alias(feature_column(i)) for i in padding],
+    )
+
+
+def _shared_frame(spark: SparkSession, prepared: Iterable[_Prepared]) -> DataFrame:
+    prepared = list(prepared)
+    width = max(len(p.features) for p in prepared)
+    frames = [_client_frame(spark, p, width) for p in prepared]
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
+def _write_scores(spark: SparkSession, prepared: list[_Prepared], target: Path) -> None:
+    scorer = functools.partial(
+        score_batches, models={p.client.client_id: p.model for p in prepared}
+    )
+    scores = _shared_frame(spark, prepared).mapInPandas(scorer, SHARED_OUTPUT_SCHEMA)
+    scores.write.mode("append").partitionBy(CLIENT_COLUMN).parquet(str(target))
+
+
+def _score(
+    spark: SparkSession, prepared: Mapping[str, _Prepared], staging: Path
+) -> dict[str, BettercatError]:
+    """Score every prepared client into `staging/client_id=<id>/`; returns the clients that failed.
+
+    One shared job first; if it fails (a malformed file, a worker crash), each client is scored
+    alone so the failure stays with the client that caused it.
     """
-    keys = [("product_id", "ascending"), ("rank", "ascending")]
-    rows, firsts, head = 0, [], pa.schema(OUTPUT_SCHEMA_ARROW).empty_table()
-    for part in ds.dataset(staging, format="parquet").files:  # skips _SUCCESS, .crc files
-        parquet = pq.ParquetFile(part, buffer_size=1 << 20, pre_buffer=False)
-        for batch in parquet.iter_batches(batch_size=1 << 16, use_threads=False):
-            rows += batch.num_rows
-            ranks, ids = batch.column("rank"), batch.column("product_id")
-            firsts.append(pc.filter(ids, pc.equal(ranks, 0)))
-            table = pa.concat_tables([head, pa.Table.from_batches([batch]).cast(head.schema)])
-            head = table.take(pc.select_k_unstable(table, min(PREVIEW_ROWS, table.num_rows), keys))
-    ids = pa.chunked_array(firsts, type=pa.string())
-    distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
-    if rows == 0:
-        raise DataError(client_id, path, "no data rows (header only); nothing was written")
-    if rows != distinct * per_product:
+    if not prepared:
+        return {}
+    try:
+        _write_scores(spark, list(prepared.values()), staging)
+        return {}
+    except (PySparkException, Py4JJavaError) as exc:
+        if len(prepared) == 1:
+            return {cid: _explain(p, exc) for cid, p in prepared.items()}
+        log.warning("shared scoring job failed; scoring %d clients one by one", len(prepared))
+    shutil.rmtree(staging, ignore_errors=True)
+    failed: dict[str, BettercatError] = {}
+    for cid, p in prepared.items():
+        try:
+            _write_scores(spark, [p], staging)
+        except (PySparkException, Py4JJavaError) as exc:
+            shutil.rmtree(staging / f"{CLIENT_COLUMN}={cid}", ignore_errors=True)
+            failed[cid] = _explain(p, exc)
+    return failed
+
+
+def _explain(p: _Prepared, exc: BaseException) -> BettercatError:
+    """A client's Spark failure as a user-facing error naming the client, the file and the column."""
+    text = str(exc)
+    if "Malformed" in text or "MALFORMED" in text:
+        try:
+            load_scoring_table(p.client, p.source, p.features)  # names the column, if it can
+        except DataError as data_error:
+            return data_error
+        return DataError(p.client.client_id, p.source, "malformed CSV record")
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    return ScoringError(f"client '{p.client.client_id}': Spark scoring failed: {first}")
+
+
+# --------------------------------------------------------------------------- checks and swap
+
+
+def _finalize_all(
+    spark: SparkSession,
+    scored: Mapping[str, _Prepared],
+    staging: Path,
+    day: date,
+    layout: DataLayout,
+    settings: TrackingSettings,
+    extra_lineage: dict[str, str],
+) -> dict[str, ScoringResult | BettercatError]:
+    outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
+    out = output_stats(outputs, {cid: p.model.top_k for cid, p in scored.items()})
+    inp = input_stats(_shared_frame(spark, scored.values()), outputs)
+    results: dict[str, ScoringResult | BettercatError] = {}
+    for cid, p in scored.items():
+        try:
+            results[cid] = _finalize(
+                p, staging, out.get(cid), inp.get(cid), day, layout, settings, extra_lineage
+            )
+        except BettercatError as exc:
+            results[cid] = exc
+    return results
+
+
+def _finalize(
+    p: _Prepared,
+    staging: Path,
+    out: OutputStats | None,
+    inp: InputStats | None,
+    day: date,
+    layout: DataLayout,
+    settings: TrackingSettings,
+    extra_lineage: dict[str, str],
+) -> ScoringResult:
+    cid = p.client.client_id
+    if inp is None or inp.rows == 0 or out is None:
+        raise DataError(cid, p.source, "no data rows (header only); nothing was written")
+    if inp.rows != inp.distinct_ids:
         raise DataError(
-            client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
+            cid,
+            p.source,
+            f"column '{p.client.id_column}' has duplicate values; nothing was written",
         )
-    return rows, distinct, head.sort_by(keys).to_pandas()
+    champion = tracking.champion_version(tracking.mlflow_client(settings), p.client.model_name)
+    checks = prediction_outcomes(
+        out,
+        inp,
+        n_classes=p.model.n_classes,
+        k=p.client.top_k,
+        champion_version=int(champion.version) if champion else None,
+    )
+    client_dir = staging / f"{CLIENT_COLUMN}={cid}"
+    lineage = {
+        "client_id": cid,
+        "model_name": p.client.model_name,
+        "model_version": p.model.version,
+        "model_run_id": p.run_id,
+        "input_path": str(p.source),
+        "scored_at": datetime.now(timezone.utc).isoformat(),
+        "inference_date": day.isoformat(),
+        **extra_lineage,
+    }
+    (client_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
+    preview = _preview(client_dir)
+    final = layout.predictions_dir(cid, day)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(final)
+    _swap_in(client_dir, final)
+    return ScoringResult(
+        client_id=cid,
+        model_name=p.client.model_name,
+        model_version=p.model.version,
+        run_id=p.run_id,
+        output_dir=final,
+        rows_written=out.rows,
+        products_scored=out.products,
+        preview=preview,
+        checks=tuple(checks),
+    )
+
+
+def _preview(client_dir: Path) -> pd.DataFrame:
+    """The first rows of the client's first part file (a streaming read of one small batch)."""
+    for part in sorted(client_dir.glob("part-*.parquet")):
+        batch = next(pq.ParquetFile(part).iter_batches(batch_size=PREVIEW_ROWS), None)
+        if batch is not None and batch.num_rows:
+            return batch.to_pandas()
+    return pd.DataFrame(columns=[f.name for f in PREDICTION_FIELDS])
 
 
 def _clear_leftovers(final: Path) -> None:
@@ -207,99 +448,3 @@ def _swap_in(staging: Path, final: Path) -> None:
         os.rename(final, old)
     os.rename(staging, final)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def predict_categories(
-    client: ClientConfig,
-    inference_date: date,
-    *,
-    spark: SparkSession,
-    layout: DataLayout,
-    settings: TrackingSettings,
-    version: int | None = None,
-    extra_lineage: dict[str, str] | None = None,
-) -> ScoringResult:
-    """Score `data_predict.csv.gz` with the client's champion (or `version`) and write parquet.
-
-    Output goes to `products_categories/client_id=<id>/date=<day>/`, written aside and swapped
-    in, so a re-run replaces it and nothing half-written is ever visible.
-    """
-    cid = client.client_id
-    client_mlflow = tracking.mlflow_client(settings)
-    mv = (
-        tracking.get_version(client_mlflow, client.model_name, version, cid)
-        if version is not None
-        else tracking.serving_version(client_mlflow, client.model_name, cid)
-    )
-    model_version = int(mv.version)
-    forest = load_compact(settings, client.model_name, model_version)  # fail fast on the driver
-    features = [str(f) for f in forest.feature_names]
-
-    path = layout.predict_file(cid)
-    header = read_header(cid, path)
-    check_scoring_header(cid, path, header, client.id_column, features)
-
-    final = layout.predictions_dir(cid, inference_date)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(final)
-    tag = uuid.uuid4().hex[:8]
-    staging = final.parent / f"_staging-{final.name}-{tag}"
-    # Beside the output: wherever Spark runs (local, cluster, Connect) it writes there too.
-    # In a "_" directory that readers of the output skip; the file name itself must not start
-    # with "_" or Spark skips it too.
-    plain_dir = final.parent / f"_input-{final.name}-{tag}"
-
-    scorer = functools.partial(
-        score_batches,
-        settings=settings,
-        model_name=client.model_name,
-        version=model_version,
-        features=features,
-        id_column=client.id_column,
-        k=client.top_k,
-    )
-    try:
-        plain_dir.mkdir()
-        products = read_products(
-            spark, _decompress(cid, path, plain_dir / "products.csv"), header, client.id_column
-        )
-        products.select(client.id_column, *features).mapInPandas(scorer, OUTPUT_SCHEMA).write.mode(
-            "overwrite"
-        ).parquet(str(staging))
-        rows, distinct_products, preview = _check_written(
-            cid, path, staging, client.id_column, min(client.top_k, len(forest.classes_))
-        )
-        lineage = {
-            "client_id": cid,
-            "model_name": client.model_name,
-            "model_version": model_version,
-            "model_run_id": mv.run_id,
-            "input_path": str(path),
-            "scored_at": datetime.now(timezone.utc).isoformat(),
-            "inference_date": inference_date.isoformat(),
-            **(extra_lineage or {}),
-        }
-        (staging / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
-        _swap_in(staging, final)
-    except (PySparkException, Py4JJavaError) as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if "Malformed" in str(exc) or "MALFORMED" in str(exc):
-            load_scoring_table(client, path, features)  # raises a DataError naming the column
-            raise DataError(cid, path, "malformed CSV record") from None
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(plain_dir, ignore_errors=True)
-
-    return ScoringResult(
-        client_id=cid,
-        model_name=client.model_name,
-        model_version=model_version,
-        run_id=mv.run_id,
-        output_dir=final,
-        rows_written=int(rows),
-        products_scored=int(distinct_products),
-        preview=preview,
-    )

@@ -1,12 +1,28 @@
 """Spark as a `dagster_pyspark.PySparkResource`: local, a cluster master, or Spark Connect."""
 
+from __future__ import annotations
+
+import json
 from typing import Any
 
 from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 
-from bettercat_assets.core.spark_session import build_spark_session
+from bettercat_assets.core.spark_session import DEFAULT_MASTER, build_spark_session
+
+
+def parse_spark_conf(raw: str) -> dict[str, str]:
+    """Extra Spark settings given as a JSON object (keys keep their case)."""
+    if not raw.strip():
+        return {}
+    try:
+        conf = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the Spark settings are not valid JSON: {exc}") from None
+    if not isinstance(conf, dict):
+        raise ValueError("the Spark settings must be a JSON object of Spark settings")
+    return {str(k): str(v) for k, v in conf.items()}
 
 
 class SparkResource(PySparkResource):
@@ -16,8 +32,13 @@ class SparkResource(PySparkResource):
     """
 
     spark_config: dict[str, Any] = Field(default_factory=dict)
-    master: str = Field("local[*]", description="spark.master URL, e.g. local[2] or spark://h:7077")
+    master: str = Field(
+        DEFAULT_MASTER, description="spark.master URL, e.g. local[2] or spark://h:7077"
+    )
     remote: str = Field("", description="Spark Connect URL sc://host:port; overrides master")
+    extra_conf_json: str = Field(
+        "", description="More Spark settings as a JSON object ($BETTERCAT_SPARK_CONF)"
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._spark_session = None
@@ -25,7 +46,8 @@ class SparkResource(PySparkResource):
     @property
     def spark_session(self) -> Any:
         if self._spark_session is None:
+            conf = {**self.spark_config, **parse_spark_conf(self.extra_conf_json)}
             self._spark_session = build_spark_session(
-                master=self.master, remote=self.remote or None, conf=self.spark_config
+                master=self.master, remote=self.remote or None, conf=conf
             )
         return self._spark_session

@@ -1,0 +1,105 @@
+"""What runs in Spark's Python workers: top-k categories from compact models Spark shipped.
+
+This module is imported by the workers, so it imports only numpy, pandas, pyarrow and the
+compact forest: no MLflow and no scikit-learn. The driver resolves each client's `@champion`,
+downloads its compact form and ships the two files with `SparkSession.addArtifacts` (classic
+Spark and Spark Connect alike); a worker loads a model with `np.load(allow_pickle=False)`
+after checking its checksum, once per process.
+
+Many clients share one Spark pass: rows carry their `client_id`, and their features sit in
+the generic columns `f0..fN` in the client's own feature order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from bettercat_assets.core.compact_forest import CompactForest
+from bettercat_assets.core.topk import top_k_indices
+
+CLIENT_COLUMN = "client_id"
+ID_COLUMN = "product_id"
+#: Models a worker keeps loaded at once; a run of many small clients cycles through them.
+MODELS_PER_WORKER = 32
+
+
+def feature_column(position: int) -> str:
+    """Name of the shared-pass column holding a client's feature number `position`."""
+    return f"f{position}"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A client's compact model as Spark ships it: two file names under `SparkFiles`."""
+
+    client_id: str
+    version: int
+    arrays_file: str
+    meta_file: str
+    feature_names: tuple[str, ...]
+    n_classes: int
+    #: rows per product: min(the client's k, its number of categories)
+    top_k: int
+
+
+def top_k_batch(
+    product_ids: pd.Series, proba: np.ndarray, labels: pa.Array, k: int, model_version: int
+) -> pd.DataFrame:
+    """Same rows as `topk.top_k_frame`, with the string columns built by Arrow `take`.
+
+    Repeating the ids and looking up the labels as Python objects costs more than the model
+    on large batches; Arrow-backed columns go to Spark without a per-row conversion.
+    """
+    best = top_k_indices(proba, k)
+    n_rows, kk = best.shape
+    ids = pa.array(product_ids, type=pa.string(), from_pandas=True)
+    return pd.DataFrame(
+        {
+            "product_id": pd.arrays.ArrowExtensionArray(ids.take(np.repeat(np.arange(n_rows), kk))),
+            "pred_label": pd.arrays.ArrowExtensionArray(labels.take(best.ravel())),
+            "pred_score": np.take_along_axis(proba, best, axis=1).ravel().astype(np.float32),
+            "rank": np.tile(np.arange(kk, dtype=np.int32), n_rows),
+            "model_version": np.full(n_rows * kk, model_version, dtype=np.int32),
+        }
+    )
+
+
+def _shipped_path(name: str) -> Path:
+    from pyspark import SparkFiles  # the worker's own view of the shipped files
+
+    return Path(SparkFiles.get(name))
+
+
+@functools.lru_cache(maxsize=MODELS_PER_WORKER)
+def load_shipped(arrays_file: str, meta_file: str) -> tuple[CompactForest, pa.Array]:
+    """Load a shipped model (checksum verified by `CompactForest.load_files`) and its labels."""
+    forest = CompactForest.load_files(_shipped_path(arrays_file), _shipped_path(meta_file))
+    return forest, pa.array(forest.classes_.tolist(), type=pa.string())
+
+
+def score_client_rows(rows: pd.DataFrame, model: ShippedModel) -> pd.DataFrame:
+    """Top-k rows for one client's products (a slice of a shared-pass batch)."""
+    forest, labels = load_shipped(model.arrays_file, model.meta_file)
+    columns = [feature_column(i) for i in range(len(model.feature_names))]
+    X = np.ascontiguousarray(rows[columns].to_numpy(dtype=np.float32, na_value=np.nan))
+    out = top_k_batch(rows[ID_COLUMN], forest.predict_proba(X), labels, model.top_k, model.version)
+    out[CLIENT_COLUMN] = model.client_id
+    return out
+
+
+def score_batches(
+    batches: Iterator[pd.DataFrame], models: Mapping[str, ShippedModel]
+) -> Iterator[pd.DataFrame]:
+    """`mapInPandas` body: each client's rows are scored by that client's own model."""
+    for batch in batches:
+        if batch.empty:
+            continue
+        for client_id, rows in batch.groupby(CLIENT_COLUMN, sort=False):
+            yield score_client_rows(rows, models[str(client_id)])

@@ -1,0 +1,68 @@
+"""Ship compact models from the driver to Spark's executors with Spark's own file distribution.
+
+The driver resolves each client's version, downloads its compact form from MLflow, verifies
+its checksum (a damaged or tampered model is refused before any task starts), and hands the
+two files to `SparkSession.addArtifacts(..., file=True)`, which works under classic Spark (local
+or a cluster) and under Spark Connect. File names carry the client, version and checksum, so a
+long-lived session never confuses two models.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from bettercat_assets.core.batch_scorer import ShippedModel
+from bettercat_assets.core.compact_forest import ARRAYS_FILE, META_FILE
+from bettercat_assets.core.model_store import fetch_compact
+from bettercat_assets.core.settings import TrackingSettings
+
+
+@functools.cache
+def shipping_dir() -> Path:
+    """This process's folder of shipped files: kept while the process (and its session) lives,
+    since a classic driver serves executors the files from here."""
+    path = Path(tempfile.mkdtemp(prefix=f"bettercat-models-{os.getpid()}-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def ship_model(
+    spark: SparkSession,
+    settings: TrackingSettings,
+    client_id: str,
+    model_name: str,
+    version: int,
+    top_k: int,
+) -> ShippedModel:
+    """Download, verify and ship one version; returns what the workers need to load it."""
+    workdir = shipping_dir()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local, forest = fetch_compact(settings, model_name, version, tmp)
+        digest = forest_digest(local)
+        stem = f"{client_id}-v{int(version)}-{digest[:12]}"
+        arrays, meta = workdir / f"{stem}.npz", workdir / f"{stem}.json"
+        shutil.copyfile(local / ARRAYS_FILE, arrays)
+        shutil.copyfile(local / META_FILE, meta)
+    spark.addArtifacts(str(arrays), str(meta), file=True)
+    return ShippedModel(
+        client_id=client_id,
+        version=int(version),
+        arrays_file=arrays.name,
+        meta_file=meta.name,
+        feature_names=tuple(str(f) for f in forest.feature_names),
+        n_classes=len(forest.classes_),
+        top_k=min(top_k, len(forest.classes_)),
+    )
+
+
+def forest_digest(directory: Path) -> str:
+    """The arrays checksum the compact form records about itself (already verified)."""
+    return str(json.loads((directory / META_FILE).read_text(encoding="utf-8"))["arrays_sha256"])

@@ -1,0 +1,232 @@
+"""The `category_predictions` checks, computed by Spark over the written output.
+
+Nothing here collects rows to the driver: two aggregations (per product, then per client) over
+the written parquet and one over the input give a handful of numbers per client, and the
+verdicts are built from those. Driver memory therefore does not grow with the product count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from bettercat_assets.core.batch_scorer import CLIENT_COLUMN, ID_COLUMN
+from bettercat_assets.core.quality import CheckOutcome
+
+SCORE_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the scoring input held for one client."""
+
+    rows: int
+    distinct_ids: int
+    unscored: int
+    unscored_example: str | None
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """What the written output holds for one client, as aggregated by Spark."""
+
+    rows: int
+    products: int
+    wrong_count: int
+    wrong_count_example: tuple[str, int] | None
+    bad_ranks: int
+    bad_ranks_example: str | None
+    rising_steps: int
+    min_score: float
+    max_score: float
+    max_sum: float
+    versions: tuple[int, ...]
+
+
+def _example(condition: Column, value: Column) -> Column:
+    """The smallest `value` among rows meeting `condition` (a deterministic example)."""
+    return F.min(F.when(condition, value))
+
+
+def _per_product(outputs: DataFrame) -> DataFrame:
+    ranked = F.array_sort(F.collect_list(F.struct("rank", "pred_score")))
+    return outputs.groupBy(CLIENT_COLUMN, ID_COLUMN).agg(
+        F.count(F.lit(1)).alias("n"),
+        F.min("rank").alias("r_min"),
+        F.max("rank").alias("r_max"),
+        F.count_distinct("rank").alias("n_ranks"),
+        F.sum(F.col("pred_score").cast("double")).alias("score_sum"),
+        F.min("pred_score").alias("score_min"),
+        F.max("pred_score").alias("score_max"),
+        F.collect_set("model_version").alias("versions"),
+        ranked.alias("ranked"),
+    )
+
+
+def _rising_steps(ranked: Column) -> Column:
+    """Rank steps whose score rises, in an array of (rank, score) sorted by rank."""
+    steps = F.filter(
+        F.sequence(F.lit(1), F.greatest(F.size(ranked) - 1, F.lit(1))),
+        lambda i: (F.size(ranked) > i) & (ranked[i]["pred_score"] > ranked[i - 1]["pred_score"]),
+    )
+    return F.size(steps)
+
+
+def output_stats(outputs: DataFrame, rows_per_product: Mapping[str, int]) -> dict[str, OutputStats]:
+    """Per-client stats of a long output (`client_id`, product_id, pred_score, rank, ...)."""
+    expected = F.create_map(
+        *[x for cid, kk in rows_per_product.items() for x in (F.lit(cid), F.lit(int(kk)))]
+    )[F.col(CLIENT_COLUMN)]
+    products = _per_product(outputs).withColumn("kk", expected)
+    wrong = F.col("n") != F.col("kk")
+    bad_rank = (
+        (F.col("r_min") != 0)
+        | (F.col("r_max") != F.col("n") - 1)
+        | (F.col("n_ranks") != F.col("n"))
+    )
+    rising = _rising_steps(F.col("ranked"))
+    rows = products.groupBy(CLIENT_COLUMN).agg(
+        F.sum("n").alias("rows"),
+        F.count(F.lit(1)).alias("products"),
+        F.sum(wrong.cast("long")).alias("wrong_count"),
+        _example(wrong, F.struct(ID_COLUMN, "n")).alias("wrong_example"),
+        F.sum(bad_rank.cast("long")).alias("bad_ranks"),
+        _example(bad_rank, F.col(ID_COLUMN)).alias("bad_rank_example"),
+        F.sum(rising).alias("rising_steps"),
+        F.min("score_min").alias("min_score"),
+        F.max("score_max").alias("max_score"),
+        F.max("score_sum").alias("max_sum"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_set("versions")))).alias("versions"),
+    )
+    return {r[CLIENT_COLUMN]: _to_output_stats(r) for r in rows.collect()}
+
+
+def _to_output_stats(row) -> OutputStats:
+    example = row["wrong_example"]
+    return OutputStats(
+        rows=int(row["rows"]),
+        products=int(row["products"]),
+        wrong_count=int(row["wrong_count"]),
+        wrong_count_example=(str(example[ID_COLUMN]), int(example["n"])) if example else None,
+        bad_ranks=int(row["bad_ranks"]),
+        bad_ranks_example=row["bad_rank_example"],
+        rising_steps=int(row["rising_steps"]),
+        min_score=float(row["min_score"]),
+        max_score=float(row["max_score"]),
+        max_sum=float(row["max_sum"]),
+        versions=tuple(int(v) for v in row["versions"]),
+    )
+
+
+def input_stats(inputs: DataFrame, outputs: DataFrame) -> dict[str, InputStats]:
+    """Per-client input counts, and the input products missing from the output."""
+    ids = inputs.select(CLIENT_COLUMN, ID_COLUMN)
+    counts = ids.groupBy(CLIENT_COLUMN).agg(
+        F.count(F.lit(1)).alias("rows"), F.count_distinct(ID_COLUMN).alias("distinct_ids")
+    )
+    scored = outputs.select(CLIENT_COLUMN, ID_COLUMN).distinct()
+    missing = (
+        ids.join(scored, [CLIENT_COLUMN, ID_COLUMN], "left_anti")
+        .groupBy(CLIENT_COLUMN)
+        .agg(F.count(F.lit(1)).alias("unscored"), F.min(ID_COLUMN).alias("unscored_example"))
+    )
+    rows = counts.join(missing, CLIENT_COLUMN, "left").collect()
+    return {
+        r[CLIENT_COLUMN]: InputStats(
+            rows=int(r["rows"]),
+            distinct_ids=int(r["distinct_ids"]),
+            unscored=int(r["unscored"] or 0),
+            unscored_example=r["unscored_example"],
+        )
+        for r in rows
+    }
+
+
+def prediction_outcomes(
+    out: OutputStats,
+    inp: InputStats,
+    n_classes: int,
+    k: int,
+    champion_version: int | None,
+) -> list[CheckOutcome]:
+    """One verdict per check in `quality.PREDICTION_CHECKS`, each judging one property."""
+    kk = min(k, n_classes)
+    return [
+        _all_scored(inp),
+        _rows_per_product(out, kk, k, n_classes),
+        _rank_order(out, kk),
+        _score_bounds(out),
+        _model_is_champion(out, champion_version),
+    ]
+
+
+def _all_scored(inp: InputStats) -> CheckOutcome:
+    ok = inp.unscored == 0
+    return CheckOutcome(
+        "all_products_scored",
+        ok,
+        f"all {inp.rows} input products are scored"
+        if ok
+        else f"{inp.unscored} of {inp.rows} input product(s) not scored, "
+        f"e.g. {inp.unscored_example!r}",
+        {"input_products": inp.rows, "scored_products": inp.distinct_ids - inp.unscored},
+    )
+
+
+def _rows_per_product(out: OutputStats, kk: int, k: int, n_classes: int) -> CheckOutcome:
+    ok = out.wrong_count == 0
+    example = out.wrong_count_example
+    return CheckOutcome(
+        "rows_per_product",
+        ok,
+        f"{kk} rows per product (min(k={k}, classes={n_classes}))"
+        if ok
+        else f"{out.wrong_count} product(s) do not have {kk} rows, e.g. "
+        f"{example[0]!r} has {example[1]}",
+        {"expected_rows_per_product": kk},
+    )
+
+
+def _rank_order(out: OutputStats, kk: int) -> CheckOutcome:
+    parts = []
+    if out.bad_ranks:
+        parts.append(
+            f"{out.bad_ranks} product(s) whose ranks are not 0..n-1, e.g. {out.bad_ranks_example!r}"
+        )
+    if out.rising_steps:
+        parts.append(f"{out.rising_steps} rank step(s) with a rising score")
+    return CheckOutcome(
+        "rank_order",
+        not parts,
+        "; ".join(parts) or f"ranks 0..{kk - 1} per product in descending score order",
+        {"products_with_bad_ranks": out.bad_ranks, "rising_steps": out.rising_steps},
+    )
+
+
+def _score_bounds(out: OutputStats) -> CheckOutcome:
+    in_range = out.min_score >= 0.0 and out.max_score <= 1.0  # NaN compares False: fails
+    return CheckOutcome(
+        "score_bounds",
+        in_range and out.max_sum <= 1 + SCORE_SUM_TOLERANCE,
+        f"scores in [{out.min_score:.4f}, {out.max_score:.4f}], max per-product sum "
+        f"{out.max_sum:.6f} (must be in [0, 1] and <= 1 + 1e-6)",
+        {"max_per_product_sum": round(out.max_sum, 6)},
+    )
+
+
+def _model_is_champion(out: OutputStats, champion_version: int | None) -> CheckOutcome:
+    versions = list(out.versions)
+    metadata: dict[str, object] = {"output_versions": versions}
+    if champion_version is not None:
+        metadata["champion_version"] = champion_version
+    return CheckOutcome(
+        "model_is_champion",
+        champion_version is not None and versions == [champion_version],
+        f"output model_version {versions}, champion v{champion_version}"
+        if champion_version is not None
+        else f"output model_version {versions}, but the registry has no @champion",
+        metadata,
+    )
