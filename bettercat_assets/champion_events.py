@@ -80,8 +80,11 @@ def promote_champion(
         tracking.get_version(client, cfg.model_name, config.version, cfg.client_id)
     except BettercatError as exc:  # unknown client or version: an operator typo, not retried
         raise Failure(description=str(exc), allow_retries=False) from None
-    tracking.set_champion(client, cfg.model_name, config.version)
     previous = int(before.version) if before else None
+    if previous == config.version:
+        context.log.info(f"{cfg.model_name}: v{previous} already is @champion; nothing to re-score")
+        return
+    tracking.set_champion(client, cfg.model_name, config.version)
     context.log.info(f"{cfg.model_name}: @champion v{previous} -> v{config.version}")
     yield champion_materialization(cfg.client_id, cfg.model_name, config.version, previous)
 

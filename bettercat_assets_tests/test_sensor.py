@@ -1,34 +1,35 @@
-"""`rescore_on_new_champion`: one scoring run per client whose @champion moved, never twice.
+"""Re-scoring rules: `category_predictions` is requested exactly for the clients whose
+@champion changed, once, and never for a failed gate or after a run that scored it already.
 
-Fast: no Spark, no MLflow. Runless `registered_model` materializations stand in for training
-runs and operator roll-backs (both record `champion_changed` in the metadata).
+Fast: no Spark, no MLflow. The three real asset specs (keys, deps, partitions, the real
+automation condition) get a stand-in body that materializes what a run selects, except the
+clients told to fail their gate; roll-backs are the real promote events.
 """
 
-from __future__ import annotations
 
+import math
+
+import dagster as dg
 import pytest
-from dagster import DagsterInstance, RunRequest, build_multi_asset_sensor_context, instance_for_test
 
-from bettercat_assets.assets.registered_model import registered_model
+from bettercat_assets.assets import CATEGORY_PREDICTIONS, REGISTERED_MODEL, TRAINING_DATA
+from bettercat_assets.assets.category_predictions import (
+    RESCORE_ON_NEW_CHAMPION,
+    category_predictions_spec,
+)
+from bettercat_assets.assets.registered_model import registered_model_spec
+from bettercat_assets.assets.training_data import training_data_spec
 from bettercat_assets.champion_events import champion_materialization
-from bettercat_assets.definitions import defs
-from bettercat_assets.sensors import rescore_on_new_champion
+from bettercat_assets.partitions import (
+    BACKFILL_POLICY,
+    MAX_CLIENTS_PER_RUN,
+    client_partitions,
+    range_tags,
+)
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def _module_instance():
-    with instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def instance(_module_instance):
-    """One instance per module (creating one costs seconds), emptied before every test."""
-    _module_instance.wipe()
-    assert not _module_instance.fetch_materializations(registered_model.key, limit=1).records
-    return _module_instance
+GATE_FAILS = "bettercat_test/gate_fails"  # run tag: comma-separated clients whose gate fails
 
 
 @pytest.fixture(scope="module")
@@ -38,96 +39,137 @@ def client_ids(registry) -> list[str]:
     return ids
 
 
-def report(instance: DagsterInstance, client_id: str, *, changed: bool = True, version: int = 2):
-    previous = version - 1 if changed else version
-    instance.report_runless_asset_event(
-        champion_materialization(client_id, f"{client_id}_model", version, previous)
+@pytest.fixture(scope="module")
+def defs(registry) -> dg.Definitions:
+    partitions = client_partitions(registry)
+
+    @dg.multi_asset(
+        specs=[
+            training_data_spec(partitions),
+            registered_model_spec(partitions),
+            category_predictions_spec(partitions),
+        ],
+        can_subset=True,
+        backfill_policy=BACKFILL_POLICY,
     )
+    def stand_in(context: dg.AssetExecutionContext):
+        gate_fails = set(filter(None, context.run.tags.get(GATE_FAILS, "").split(",")))
+        for key in (TRAINING_DATA, REGISTERED_MODEL, CATEGORY_PREDICTIONS):
+            if key not in context.selected_asset_keys:
+                continue
+            for cid in context.partition_keys:
+                if cid in gate_fails and key != TRAINING_DATA:
+                    continue  # a failed gate: registered_model is not materialized
+                yield dg.AssetMaterialization(asset_key=key, partition=cid)
+
+    selection = {
+        "train": [TRAINING_DATA, REGISTERED_MODEL],
+        "all": [TRAINING_DATA, REGISTERED_MODEL, CATEGORY_PREDICTIONS],
+        "score": [CATEGORY_PREDICTIONS],
+    }
+    jobs = [
+        dg.define_asset_job(name, selection=keys, partitions_def=partitions)
+        for name, keys in selection.items()
+    ]
+    return dg.Definitions(assets=[stand_in], jobs=jobs, executor=dg.in_process_executor)
 
 
-def tick(instance: DagsterInstance, cursor: str | None) -> tuple[list[RunRequest], str | None]:
-    """One sensor tick as the daemon runs it: a fresh context from the stored cursor string."""
-    context = build_multi_asset_sensor_context(
-        monitored_assets=[registered_model.key], instance=instance, cursor=cursor, definitions=defs
-    )
-    results = list(rescore_on_new_champion(context) or [])
-    # Direct invocation updates the cursor before the generator body runs; the daemon does it
-    # after consuming the results, so do the same here.
-    context.update_cursor_after_evaluation()
-    assert all(isinstance(r, RunRequest) for r in results), results
-    return results, context.cursor
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
 
 
-def test_ten_champion_changes_give_ten_runs_then_none(instance, client_ids):
-    for client_id in client_ids:
-        report(instance, client_id)
+class Ticks:
+    """Automation ticks as the daemon evaluates them, carrying the cursor."""
 
-    requests, cursor = tick(instance, None)
-    assert sorted(r.partition_key for r in requests) == sorted(client_ids)
-    assert len(requests) == 10
-    assert len({r.run_key for r in requests}) == 10
-    assert cursor, "the sensor must advance its cursor past the events it read"
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+        self.defs, self.instance, self.cursor = defs, instance, None
 
-    again, cursor_after = tick(instance, cursor)
-    assert again == []
-    assert cursor_after == cursor
-
-
-def test_new_change_after_a_tick_requests_only_that_client(instance, client_ids):
-    for client_id in client_ids:
-        report(instance, client_id)
-    first, cursor = tick(instance, None)
-    assert len(first) == 10
-
-    report(instance, "charlie", version=3)
-    second, _ = tick(instance, cursor)
-    assert [r.partition_key for r in second] == ["charlie"]
-    assert second[0].run_key not in {r.run_key for r in first}
+    def __call__(self) -> set[str]:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor
+        )
+        self.cursor = result.cursor
+        assert result.get_num_requested(REGISTERED_MODEL) == 0
+        assert result.get_num_requested(TRAINING_DATA) == 0
+        return set(result.get_requested_partitions(CATEGORY_PREDICTIONS))
 
 
-def test_unchanged_champion_requests_nothing(instance, client_ids):
-    for client_id in client_ids:
-        report(instance, client_id, changed=False)
-
-    requests, cursor = tick(instance, None)
-    assert requests == []
-    # The events were still consumed: a later change yields only that client.
-    report(instance, "alpha")
-    later, _ = tick(instance, cursor)
-    assert [r.partition_key for r in later] == ["alpha"]
+def run(defs, instance, job: str, clients: list[str], gate_fails: tuple[str, ...] = ()) -> None:
+    tags = {**range_tags(clients), GATE_FAILS: ",".join(gate_fails)}
+    result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags)
+    assert result.success
 
 
-def test_two_changes_for_one_client_in_one_tick_give_one_run(instance):
-    report(instance, "bravo", version=2)
-    report(instance, "bravo", version=3)
-    report(instance, "delta", changed=False)
-
-    requests, _ = tick(instance, None)
-    assert [r.partition_key for r in requests] == ["bravo"]
-    # The request points at the latest change, so a roll-back right after is not deduplicated
-    # away by the run key of the earlier one.
-    latest = max(
-        r.storage_id
-        for r in instance.fetch_materializations(registered_model.key, limit=10).records
-        if r.partition_key == "bravo"
-    )
-    assert requests[0].run_key == f"rescore-bravo-{latest}"
+def test_the_condition_is_the_one_on_the_real_asset(registry):
+    spec = category_predictions_spec(client_partitions(registry))
+    assert spec.automation_condition is RESCORE_ON_NEW_CHAMPION
 
 
-def test_daemon_evaluation_path_round_trips_the_cursor(instance, client_ids):
-    """`evaluate_tick` is what the sensor daemon calls; its cursor is what gets stored."""
-    from dagster import build_sensor_context
+def test_a_new_instance_does_not_rescore_what_was_just_scored(defs, instance, client_ids):
+    """The demo's state (every client materialized) on a brand-new automation cursor."""
+    run(defs, instance, "all", client_ids)
+    tick = Ticks(defs, instance)
+    assert tick() == set()
+    assert tick() == set()
+    # ... and a new champion after that is re-scored exactly once.
+    instance.report_runless_asset_event(champion_materialization("delta", "delta_model", 3, 2))
+    assert tick() == {"delta"}
+    assert tick() == set()
 
-    for client_id in client_ids:
-        report(instance, client_id)
 
-    first = rescore_on_new_champion.evaluate_tick(
-        build_sensor_context(instance=instance, definitions=defs)
-    )
-    assert sorted(r.partition_key for r in first.run_requests) == sorted(client_ids)
-    assert all(r.job_name in (None, "score_clients") for r in first.run_requests)
+def test_training_rescores_each_new_champion_once(defs, instance, client_ids):
+    tick = Ticks(defs, instance)
+    assert tick() == set()
+    run(defs, instance, "train", client_ids)
+    assert tick() == set(client_ids)
+    assert tick() == set(), "requested once: the next tick must not ask again"
 
-    second = rescore_on_new_champion.evaluate_tick(
-        build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs)
-    )
-    assert list(second.run_requests or []) == []
+
+def test_materialize_all_scores_each_client_once(defs, instance, client_ids):
+    tick = Ticks(defs, instance)
+    tick()
+    run(defs, instance, "all", client_ids)
+    assert tick() == set(), "the run that trained them already scored them"
+
+
+def test_a_failed_gate_is_not_rescored(defs, instance, client_ids):
+    tick = Ticks(defs, instance)
+    run(defs, instance, "all", client_ids)
+    tick()
+    run(defs, instance, "train", client_ids[:4], gate_fails=(client_ids[1], client_ids[2]))
+    assert tick() == {client_ids[0], client_ids[3]}
+
+
+def test_a_promote_event_rescores_once(defs, instance, client_ids):
+    """`bettercat promote` and the Launchpad job record this event (test_champion_lifecycle
+    runs both for real)."""
+    tick = Ticks(defs, instance)
+    run(defs, instance, "all", client_ids)
+    tick()
+    # The Launchpad job and `bettercat promote` both record the same event.
+    instance.report_runless_asset_event(champion_materialization("echo", "echo_model", 1, 2))
+    assert tick() == {"echo"}
+    assert tick() == set()
+
+
+def test_unchanged_champion_records_nothing_to_rescore(tmp_path, monkeypatch):
+    from bettercat_assets.champion_events import report_champion_change
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    text = report_champion_change("alpha", "alpha_model", 2, 2)
+    assert "nothing to re-score" in text
+    assert not list(tmp_path.iterdir()), "no instance was opened, so no event was recorded"
+
+
+def test_ten_champions_in_one_tick_fit_ceil_ten_over_n_runs(defs, instance, client_ids):
+    tick = Ticks(defs, instance)
+    tick()
+    run(defs, instance, "train", client_ids)
+    requested = tick()
+    assert requested == set(client_ids)
+    # One backfill (emit_backfills=True) over these partitions, split by the backfill policy:
+    # contiguous in clients.yaml order here, so ceil(10 / N) runs.
+    assert BACKFILL_POLICY.max_partitions_per_run == MAX_CLIENTS_PER_RUN
+    assert math.ceil(len(requested) / MAX_CLIENTS_PER_RUN) == 1
