@@ -114,9 +114,7 @@ def test_one_failed_partition_fails_alone():
         assert [m.partition for m in _materializations(result, key)] == ["d"]
         assert instance.get_materialized_partitions(key) == {"d"}
         status = get_and_update_asset_status_cache_value(instance, key, PARTS)
-        assert set(status.deserialize_failed_partition_subsets(PARTS).get_partition_keys()) == {
-            "c"
-        }
+        assert set(status.deserialize_failed_partition_subsets(PARTS).get_partition_keys()) == {"c"}
 
 
 def test_run_request_takes_one_partition_key_and_ranges_come_from_tags():

@@ -6,7 +6,6 @@ automation condition) get a stand-in body that materializes what a run selects, 
 clients told to fail their gate; roll-backs are the real promote events.
 """
 
-
 import math
 
 import dagster as dg

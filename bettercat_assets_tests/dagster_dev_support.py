@@ -1,0 +1,203 @@
+"""`dagster dev` on a workspace of its own, driven only through GraphQL as the UI drives it.
+
+Used by the end-to-end tests and by the benchmark's `tenants` section (`bench/tenants.py`):
+a clients file, generated data, an MLflow store and a DAGSTER_HOME with the project's own
+`deploy/dagster.local.yaml`, then "Materialize all" as a partition backfill.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bettercat_assets_tests.process_support import (
+    RUN_FAILURE,
+    ManagedProcess,
+    free_port,
+    graphql,
+    launch_partition_backfill,
+    runs,
+    start_process,
+    wait_for_webserver,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ALL_ASSETS = (["training_data"], ["registered_model"], ["category_predictions"])
+ACTIVE_RUN = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"})
+
+MATERIALIZATIONS = """
+query Materializations($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset { assetMaterializations(limit: 100000) { partition runId } }
+  }
+}
+"""
+
+BACKFILLS = """
+{
+  partitionBackfillsOrError(limit: 1000) {
+    __typename
+    ... on PartitionBackfills { results { id status } }
+  }
+}
+"""
+
+
+@dataclass
+class Workspace:
+    """Where one `dagster dev` keeps everything: clients, data, MLflow store, Dagster home."""
+
+    root: Path
+
+    @property
+    def clients_file(self) -> Path:
+        return self.root / "clients.yaml"
+
+    @property
+    def data_prefix(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        home = self.root / "home"
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.dagster_home),
+            "BETTERCAT_CLIENTS_FILE": str(self.clients_file),
+            "DATA_PREFIX": str(self.data_prefix),
+            "BETTERCAT_HOME": str(home),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "BETTERCAT_ARTIFACT_ROOT": (home / "mlartifacts").as_uri(),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
+        env.pop("SPARK_REMOTE", None)
+        return {**env, **(extra or {})}
+
+
+def write_clients(ws: Workspace, doc: Mapping[str, object], seed: int = 3) -> list[str]:
+    """Write `doc` as the workspace's clients.yaml and generate every client's sample data."""
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.generate import generate_all
+    from bettercat_assets.core.paths import DataLayout
+
+    ws.root.mkdir(parents=True, exist_ok=True)
+    ws.clients_file.write_text(yaml.safe_dump(dict(doc), sort_keys=False))
+    registry = load_clients(ws.clients_file)
+    generate_all(registry.clients.values(), DataLayout(ws.data_prefix), seed=seed)
+    return registry.client_ids
+
+
+def tiny_clients(n: int, seed: int = 0) -> dict[str, object]:
+    """A clients.yaml document of `n` small clients: 300 to 1,000 products, 4 to 12 categories."""
+    import random
+
+    rng = random.Random(seed)
+    features = ["price", "weight_g", "rating", "n_reviews", "length_cm", "color_code"]
+    clients = [
+        {
+            "client_id": f"tenant_{i:04d}",
+            "features": rng.sample(features, rng.randint(2, len(features))),
+            "sample_data": {"products": rng.randint(300, 1000), "categories": rng.randint(4, 12)},
+        }
+        for i in range(n)
+    ]
+    return {
+        "defaults": {
+            "model_params": {"n_estimators": 20, "min_samples_leaf": 3, "n_jobs": 1},
+            "quality_gate": {"min_top5_accuracy": 0.2},
+        },
+        "clients": clients,
+    }
+
+
+def start_dagster_dev(
+    ws: Workspace, extra_env: Mapping[str, str] | None = None
+) -> tuple[str, ManagedProcess]:
+    """`dagster dev` (webserver + daemon) on a free loopback port with the project's local
+    instance config; returns its URL once the code location has loaded."""
+    ws.dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", ws.dagster_home / "dagster.yaml")
+    port = free_port()
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = start_process(
+        "dagster dev",
+        [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "bettercat_assets.definitions"],
+        env=ws.env(extra_env),
+        log=ws.root / "dagster_dev.log",
+        cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_webserver(url, processes=[proc])
+    return url, proc
+
+
+def materialize_all(url: str, client_ids: Sequence[str]) -> str:
+    """The UI's "Materialize all" over every client partition: one partition backfill."""
+    return launch_partition_backfill(url, ALL_ASSETS, client_ids)
+
+
+def materializations(url: str, asset: str) -> list[dict]:
+    node = graphql(url, MATERIALIZATIONS, {"path": [asset]})["assetOrError"]
+    if node["__typename"] != "Asset":
+        return []
+    return node["assetMaterializations"]
+
+
+def times_materialized(url: str, asset: str) -> Counter:
+    """How often each partition of `asset` was materialized."""
+    return Counter(m["partition"] for m in materializations(url, asset))
+
+
+def backfills(url: str) -> list[dict]:
+    result = graphql(url, BACKFILLS)["partitionBackfillsOrError"]
+    assert result["__typename"] == "PartitionBackfills", result
+    return result["results"]
+
+
+def wait_until_idle(
+    url: str,
+    timeout: float,
+    *,
+    processes: Iterable[ManagedProcess] = (),
+    settle: float = 40,
+    interval: float = 2,
+) -> list[dict]:
+    """Wait until no backfill is in progress and no run is queued or running for `settle`
+    seconds (long enough for the automation sensor to tick and request nothing); all runs."""
+    processes = list(processes)
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    while True:
+        for proc in processes:
+            proc.assert_alive()
+        found = runs(url)
+        busy = any(r["status"] in ACTIVE_RUN for r in found) or any(
+            b["status"] == "REQUESTED" for b in backfills(url)
+        )
+        now = time.monotonic()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= settle:
+            return found
+        if now > deadline:
+            raise TimeoutError(f"still busy after {timeout:.0f}s: {found}")
+        time.sleep(interval)
+
+
+def failed_runs(found: Iterable[dict]) -> list[dict]:
+    return [r for r in found if r["status"] in RUN_FAILURE]
