@@ -4,21 +4,26 @@ Either way a `registered_model` materialization with `champion_changed=True` is 
 client's partition, so the re-scoring sensor scores with the new champion.
 """
 
+import enum
 import os
+from collections.abc import Sequence
 
 from dagster import (
     AssetMaterialization,
     Config,
     DagsterInstance,
     Failure,
+    JobDefinition,
     MetadataValue,
     OpExecutionContext,
     job,
     op,
 )
+from pydantic import Field
 
 from bettercat_assets.core import tracking
 from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource
 
 
@@ -34,7 +39,11 @@ def champion_materialization(
             "model_version": MetadataValue.int(version),
             "champion_version": MetadataValue.int(version),
             "champion_changed": MetadataValue.bool(previous != version),
-            "previous_champion_version": MetadataValue.int(previous or 0),
+            **(
+                {"previous_champion_version": MetadataValue.int(previous)}
+                if previous is not None
+                else {}
+            ),
         },
     )
 
@@ -56,38 +65,70 @@ def report_champion_change(
     return f"reported to Dagster at {os.environ['DAGSTER_HOME']}: the re-scoring sensor will score {client_id}"
 
 
-class PromoteChampionConfig(Config):
-    """Which client, and which registered version becomes `@champion`."""
+def client_id_enum(client_ids: Sequence[str]) -> type[enum.Enum]:
+    """A config enum of the known client ids: the Launchpad offers them and rejects others."""
+    if not client_ids:
+        raise ValueError("promote_champion_job needs at least one client id")
+    return enum.Enum("ClientId", [(cid, cid) for cid in client_ids], module=__name__)
 
-    client_id: str
-    version: int
+
+def build_promote_champion_job(client_ids: Sequence[str]) -> JobDefinition:
+    """`promote_champion_job` for these clients (the partitions of the code location).
+
+    `client_id` is an enum of the client ids, so Dagster validates it when the run config is
+    checked (the Launchpad flags an unknown id and keeps Launch disabled) instead of failing
+    the run.
+    """
+    client_id_type = client_id_enum(client_ids)
+
+    class PromoteChampionConfig(Config):
+        """Which client, and which registered version becomes `@champion`."""
+
+        client_id: client_id_type = Field(description="A client id from clients.yaml.")
+        version: int = Field(description="The registered version to make @champion.")
+
+    @op(
+        description="Move a client's @champion alias to a registered version (roll back or "
+        "forward).",
+        out={},  # yields only the materialization event; no output value
+    )
+    def promote_champion(
+        context: OpExecutionContext,
+        config: PromoteChampionConfig,
+        clients: ClientsResource,
+        mlflow: MlflowResource,
+    ):
+        yield _promote(context, config.client_id.value, config.version, clients, mlflow)
+
+    @job(
+        description="Roll a client's @champion back (or forward) from the Launchpad; "
+        "re-scoring follows."
+    )
+    def promote_champion_job():
+        promote_champion()
+
+    return promote_champion_job
 
 
-@op(
-    description="Move a client's @champion alias to a registered version (roll back or forward).",
-    out={},  # yields only the materialization event; no output value
-)
-def promote_champion(
+def _promote(
     context: OpExecutionContext,
-    config: PromoteChampionConfig,
+    client_id: str,
+    version: int,
     clients: ClientsResource,
     mlflow: MlflowResource,
-):
+) -> AssetMaterialization:
     try:
-        cfg = clients.client(config.client_id)
+        cfg = clients.client(client_id)
         client = tracking.mlflow_client(mlflow.settings)
         before = tracking.champion_version(client, cfg.model_name)
-        tracking.get_version(client, cfg.model_name, config.version, cfg.client_id)
-    except BettercatError as exc:  # unknown client or version: an operator typo, not retried
+        tracking.get_version(client, cfg.model_name, version, cfg.client_id)
+    except BettercatError as exc:  # unknown version: an operator typo, not retried
         raise Failure(description=str(exc), allow_retries=False) from None
-    tracking.set_champion(client, cfg.model_name, config.version)
+    tracking.set_champion(client, cfg.model_name, version)
     previous = int(before.version) if before else None
-    context.log.info(f"{cfg.model_name}: @champion v{previous} -> v{config.version}")
-    yield champion_materialization(cfg.client_id, cfg.model_name, config.version, previous)
+    context.log.info(f"{cfg.model_name}: @champion v{previous} -> v{version}")
+    return champion_materialization(cfg.client_id, cfg.model_name, version, previous)
 
 
-@job(
-    description="Roll a client's @champion back (or forward) from the Launchpad; re-scoring follows."
-)
-def promote_champion_job():
-    promote_champion()
+#: Built from the partitions at import, like `client_partitions` itself.
+promote_champion_job = build_promote_champion_job(client_partitions.get_partition_keys())

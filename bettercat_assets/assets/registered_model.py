@@ -16,6 +16,8 @@ from bettercat_assets.assets.run_config import DatedRunConfig
 from bettercat_assets.assets.training_data import training_data
 from bettercat_assets.checks import check_specs
 from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.evaluation import WeakestCategories, gate_check_metadata
+from bettercat_assets.core.rounding import round_metrics
 from bettercat_assets.core.training import TrainingResult, train_model
 from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource
@@ -24,19 +26,24 @@ QUALITY_GATE = "quality_gate"
 
 
 def model_metadata(result: TrainingResult) -> dict[str, object]:
-    """Materialization metadata; `champion_version`/`champion_changed` drive re-scoring."""
-    weakest = result.weakest_categories.round(3)
+    """Materialization metadata; `champion_version`/`champion_changed` drive re-scoring.
+
+    Metrics are rounded (`core/rounding.py`); `champion_version` is left out while the client
+    has no champion at all.
+    """
+    weakest = WeakestCategories(result.weakest_categories, result.weakest_summary)
+    champion = result.champion_version
     return {
         "mlflow_run": MetadataValue.url(result.run_url),
         "model_version_url": MetadataValue.url(result.model_url),
         "model_name": result.model_name,
         "model_version": MetadataValue.int(result.version),
-        "champion_version": MetadataValue.int(result.champion_version or 0),
+        **({"champion_version": MetadataValue.int(champion)} if champion is not None else {}),
         "champion_changed": MetadataValue.bool(result.champion_changed),
         "gate": result.gate.reason,
         "training_data_sha256": result.data_fingerprint,
-        **{k: MetadataValue.float(float(v)) for k, v in sorted(result.metrics.items())},
-        "weakest_categories": MetadataValue.md(weakest.to_markdown(index=False)),
+        **{k: MetadataValue.float(v) for k, v in sorted(round_metrics(result.metrics).items())},
+        "weakest_categories": MetadataValue.md(weakest.markdown()),
     }
 
 
@@ -92,16 +99,7 @@ def registered_model(
                 passed=gate.passed,
                 severity=AssetCheckSeverity.ERROR,
                 description=f"client '{client_id}' v{result.version}: {gate.reason}",
-                metadata={
-                    "metric": gate.metric,
-                    "value": gate.value,
-                    "floor": gate.floor,
-                    "champion_version": gate.champion_version or 0,
-                    "champion_value": gate.champion_value
-                    if gate.champion_value is not None
-                    else float("nan"),
-                    "tolerance": gate.tolerance,
-                },
+                metadata=gate_check_metadata(gate),
             )
         ],
     )

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import MISSING_MARKERS
+from bettercat_assets.core.rounding import round_float
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def check_null_share(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckO
         else f"client '{cfg.client_id}': {path}: column '{worst}' is {shares.get(worst, 1):.1%} "
         f"missing, above the bound {bound:.1%}"
     )
-    return CheckOutcome("null_share", passed, text, {"null_share": shares, "bound": bound})
+    shown = {name: round_float(share) for name, share in shares.items()}
+    return CheckOutcome("null_share", passed, text, {"null_share": shown, "bound": bound})
 
 
 def check_rows_and_classes(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
@@ -209,7 +211,7 @@ def prediction_outcomes(
             in_range and max_sum <= 1 + 1e-6,
             f"scores in [{scores.min():.4f}, {scores.max():.4f}], max per-product sum "
             f"{max_sum:.6f} (must be in [0, 1] and <= 1 + 1e-6)",
-            {"max_per_product_sum": max_sum},
+            {"max_per_product_sum": round_float(max_sum, 6)},  # the bound is 1 + 1e-6
         ),
         CheckOutcome(
             "model_is_champion",
@@ -217,6 +219,9 @@ def prediction_outcomes(
             f"output model_version {versions}, champion v{champion_version}"
             if champion_version is not None
             else f"output model_version {versions}, but the registry has no @champion",
-            {"output_versions": versions, "champion_version": champion_version or 0},
+            {
+                "output_versions": versions,
+                **({"champion_version": champion_version} if champion_version is not None else {}),
+            },
         ),
     ]
