@@ -5,6 +5,7 @@ client's partition, so the re-scoring sensor scores with the new champion.
 """
 
 import enum
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -66,10 +67,15 @@ def report_champion_change(
 
 
 def client_id_enum(client_ids: Sequence[str]) -> type[enum.Enum]:
-    """A config enum of the known client ids: the Launchpad offers them and rejects others."""
+    """A config enum of the known client ids: the Launchpad offers them and rejects others.
+
+    Dagster identifies config types by name (and memoizes config shapes by it), so the name
+    carries a digest of the ids: two client lists never share one schema.
+    """
     if not client_ids:
         raise ValueError("promote_champion_job needs at least one client id")
-    return enum.Enum("ClientId", [(cid, cid) for cid in client_ids], module=__name__)
+    digest = hashlib.sha256("\n".join(client_ids).encode()).hexdigest()[:8]
+    return enum.Enum(f"ClientId_{digest}", [(cid, cid) for cid in client_ids], module=__name__)
 
 
 def build_promote_champion_job(client_ids: Sequence[str]) -> JobDefinition:

@@ -74,8 +74,11 @@ def test_mlflow_run_records_dagster_run_code_and_data(golf, mlflow_run, ws):
     from bettercat_assets import __version__
     from bettercat_assets.core.lineage import git_sha
 
+    from bettercat_assets.core.tracking import dagster_run_url
+
     tags = mlflow_run.data.tags
     assert tags["dagster_run_id"] == golf["run_id"] == golf["model_run_id"]
+    assert tags["dagster_run_url"] == dagster_run_url(golf["run_id"])
     assert tags["client_id"] == "golf"
     assert tags["bettercat_version"] == __version__
     sha = git_sha()
@@ -158,10 +161,11 @@ def test_show_prints_champion_metrics_and_predictions(golf, mlflow_run, ws, monk
 
 def test_dagster_metadata_shows_weakest_categories_and_preview(golf):
     weakest = golf["model"]["weakest_categories"]
-    header = weakest.splitlines()[0]
-    for column in ["category", "precision", "recall", "f1", "support"]:
-        assert column in header, header
-    assert len(weakest.splitlines()) >= 3  # header, separator, at least one category
+    assert "categories with test rows have f1 = 0" in weakest.splitlines()[0]
+    table = [line for line in weakest.splitlines() if line.startswith("|")]
+    for column in ["category", "precision", "recall", "f1", "support", "top5_recall"]:
+        assert column in table[0], table[0]
+    assert len(table) >= 3  # header, separator, at least one category
     assert golf["model"]["prior_top5_accuracy"] < golf["model"]["top5_accuracy"]
     preview = golf["predictions"]["preview"]
     assert "| product_id" in preview and "pred_label" in preview and "pred_score" in preview
