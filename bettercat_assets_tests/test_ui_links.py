@@ -38,14 +38,11 @@ def test_mlflow_run_tags_link_back_to_the_dagster_run(monkeypatch):
 
 def test_mlflow_links_open_the_model_training_view(monkeypatch):
     query = "?workflowType=machine_learning"
-    assert (
-        tracking.run_url(SQLITE, "7", RUN)
-        == f"http://127.0.0.1:5000/#/experiments/7/runs/{RUN}{query}"
+    assert tracking.run_url(SQLITE, "7", RUN) == (
+        f"http://127.0.0.1:5000/#/experiments/7/runs/{RUN}{query}"
     )
-    assert tracking.run_url(SERVER, None, RUN) == f"http://mlflow:5000/#/runs/{RUN}{query}"
-    assert (
-        tracking.model_version_url(SERVER, "acme fashion_model", 3)
-        == f"http://mlflow:5000/#/models/acme%20fashion_model/versions/3{query}"
+    assert tracking.model_version_url(SERVER, "acme fashion_model", 3) == (
+        f"http://mlflow:5000/#/models/acme%20fashion_model/versions/3{query}"
     )
     assert tracking.experiments_url("http://h:5001/") == f"http://h:5001/#/experiments{query}"
     monkeypatch.setenv(tracking.MLFLOW_UI_URL_ENV, "https://mlflow.example.com")
@@ -58,14 +55,18 @@ def test_prediction_links_name_the_model_version_and_its_run():
         "model_version_url": tracking.model_version_url(SERVER, "acme_fashion_model", 4),
         "mlflow_run": tracking.run_url(SERVER, "2", RUN),
     }
-    without_experiment = tracking.prediction_links(SERVER, "acme_fashion_model", 4, RUN)
-    assert (
-        without_experiment["mlflow_run"]
-        == f"http://mlflow:5000/#/runs/{RUN}?{tracking.ML_VIEW_QUERY}"
-    )
     assert tracking.prediction_links(SERVER, "m", 1, None) == {
         "model_version_url": tracking.model_version_url(SERVER, "m", 1)
     }
+
+
+def test_prediction_links_find_the_runs_experiment(mlflow_client, tracking_settings):
+    experiment_id = mlflow_client.create_experiment("links_probe")
+    run_id = mlflow_client.create_run(experiment_id).info.run_id
+    links = tracking.prediction_links(tracking_settings, "links_probe_model", 2, run_id)
+    assert links["mlflow_run"] == tracking.run_url(tracking_settings, experiment_id, run_id)
+    unknown = tracking.prediction_links(tracking_settings, "links_probe_model", 2, RUN)
+    assert set(unknown) == {"model_version_url"}, "no link rather than a wrong one"
 
 
 def test_client_experiments_are_marked_model_training(registry, mlflow_client, tracking_settings):

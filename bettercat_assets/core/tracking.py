@@ -250,10 +250,10 @@ def experiments_url(base: str) -> str:
     return f"{base.rstrip('/')}/#/experiments?{ML_VIEW_QUERY}"
 
 
-def run_url(settings: TrackingSettings, experiment_id: str | None, run_id: str) -> str:
-    """A run's page; without the experiment id, MLflow's direct route finds it."""
-    page = f"experiments/{experiment_id}/runs/{run_id}" if experiment_id else f"runs/{run_id}"
-    return f"{ui_base_url(settings)}/#/{page}?{ML_VIEW_QUERY}"
+def run_url(settings: TrackingSettings, experiment_id: str, run_id: str) -> str:
+    """A run's page. (MLflow's direct `#/runs/<id>` route drops the view parameter when it
+    redirects, and opens the GenAI view: always link through the experiment.)"""
+    return f"{ui_base_url(settings)}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW_QUERY}"
 
 
 def model_version_url(settings: TrackingSettings, name: str, version: int | str) -> str:
@@ -278,8 +278,17 @@ def prediction_links(
     experiment_id: str | None = None,
 ) -> dict[str, str]:
     """Links from a scoring output to the model version that scored it and its training run:
-    `model_version_url` and, when the version records its run, `mlflow_run`."""
+    `model_version_url` and `mlflow_run`.
+
+    Without `experiment_id` the run's experiment is looked up in MLflow; `mlflow_run` is left
+    out when there is no run id or MLflow cannot say (a link must not fail a scoring).
+    """
     links = {"model_version_url": model_version_url(settings, model_name, version)}
+    if run_id and experiment_id is None:
+        try:
+            experiment_id = mlflow_client(settings).get_run(run_id).info.experiment_id
+        except MlflowException:
+            return links
     if run_id:
         links["mlflow_run"] = run_url(settings, experiment_id, run_id)
     return links
