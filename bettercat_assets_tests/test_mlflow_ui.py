@@ -17,7 +17,7 @@ from bettercat_assets_tests.process_support import (
     wait_for_http,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # a real `mlflow ui` process
 
 BIN = Path(sys.executable).parent
 PLAIN_PATH = "/usr/bin:/bin"
