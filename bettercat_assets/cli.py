@@ -289,17 +289,23 @@ def lineage(parquet_path: Path) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 def mlflow_ui(host: str, port: int) -> None:
-    """Start the MLflow UI on the same tracking store the pipeline uses."""
+    """Start the MLflow UI on the same tracking store the pipeline uses.
+
+    Runs this interpreter's own MLflow (`python -m mlflow`), so it works from `make`, by the
+    script's full path or from any shell, whether or not the venv is on PATH.
+    """
     import os
 
     from bettercat_assets.core.settings import default_artifact_root, default_tracking_uri
+    from bettercat_assets.core.tracking import experiments_url
 
     uri = default_tracking_uri()
-    click.echo(f"MLflow UI for {uri} on http://{host}:{port}", err=True)
-    args = ["mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    click.echo(f"MLflow UI for {uri} on {experiments_url(f'http://{host}:{port}')}", err=True)
+    args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    args += ["--host", host, "--port", str(port)]
     if default_artifact_root():
         args += ["--default-artifact-root", default_artifact_root()]
-    os.execvp(args[0], args)
+    os.execv(sys.executable, args)
 
 
 @main.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from bettercat_assets.assets.client_assets import build_client_assets
-from bettercat_assets.champion_events import promote_champion_job
+from bettercat_assets.champion_events import build_promote_champion_job
 from bettercat_assets.core.config import CLIENTS_FILE_ENV, clients_file_path, load_clients
 from bettercat_assets.core.settings import (
     ARTIFACT_ROOT_ENV,
@@ -62,7 +62,7 @@ def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.
     partitions = client_partitions(load_clients(path))
     return dg.Definitions(
         assets=[build_client_assets(partitions)],
-        jobs=[*build_jobs(partitions), promote_champion_job],
+        jobs=[*build_jobs(partitions), build_promote_champion_job(partitions.get_partition_keys())],
         schedules=build_schedules(partitions),
         sensors=[build_rescore_sensor()],
         resources=build_resources(path),

@@ -285,6 +285,23 @@ def test_float32_scores_summing_to_one_pass():
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 
+def test_partitioned_check_specs_build_without_a_preview_warning():
+    """Partitioned specs are a deliberate use of a Dagster preview feature: no log noise on
+    every code-location load, while other warnings still show."""
+    import warnings
+
+    from dagster import PreviewWarning
+
+    from bettercat_assets.checks import check_specs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        specs = check_specs("training_data", {"schema": "Columns."}, blocking=True)
+        warnings.warn("still shown", PreviewWarning, stacklevel=1)
+    assert specs[0].partitions_def is not None
+    assert [str(w.message) for w in caught] == ["still shown"]
+
+
 # --- a failing blocking check stops the graph (in-process Dagster) ------------------------------
 
 

@@ -63,22 +63,16 @@ def category_predictions_checks(partitions: PartitionsDefinition):
 
 
 def prediction_metadata(result: ScoringResult, settings: TrackingSettings) -> dict[str, object]:
-    links: dict[str, object] = {
-        "model_version_url": MetadataValue.url(
-            tracking.model_version_url(settings, result.model_name, result.model_version)
-        )
-    }
-    if result.run_id:
-        run = tracking.mlflow_client(settings).get_run(result.run_id)
-        links["mlflow_run"] = MetadataValue.url(
-            tracking.run_url(settings, run.info.experiment_id, result.run_id)
-        )
+    """Per-client metadata: counts, links to the MLflow run and model version, path, preview."""
+    links = tracking.prediction_links(
+        settings, result.model_name, result.model_version, result.run_id
+    )
     return {
         "rows_written": MetadataValue.int(result.rows_written),
         "products_scored": MetadataValue.int(result.products_scored),
         "model_version": MetadataValue.int(result.model_version),
         "model_run_id": result.run_id or "",
-        **links,
+        **{name: MetadataValue.url(url) for name, url in links.items()},
         "path": MetadataValue.path(str(result.output_dir)),
         "preview": MetadataValue.md(result.preview.to_markdown(index=False)),
     }

@@ -17,8 +17,9 @@ from bettercat_assets.assets.outcomes import ClientOutcome
 from bettercat_assets.checks import check_specs
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.evaluation import GateResult
+from bettercat_assets.core.evaluation import GateResult, WeakestCategories, gate_check_metadata
 from bettercat_assets.core.quality import CheckOutcome
+from bettercat_assets.core.rounding import round_metrics
 from bettercat_assets.core.training import TrainingResult, train_model
 
 QUALITY_GATE = "quality_gate"
@@ -49,19 +50,24 @@ def registered_model_checks(partitions: PartitionsDefinition):
 
 
 def model_metadata(result: TrainingResult) -> dict[str, object]:
-    """Materialization metadata: links to MLflow, the version, the gate and the metrics."""
-    weakest = result.weakest_categories.round(3)
+    """Materialization metadata: links to MLflow, the version, the gate and the metrics.
+
+    Metrics are rounded (`core/rounding.py`); `champion_version` is left out while the client
+    has no champion at all.
+    """
+    weakest = WeakestCategories(result.weakest_categories, result.weakest_summary)
+    champion = result.champion_version
     return {
         "mlflow_run": MetadataValue.url(result.run_url),
         "model_version_url": MetadataValue.url(result.model_url),
         "model_name": result.model_name,
         "model_version": MetadataValue.int(result.version),
-        "champion_version": MetadataValue.int(result.champion_version or 0),
+        **({"champion_version": MetadataValue.int(champion)} if champion is not None else {}),
         "champion_changed": MetadataValue.bool(result.champion_changed),
         "gate": result.gate.reason,
         "training_data_sha256": result.data_fingerprint,
-        **{k: MetadataValue.float(float(v)) for k, v in sorted(result.metrics.items())},
-        "weakest_categories": MetadataValue.md(weakest.to_markdown(index=False)),
+        **{k: MetadataValue.float(v) for k, v in sorted(round_metrics(result.metrics).items())},
+        "weakest_categories": MetadataValue.md(weakest.markdown()),
     }
 
 
@@ -70,14 +76,7 @@ def gate_outcome(client_id: str, version: int, gate: GateResult) -> CheckOutcome
         QUALITY_GATE,
         gate.passed,
         f"client '{client_id}' v{version}: {gate.reason}",
-        {
-            "metric": gate.metric,
-            "value": gate.value,
-            "floor": gate.floor,
-            "champion_version": gate.champion_version,
-            "champion_value": gate.champion_value,
-            "tolerance": gate.tolerance,
-        },
+        gate_check_metadata(gate),
     )
 
 

@@ -15,6 +15,7 @@ from sklearn.metrics import (
 )
 
 from bettercat_assets.core.config import QualityGate
+from bettercat_assets.core.rounding import METRIC_DECIMALS, round_float
 from bettercat_assets.core.topk import top_k_indices
 
 GATE_METRIC = "top5_accuracy"
@@ -58,10 +59,15 @@ def evaluate(
     return metrics
 
 
-def per_category_table(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> pd.DataFrame:
-    """Precision, recall, F1 and support per category, weakest first."""
+def per_category_table(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray, proba: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Precision, recall, F1 and support per category, how often each was predicted and,
+    with `proba`, its top-5 recall (share of its test rows with the category among the 5
+    best-scored); weakest first (f1, then top-5 recall, ascending; larger support first)."""
+    labels = list(classes)
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(classes), zero_division=0
+        y_true, y_pred, labels=labels, zero_division=0
     )
     table = pd.DataFrame(
         {
@@ -70,9 +76,57 @@ def per_category_table(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarr
             "recall": recall,
             "f1": f1,
             "support": support,
+            "predicted": pd.Series(np.asarray(y_pred))
+            .value_counts()
+            .reindex(labels, fill_value=0)
+            .to_numpy(),
         }
     )
-    return table.sort_values(["f1", "support"], ascending=[True, False]).reset_index(drop=True)
+    order = ["f1", "support"]
+    if proba is not None:
+        best = np.asarray(classes)[top_k_indices(proba, 5)]
+        hit = pd.Series((best == np.asarray(y_true)[:, None]).any(axis=1))
+        by_class = hit.groupby(np.asarray(y_true)).mean()
+        table["top5_recall"] = by_class.reindex(labels).to_numpy()  # NaN: no test rows
+        order = ["f1", "top5_recall", "support"]
+    table = table.sort_values(order, ascending=[True] * (len(order) - 1) + [False])
+    return table.reset_index(drop=True).round(METRIC_DECIMALS)
+
+
+@dataclass(frozen=True)
+class WeakestCategories:
+    """The weakest categories that have test rows, and a sentence saying how weak and why."""
+
+    table: pd.DataFrame
+    summary: str
+
+    def markdown(self) -> str:
+        return f"{self.summary}\n\n{self.table.to_markdown(index=False)}"
+
+
+def weakest_categories(per_category: pd.DataFrame, top: int = 10) -> WeakestCategories:
+    """The `top` weakest rows of `per_category_table` with test rows, and a summary: how many
+    categories score f1 = 0, how many of those never reach the top 5 either, and how many have
+    no test rows (too rare to judge: their f1 of 0 says nothing)."""
+    judged = per_category[per_category["support"] > 0]
+    unjudged = len(per_category) - len(judged)
+    zero = judged[judged["f1"] == 0]
+    parts = [
+        f"{len(zero)} of {len(judged)} categories with test rows have f1 = 0 (none of their "
+        "test products is predicted right at rank 1)"
+    ]
+    if len(zero) and "top5_recall" in zero:
+        missed = int((zero["top5_recall"] == 0).sum())
+        parts.append(f"{missed} of these are not among the 5 best-scored either")
+    if unjudged:
+        parts.append(f"{unjudged} categories have no test rows and are not judged")
+    shown = judged.head(top)
+    parts.append(
+        f"listed: the {len(shown)} weakest by f1, then top-5 recall; "
+        "`support` = test rows, `predicted` = test rows predicted as the category; "
+        "all categories in the run's diagnostics/per_category_metrics.csv"
+    )
+    return WeakestCategories(shown.reset_index(drop=True), "; ".join(parts) + ".")
 
 
 def confused_pairs(
@@ -176,3 +230,21 @@ def quality_gate(
         reason=reason,
         baseline_value=baseline_value,
     )
+
+
+def gate_check_metadata(gate: GateResult) -> dict[str, str | int | float]:
+    """The quality-gate check's metadata, rounded; a value that does not exist (no earlier
+    champion, no baseline) is left out rather than shown as 0 or NaN."""
+    metadata: dict[str, str | int | float] = {
+        "metric": gate.metric,
+        "value": round_float(gate.value),
+        "floor": gate.floor,
+        "tolerance": gate.tolerance,
+    }
+    if gate.baseline_value is not None:
+        metadata["baseline_value"] = round_float(gate.baseline_value)
+    if gate.champion_version is not None:
+        metadata["champion_version"] = int(gate.champion_version)
+    if gate.champion_value is not None and not np.isnan(gate.champion_value):
+        metadata["champion_value"] = round_float(gate.champion_value)
+    return metadata

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import MISSING_MARKERS
+from bettercat_assets.core.rounding import round_float
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def check_null_share(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckO
         else f"client '{cfg.client_id}': {path}: column '{worst}' is {shares.get(worst, 1):.1%} "
         f"missing, above the bound {bound:.1%}"
     )
-    return CheckOutcome("null_share", passed, text, {"null_share": shares, "bound": bound})
+    shown = {name: round_float(share) for name, share in shares.items()}
+    return CheckOutcome("null_share", passed, text, {"null_share": shown, "bound": bound})
 
 
 def check_rows_and_classes(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:

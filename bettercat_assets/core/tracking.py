@@ -36,6 +36,14 @@ except ImportError:  # pragma: no cover - Windows
 CHAMPION_ALIAS = "champion"
 MLFLOW_UI_URL_ENV = "BETTERCAT_MLFLOW_UI_URL"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
+DAGSTER_UI_URL_ENV = "BETTERCAT_DAGSTER_UI_URL"
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
+#: MLflow's experiment-type tag (values `genai_development` / `custom_model_development`).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+#: The MLflow 3.17 UI picks its "Model training" or GenAI view from this query parameter (else
+#: from the browser's last choice, GenAI at first), so every link into MLflow carries it.
+ML_VIEW_QUERY = "workflowType=machine_learning"
 #: Run tags that let a later training tell a crashed run from one that is still going.
 HOST_TAG = "process_host"
 PID_TAG = "process_id"
@@ -198,22 +206,32 @@ def reap_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
 
 
 def ensure_experiment(client: MlflowClient, settings: TrackingSettings, cfg: ClientConfig) -> str:
-    """Get or create the client's experiment, with artifacts under the client's own folder."""
+    """Get or create the client's experiment, with artifacts under the client's own folder.
+
+    The experiment is marked as model training (`mlflow.experimentKind`), also when it was
+    created before bettercat set that tag.
+    """
     experiment = client.get_experiment_by_name(cfg.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (
-        f"{settings.artifact_root.rstrip('/')}/{cfg.client_id}" if settings.artifact_root else None
-    )
-    try:
-        return client.create_experiment(
-            cfg.experiment_name, artifact_location=location, tags={"client_id": cfg.client_id}
+    if experiment is None:
+        location = (
+            f"{settings.artifact_root.rstrip('/')}/{cfg.client_id}"
+            if settings.artifact_root
+            else None
         )
-    except MlflowException:  # another run created it first
-        experiment = client.get_experiment_by_name(cfg.experiment_name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        tags = {"client_id": cfg.client_id, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+        try:
+            return client.create_experiment(
+                cfg.experiment_name, artifact_location=location, tags=tags
+            )
+        except MlflowException:  # another run created it first
+            experiment = client.get_experiment_by_name(cfg.experiment_name)
+            if experiment is None:
+                raise
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+        client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return experiment.experiment_id
 
 
 def ui_base_url(settings: TrackingSettings) -> str:
@@ -227,12 +245,53 @@ def ui_base_url(settings: TrackingSettings) -> str:
     return DEFAULT_MLFLOW_UI_URL
 
 
+def experiments_url(base: str) -> str:
+    """The MLflow UI's experiment list at `base`, in its "Model training" view."""
+    return f"{base.rstrip('/')}/#/experiments?{ML_VIEW_QUERY}"
+
+
 def run_url(settings: TrackingSettings, experiment_id: str, run_id: str) -> str:
-    return f"{ui_base_url(settings)}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page. (MLflow's direct `#/runs/<id>` route drops the view parameter when it
+    redirects, and opens the GenAI view: always link through the experiment.)"""
+    return f"{ui_base_url(settings)}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW_QUERY}"
 
 
 def model_version_url(settings: TrackingSettings, name: str, version: int | str) -> str:
-    return f"{ui_base_url(settings)}/#/models/{quote(name)}/versions/{version}"
+    return f"{ui_base_url(settings)}/#/models/{quote(name)}/versions/{version}?{ML_VIEW_QUERY}"
+
+
+def dagster_ui_base_url() -> str:
+    """Where a person opens Dagster: $BETTERCAT_DAGSTER_UI_URL, else `dagster dev`'s address."""
+    return (os.environ.get(DAGSTER_UI_URL_ENV) or DEFAULT_DAGSTER_UI_URL).rstrip("/")
+
+
+def dagster_run_url(dagster_run_id: str) -> str:
+    """The Dagster UI page of a run, for the `dagster_run_url` tag of the MLflow runs it made."""
+    return f"{dagster_ui_base_url()}/runs/{dagster_run_id}"
+
+
+def prediction_links(
+    settings: TrackingSettings,
+    model_name: str,
+    version: int | str,
+    run_id: str | None,
+    experiment_id: str | None = None,
+) -> dict[str, str]:
+    """Links from a scoring output to the model version that scored it and its training run:
+    `model_version_url` and `mlflow_run`.
+
+    Without `experiment_id` the run's experiment is looked up in MLflow; `mlflow_run` is left
+    out when there is no run id or MLflow cannot say (a link must not fail a scoring).
+    """
+    links = {"model_version_url": model_version_url(settings, model_name, version)}
+    if run_id and experiment_id is None:
+        try:
+            experiment_id = mlflow_client(settings).get_run(run_id).info.experiment_id
+        except MlflowException:
+            return links
+    if run_id:
+        links["mlflow_run"] = run_url(settings, experiment_id, run_id)
+    return links
 
 
 def champion_version(client: MlflowClient, model_name: str) -> ModelVersion | None:

@@ -27,17 +27,21 @@ from bettercat_assets.core.compact_forest import CompactForest  # noqa: E402
 from bettercat_assets.core.config import ClientConfig  # noqa: E402
 from bettercat_assets.core.data import TrainingTable, load_training_table  # noqa: E402
 from bettercat_assets.core.evaluation import (  # noqa: E402
+    BASELINE_METRIC,
     GATE_METRIC,
     GateResult,
+    WeakestCategories,
     confused_pairs,
     evaluate,
     per_category_table,
     quality_gate,
     top_k_accuracy,
+    weakest_categories,
 )
 from bettercat_assets.core.lineage import code_version, git_sha  # noqa: E402
 from bettercat_assets.core.model_store import load_compact, log_forest  # noqa: E402
 from bettercat_assets.core.paths import DataLayout  # noqa: E402
+from bettercat_assets.core.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.settings import TrackingSettings  # noqa: E402
 
 Progress = Callable[[str], None]
@@ -63,6 +67,8 @@ class TrainingResult:
     data_fingerprint: str
     classes: int
     weakest_categories: pd.DataFrame = field(repr=False)
+    #: How many categories are weak and why (f1 = 0, not in the top 5, no test rows).
+    weakest_summary: str = ""
 
     @property
     def champion_changed(self) -> bool:
@@ -106,10 +112,11 @@ def _champion_score(
 
 
 def _log_diagnostics(
-    forest: RandomForestClassifier, features: list[str], y_test: np.ndarray, y_pred: np.ndarray
-) -> pd.DataFrame:
+    forest: RandomForestClassifier, features: list[str], y_test: np.ndarray, proba: np.ndarray
+) -> WeakestCategories:
     """Feature-importance plot, per-category table and confused pairs as run artifacts."""
-    per_category = per_category_table(y_test, y_pred, forest.classes_)
+    y_pred = forest.classes_[proba.argmax(axis=1)]
+    per_category = per_category_table(y_test, y_pred, forest.classes_, proba)
     pairs = confused_pairs(y_test, y_pred, forest.classes_)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -124,7 +131,7 @@ def _log_diagnostics(
         fig.savefig(out / "feature_importance.png", dpi=100)
         plt.close(fig)
         mlflow.log_artifacts(tmp, artifact_path="diagnostics")
-    return per_category[per_category["support"] > 0].head(10)
+    return weakest_categories(per_category)
 
 
 def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
@@ -209,7 +216,7 @@ def train_model(
         compact = CompactForest.from_sklearn(forest)
 
         proba = forest.predict_proba(x_test)
-        metrics = {
+        raw = {
             **evaluate(y_test, proba, forest.classes_, y_train=y_train),
             "train_rows": float(len(y_train)),
             "test_rows": float(len(y_test)),
@@ -224,20 +231,19 @@ def train_model(
         }
         champion_value = _champion_score(settings, client, champion, x_test, y_test)
         if champion_value is not None:
-            metrics["champion_top5_accuracy"] = champion_value
+            raw["champion_top5_accuracy"] = champion_value
+        metrics = round_metrics(raw)  # what MLflow and Dagster show; the gate judges `raw`
         with store_lock():
             mlflow.log_metrics(metrics)
-            weakest = _log_diagnostics(
-                forest, list(client.features), y_test, forest.classes_[proba.argmax(axis=1)]
-            )
+            weakest = _log_diagnostics(forest, list(client.features), y_test, proba)
 
         progress(f"{client.client_id}: logging and registering {client.model_name}")
         gate = quality_gate(
-            metrics[GATE_METRIC],
+            raw[GATE_METRIC],
             client.quality_gate,
             champion,
             champion_value,
-            baseline_value=metrics.get("prior_top5_accuracy"),
+            baseline_value=raw.get(BASELINE_METRIC),
         )
         version_tags = {
             "run_id": run.info.run_id,
@@ -278,5 +284,6 @@ def train_model(
         data_path=str(path),
         data_fingerprint=table.fingerprint,
         classes=len(forest.classes_),
-        weakest_categories=weakest,
+        weakest_categories=weakest.table,
+        weakest_summary=weakest.summary,
     )

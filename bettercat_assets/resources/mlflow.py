@@ -10,6 +10,7 @@ from datetime import date
 from dagster import ConfigurableResource
 
 from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.tracking import dagster_run_url
 
 
 class MlflowResource(ConfigurableResource):
@@ -29,4 +30,9 @@ class MlflowResource(ConfigurableResource):
 
     @staticmethod
     def run_tags(client_id: str, dagster_run_id: str) -> dict[str, str]:
-        return {"client_id": client_id, "dagster_run_id": dagster_run_id}
+        """Tags of the MLflow run (and model version) a Dagster run makes, linking back to it."""
+        return {
+            "client_id": client_id,
+            "dagster_run_id": dagster_run_id,
+            "dagster_run_url": dagster_run_url(dagster_run_id),
+        }
