@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import footprint, overhead, scale
+from . import cold_start, footprint, overhead, scale, tenants
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info, wait_until_quiet
 from .rss import run_sampled
@@ -37,6 +37,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "repeats": 2,
         "levers": "full",
         "variants": True,
+        "tenants": [40, 200],
     },
     # the smoke test's sizes: every code path, seconds not minutes
     "tiny": {
@@ -49,6 +50,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "repeats": 1,
         "levers": "quick",
         "variants": True,
+        "tenants": [3],
     },
     "quick": {
         "products": 200_000,
@@ -60,6 +62,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "repeats": 1,
         "levers": "none",
         "variants": False,
+        "tenants": [40],
     },
 }
 GOAL_OURS_OVER_LIMIT = 0.8
@@ -252,6 +255,20 @@ def section_scale(ws: Workspace, sizes: dict, results: dict) -> None:
 # --------------------------------------------------------------------------- report
 
 
+def section_tenants(ws: Workspace, sizes: dict, results: dict) -> None:
+    results["tenants"] = []
+    for n in sizes["tenants"]:
+        log(f"6. tenants: Materialize all over {n} tiny clients through dagster dev")
+        results["tenants"].append(tenants.run_tenants(n, ws.root))
+        log(f"   {results['tenants'][-1]}")
+
+
+def section_cold(ws: Workspace, results: dict) -> None:
+    log(f"7. cold start: bettercat predict, {cold_start.PRODUCTS:,} products, fresh processes")
+    results["cold"] = cold_start.run_cold_start(ws.root)
+    log(f"   {results['cold']['wall_s']} s: {results['cold']['timings']}")
+
+
 def _fmt(v: float | None, unit: str = "", nd: int = 2) -> str:
     if v is None:
         return "n/a"
@@ -319,6 +336,27 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         rows += [
             ["5 scale", f"import bettercat_assets.definitions, {sca['clients']} clients", _fmt(imp, "s"), "<= 5 s", _status(imp <= scale.GOAL_IMPORT_S), f"whole fresh process {sca['process_wall_s']:.1f} s; of the import: dagster+mlflow+sklearn+pandas alone {sca.get('libraries_import_s', 0):.1f} s, load_clients of the {sca['clients']}-client file {sca.get('load_clients_s', 0):.1f} s (best of 2 runs: {', '.join(f'{v:.1f}' for v in sca.get('import_definitions_runs_s', []))} s)"],
             ["5 scale", f"sensor tick over {tick['events']} champion events", _fmt(tick["tick_s"], "s"), "<= 10 s", _status(tick["tick_s"] <= scale.GOAL_SENSOR_S), f"{tick['run_requests']} run requests for {tick['distinct_partitions']} clients"],
+        ]  # fmt: skip
+    rows += tenant_rows(results)
+    return rows
+
+
+def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Sections 6 (tenants through dagster dev) and 7 (cold start of the CLI)."""
+    rows: list[list[str]] = []
+    for t in results.get("tenants", []):
+        n = t["clients"]
+        rows += [
+            ["6 tenants", f"Materialize all, {n} tiny clients, dagster dev: wall per client", _fmt(t["per_client_s"], "s"), "<= 3 s", _status(t["per_client_s"] <= tenants.GOAL_S_PER_CLIENT), f"{t['wall_s']:.0f} s in all; before range runs: {tenants.BEFORE_S_PER_CLIENT:.1f} s per client ({tenants.BEFORE_S_PER_CLIENT / t['per_client_s']:.0f}x)"],
+            ["6 tenants", f"{n} clients: runs launched / failed / scored more than once", f"{t['runs']} / {t['failed_runs']} / {t['scored_more_than_once']}", "failed 0, twice 0", _status(t["failed_runs"] == 0 and t["scored_more_than_once"] == 0 and t["not_scored"] == 0), f"clients not scored: {t['not_scored']}"],
+            ["6 tenants", f"{n} clients: peak Python worker RSS above an idle Python with pandas+pyarrow+sklearn+mlflow", f"{t['above_baseline_mb']:+.0f} MB", "<= +50 MB", _status(t["above_baseline_mb"] <= 50), f"worker {t['worker_peak_rss_mb']:.0f} MB, baseline {t['baseline_rss_mb']:.0f} MB, {t['workers_seen']} workers seen"],
+        ]  # fmt: skip
+    c = results.get("cold")
+    if c:
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in c["timings"].items())
+        rows += [
+            ["7 cold start", f"bettercat predict, {c['products']:,} products, fresh process", _fmt(c["wall_s"], "s"), "<= 12 s", _status(c["wall_s"] <= cold_start.GOAL_COLD_S), f"runs {', '.join(f'{w:.1f}' for w in c['walls_s'])} s; {parts}; Python worker start (measured alone) {c['worker_start_s']:.2f} s"],
+            ["7 cold start", "peak Python worker RSS above an idle Python with pandas+pyarrow+sklearn+mlflow (100 trees, 20 classes)", f"{c['above_baseline_mb']:+.0f} MB", "<= +50 MB", _status(c["above_baseline_mb"] <= 50), f"worker {c['worker_peak_rss_mb']:.0f} MB, baseline {c['baseline_rss_mb']:.0f} MB"],
         ]  # fmt: skip
     return rows
 
@@ -467,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5",
-        help="comma-separated: 1-5, or 'levers' for the lever ladder alone (3 comes with 1)",
+        default="1,2,3,4,5,6,7",
+        help="comma-separated: 1-7 (6 tenants through dagster dev, 7 CLI cold start), or "
+        "'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
     parser.add_argument("--update-results", action="store_true", help="also write bench/RESULTS.md")
@@ -547,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
             section_overhead(ws, sizes, results)
         if "5" in sections:
             section_scale(ws, sizes, results)
+        if "6" in sections:
+            section_tenants(ws, sizes, results)
+        if "7" in sections:
+            section_cold(ws, results)
     finally:
         results["elapsed_s"] = time.perf_counter() - started
         results["other_cores_note"] = _other_cores_note(results)

@@ -76,6 +76,19 @@ def _settings():
     return TrackingSettings.from_env()
 
 
+def _timed_call(func):
+    """`func()` and how long it took."""
+    start = time.perf_counter()
+    value = func()
+    return value, time.perf_counter() - start
+
+
+def _seconds_since_process_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def _spark():
     from bettercat_assets.core.spark_session import build_spark_session, spark_target
 
@@ -168,23 +181,44 @@ def train(clients_file, data_prefix, client_id, training_date, features, model_p
     "--inference-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Default today."
 )
 @click.option("--version", type=int, default=None, help="Model version; default @champion.")
+@click.option("--timings", is_flag=True, help="Print where the time went (JSON, on stderr).")
 @user_errors
-def predict(clients_file, data_prefix, client_id, inference_date, version) -> None:
+def predict(clients_file, data_prefix, client_id, inference_date, version, timings) -> None:
     """Score a client's products with Spark and write the top-k categories as parquet."""
-    from bettercat_assets.core.scoring import predict_categories
+    from concurrent.futures import ThreadPoolExecutor
 
-    cfg = _client(clients_file, client_id)
-    day = inference_date.date() if inference_date else date.today()
-    layout = _layout(data_prefix)
-    spark = _spark()
+    command_start = time.perf_counter()
+    before_command = _seconds_since_process_start()
+    # The JVM boots in its own process while this one imports MLflow and resolves the model.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        spark_start = pool.submit(_timed_call, _spark)
+        from bettercat_assets.core.scoring import predict_categories
+
+        cfg = _client(clients_file, client_id)
+        day = inference_date.date() if inference_date else date.today()
+        layout = _layout(data_prefix)
+        settings = _settings()
+        ready = time.perf_counter()
+        spark, spark_seconds = spark_start.result()
+    waited = time.perf_counter() - ready
     progress(f"{client_id}: scoring {layout.predict_file(client_id)}")
     result = predict_categories(
-        cfg, day, spark=spark, layout=layout, settings=_settings(), version=version
+        cfg, day, spark=spark, layout=layout, settings=settings, version=version
     )
     click.echo(
         f"{result.products_scored} products, {result.rows_written} rows, model v{result.model_version} "
         f"-> {result.output_dir}"
     )
+    if timings:
+        phases = {
+            "python_and_cli_import": before_command,
+            "imports_and_config": ready - command_start,
+            "spark_start": spark_seconds,
+            "spark_start_waited": waited,
+            **result.timings,
+            "total": _seconds_since_process_start(),
+        }
+        click.echo(json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
 
 
 @main.command()

@@ -201,3 +201,20 @@ def wait_until_idle(
 
 def failed_runs(found: Iterable[dict]) -> list[dict]:
     return [r for r in found if r["status"] in RUN_FAILURE]
+
+
+RUN_TIMES = """
+{
+  runsOrError {
+    __typename
+    ... on Runs { results { runId status startTime endTime } }
+  }
+}
+"""
+
+
+def run_times(url: str) -> list[dict]:
+    """Every run's status with its start and end (epoch seconds; None while unknown)."""
+    result = graphql(url, RUN_TIMES)["runsOrError"]
+    assert result["__typename"] == "Runs", result
+    return result["results"]

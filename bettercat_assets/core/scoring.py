@@ -18,15 +18,18 @@ Many clients share one Spark pass (bench/RESULTS.md has the measurements):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import json
 import logging
 import os
 import shutil
+import time
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -110,6 +113,8 @@ class ScoringResult:
     products_scored: int
     preview: pd.DataFrame = field(repr=False)
     checks: tuple[CheckOutcome, ...] = ()
+    #: Seconds per phase of the run that scored this client (shared by its clients).
+    timings: Mapping[str, float] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ def score_clients(
     """
     requests = list(requests)
     outcomes: dict[str, ScoringResult | BettercatError] = {}
+    timings: dict[str, float] = {}
     workdir = layout.scoring_workdir(inference_date, uuid.uuid4().hex[:8])
     workdir.mkdir(parents=True)
     try:
@@ -172,19 +178,37 @@ def score_clients(
         for request in requests:
             cid = request.client.client_id
             try:
-                prepared[cid] = _prepare(request, spark, settings, layout, workdir)
+                prepared[cid] = _prepare(request, spark, settings, layout, workdir, timings)
             except BettercatError as exc:
                 outcomes[cid] = exc
         staging = workdir / "output"
-        outcomes |= _score(spark, prepared, staging)
+        with _timed(timings, "score_and_write"):
+            outcomes |= _score(spark, prepared, staging)
         scored = {cid: p for cid, p in prepared.items() if cid not in outcomes}
         if scored:
             outcomes |= _finalize_all(
-                spark, scored, staging, inference_date, layout, settings, extra_lineage or {}
+                spark,
+                scored,
+                staging,
+                inference_date,
+                layout,
+                settings,
+                extra_lineage or {},
+                timings,
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the block's wall time to `timings[phase]`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- preparation
@@ -203,16 +227,19 @@ def _prepare(
     settings: TrackingSettings,
     layout: DataLayout,
     workdir: Path,
+    timings: dict[str, float],
 ) -> _Prepared:
     client = request.client
     cid = client.client_id
-    mv = _resolve_version(client, settings, request.version)
-    model = ship_model(spark, settings, cid, client.model_name, int(mv.version), client.top_k)
+    with _timed(timings, "model_shipping"):
+        mv = _resolve_version(client, settings, request.version)
+        model = ship_model(spark, settings, cid, client.model_name, int(mv.version), client.top_k)
     features = list(model.feature_names)
-    source = layout.predict_file(cid)
-    header = read_header(cid, source)
-    check_scoring_header(cid, source, header, client.id_column, features)
-    plain = _decompress(cid, source, workdir / f"input-{cid}.csv")
+    with _timed(timings, "input_prep"):
+        source = layout.predict_file(cid)
+        header = read_header(cid, source)
+        check_scoring_header(cid, source, header, client.id_column, features)
+        plain = _decompress(cid, source, workdir / f"input-{cid}.csv")
     return _Prepared(
         client=client,
         run_id=mv.run_id,
@@ -344,19 +371,25 @@ def _finalize_all(
     layout: DataLayout,
     settings: TrackingSettings,
     extra_lineage: dict[str, str],
+    timings: dict[str, float],
 ) -> dict[str, ScoringResult | BettercatError]:
-    outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
-    out = output_stats(outputs, {cid: p.model.top_k for cid, p in scored.items()})
-    inp = input_stats(_shared_frame(spark, scored.values()), outputs)
+    with _timed(timings, "checks"):
+        outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
+        out = output_stats(outputs, {cid: p.model.top_k for cid, p in scored.items()})
+        inp = input_stats(_shared_frame(spark, scored.values()), outputs)
     results: dict[str, ScoringResult | BettercatError] = {}
-    for cid, p in scored.items():
-        try:
-            results[cid] = _finalize(
-                p, staging, out.get(cid), inp.get(cid), day, layout, settings, extra_lineage
-            )
-        except BettercatError as exc:
-            results[cid] = exc
-    return results
+    with _timed(timings, "swap_in"):
+        for cid, p in scored.items():
+            try:
+                results[cid] = _finalize(
+                    p, staging, out.get(cid), inp.get(cid), day, layout, settings, extra_lineage
+                )
+            except BettercatError as exc:
+                results[cid] = exc
+    return {
+        cid: dataclasses.replace(r, timings=timings) if isinstance(r, ScoringResult) else r
+        for cid, r in results.items()
+    }
 
 
 def _finalize(
