@@ -37,7 +37,7 @@ MATERIALIZATIONS = """
 query Materializations($path: [String!]!) {
   assetOrError(assetKey: {path: $path}) {
     __typename
-    ... on Asset { assetMaterializations(limit: 100000) { partition runId } }
+    ... on Asset { assetMaterializations { partition runId } }
   }
 }
 """
