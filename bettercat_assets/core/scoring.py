@@ -55,6 +55,12 @@ from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import check_scoring_header, load_scoring_table, read_header
 from bettercat_assets.core.errors import BettercatError, DataError
 from bettercat_assets.core.model_shipping import ship_model
+from bettercat_assets.core.output_lock import (
+    OutputLock,
+    OutputLockedError,
+    acquire_output_lock,
+    output_lock,
+)
 from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.prediction_checks import (
     InputStats,
@@ -171,13 +177,15 @@ def score_clients(
     requests = list(requests)
     outcomes: dict[str, ScoringResult | BettercatError] = {}
     timings: dict[str, float] = {}
-    workdir = layout.scoring_workdir(inference_date, uuid.uuid4().hex[:8])
-    workdir.mkdir(parents=True)
+    workdir, owner = _claim_workdir(layout, inference_date)
+    locks: list[OutputLock] = [owner]
     try:
         prepared: dict[str, _Prepared] = {}
         for request in requests:
             cid = request.client.client_id
             try:
+                # One writer per (client, date): held until this client's output is swapped in.
+                locks.append(acquire_output_lock(cid, layout.predictions_dir(cid, inference_date)))
                 prepared[cid] = _prepare(request, spark, settings, layout, workdir, timings)
             except BettercatError as exc:
                 outcomes[cid] = exc
@@ -198,7 +206,29 @@ def score_clients(
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        for lock in locks:
+            lock.release()
     return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
+
+
+def _claim_workdir(layout: DataLayout, day: date) -> tuple[Path, OutputLock]:
+    """A fresh scratch folder, locked for this run's lifetime; abandoned ones are removed.
+
+    A run that crashed leaves its folder behind, unlocked (the kernel drops a dead process's
+    lock): only those are removed, never the folder of a run that is still writing.
+    """
+    workdir = layout.scoring_workdir(day, uuid.uuid4().hex[:8])
+    owner = acquire_output_lock("", workdir)  # taken before the folder exists
+    for leftover in workdir.parent.glob("_run-*"):
+        if leftover == workdir or not leftover.is_dir():
+            continue
+        try:
+            with output_lock("", leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OutputLockedError:
+            continue  # a live run's folder
+    workdir.mkdir(parents=True)
+    return workdir, owner
 
 
 @contextmanager
@@ -459,7 +489,7 @@ def _preview(client_dir: Path) -> pd.DataFrame:
 
 
 def _clear_leftovers(final: Path) -> None:
-    """Clean up after a run killed mid-swap or mid-write.
+    """Clean up after a run killed mid-swap or mid-write; call it only holding the output lock.
 
     A run killed between the two renames of `_swap_in` leaves the previous output only as
     `_old-*`: put it back first, then remove staging/old/input leftovers.
