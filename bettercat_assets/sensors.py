@@ -1,9 +1,12 @@
 """Re-score a client when its champion changes (new passing model, or an operator's roll-back)."""
 
+import warnings
+
 from dagster import (
     DefaultSensorStatus,
     MultiAssetSensorEvaluationContext,
     RunRequest,
+    SupersessionWarning,
     multi_asset_sensor,
 )
 
@@ -12,6 +15,14 @@ from bettercat_assets.jobs import scoring_job
 
 #: Upper bound of model events read per tick; the cursor carries the rest to the next tick.
 MAX_EVENTS_PER_TICK = 5000
+
+# A multi-asset sensor is used deliberately (it must target `scoring_job` for exactly the clients
+# whose champion moved); do not repeat Dagster's suggestion on every code location load.
+warnings.filterwarnings(
+    "ignore",
+    message="Class `MultiAssetSensorDefinition` is superseded",
+    category=SupersessionWarning,
+)
 
 
 def champion_changed(record) -> bool:
