@@ -24,6 +24,7 @@ from bettercat_assets.code_location_runs import (
     wait_for_run,
 )
 from bettercat_assets.core.config import ClientRegistry, load_clients
+from bettercat_assets.core.errors import BettercatError
 from bettercat_assets.core.generate import generate_all
 from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.settings import default_data_prefix, default_home
@@ -134,7 +135,7 @@ def invalid_rows(registry: ClientRegistry, progress: Progress) -> list[dict]:
         if client_id not in registry.clients:
             try:
                 registry.get(client_id)
-            except Exception as exc:  # noqa: BLE001 - the ConfigError is the message we print
+            except BettercatError as exc:
                 progress(f"{client_id}: skipped, invalid clients.yaml entry: {exc}")
             rows.append({"client": client_id, "status": "INVALID CONFIG"})
     return rows
