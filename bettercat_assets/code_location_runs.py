@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dagster._core.workspace.load_target import (
     WorkspaceFileTarget,
     WorkspaceLoadTarget,
 )
+from dagster_shared.error import SerializableErrorInfo
 
 #: The code location `workspace.yaml` declares; used when there is no workspace file to read.
 DEFAULT_TARGET = ModuleTarget(
@@ -137,7 +139,9 @@ def loaded_job(
     would go to `dagster dev`'s terminal; the event log and each step's captured output still go
     to the instance.
     """
-    with output_to(server_log):
+    with output_to(server_log), warnings.catch_warnings():
+        # a load error is raised below as one line; Dagster would also warn about it here
+        warnings.filterwarnings("ignore", "Error loading repository location", UserWarning)
         process = WorkspaceProcessContext(
             instance, target or workspace_target(), code_server_log_level="WARNING"
         )
@@ -146,14 +150,21 @@ def loaded_job(
         if len(entries) != 1:
             raise RunLaunchError(f"expected one code location in the workspace, got {len(entries)}")
         if entries[0].load_error or entries[0].code_location is None:
-            error = entries[0].load_error
-            lines = error.to_string().strip().splitlines() if error else ["not loaded"]
-            raise RunLaunchError(f"code location '{entries[0].origin.location_name}': {lines[-1]}")
+            reason = root_cause(entries[0].load_error) if entries[0].load_error else "not loaded"
+            raise RunLaunchError(f"code location '{entries[0].origin.location_name}': {reason}")
         location = entries[0].code_location
         (repository,) = location.get_repositories().values()
         if not repository.has_job(job_name):
             raise RunLaunchError(f"code location '{location.name}' has no job '{job_name}'")
         yield LoadedJob(workspace, location, repository, repository.get_full_job(job_name))
+
+
+def root_cause(error: SerializableErrorInfo) -> str:
+    """The first line of the innermost cause: the user's own error, not Dagster's wrapper."""
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "unknown error"
 
 
 def wait_for_run(

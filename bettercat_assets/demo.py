@@ -19,6 +19,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun
 from bettercat_assets.code_location_runs import (
     QUIET_IN_PROCESS,
     LoadedJob,
+    RunLaunchError,
     failure_summary,
     loaded_job,
     wait_for_run,
@@ -159,8 +160,12 @@ def run_demo(
     progress(f"starting the code location; its output goes to {server_log}")
     rows = invalid_rows(registry, progress)
     if registry.clients:
-        with loaded_job(instance, JOB_NAME, server_log=server_log) as job:
-            rows = launch_all(job, registry, progress) + rows
+        try:
+            with loaded_job(instance, JOB_NAME, server_log=server_log) as job:
+                rows = launch_all(job, registry, progress) + rows
+        except RunLaunchError as exc:
+            progress(f"error: {exc} (details in {server_log})")
+            return 1
     summary = pd.DataFrame(rows).drop(columns="run_id", errors="ignore")
     print(summary.to_string(index=False, float_format="{:.3f}".format))
     print(f"\nDagster instance: {instance.root_directory}  (make dev to browse)")

@@ -217,3 +217,27 @@ def test_invalid_clients_are_skipped_with_their_error(tmp_path):
     rows = invalid_rows(load_clients(path), lines.append)
     assert rows == [{"client": "b", "status": "INVALID CONFIG"}]
     assert len(lines) == 1 and "b: skipped" in lines[0] and "'n_estimator'" in lines[0]
+
+
+@pytest.mark.integration
+def test_a_code_location_that_fails_to_load_is_one_clear_error(tmp_path):
+    from dagster import instance_for_test
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    from bettercat_assets.code_location_runs import RunLaunchError, loaded_job
+
+    target = ModuleTarget(
+        module_name="no_such_bettercat_module",
+        attribute=None,
+        working_directory=None,
+        location_name="bettercat",
+    )
+    with (
+        instance_for_test() as instance,
+        pytest.raises(RunLaunchError) as info,
+        loaded_job(instance, "client_pipeline", target, server_log=tmp_path / "server.log"),
+    ):
+        pass
+    message = str(info.value)
+    assert message.startswith("code location 'bettercat': ")
+    assert "No module named 'no_such_bettercat_module'" in message and "\n" not in message
