@@ -1,4 +1,5 @@
-"""`bettercat` command line: train, predict, generate-data, show, promote, lineage, demo."""
+"""`bettercat` command line: train, predict, generate-data, show, check-config, promote, lineage,
+demo."""
 
 from __future__ import annotations
 
@@ -122,15 +123,22 @@ def generate_data(
 ) -> None:
     """Write deterministic sample data for every client (or the ones given)."""
     from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.errors import ConfigError
     from bettercat_assets.core.generate import generate_client_data
 
     registry = load_clients(clients_file)
     layout = _layout(data_prefix)
-    for cid in client_ids or registry.client_ids:
-        result = generate_client_data(registry.get(cid), layout, seed)
+    configs = [registry.get(cid) for cid in client_ids] or list(registry.clients.values())
+    for cfg in configs:
+        result = generate_client_data(cfg, layout, seed)
         progress(
-            f"{cid}: {result.train_rows} training rows, {result.predict_rows} to score, "
-            f"{result.categories} categories -> {result.train_file.parent.parent}"
+            f"{cfg.client_id}: {result.train_rows} training rows, {result.predict_rows} to "
+            f"score, {result.categories} categories -> {result.train_file.parent.parent}"
+        )
+    if not client_ids and registry.problems:
+        raise ConfigError(
+            f"{registry.path}: {len(registry.problems)} problem(s), invalid clients skipped; "
+            "`bettercat check-config` lists them"
         )
 
 
@@ -235,6 +243,7 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
     import pandas as pd
 
     from bettercat_assets.core import tracking
+    from bettercat_assets.core.config import load_clients
     from bettercat_assets.core.inspect import read_predictions, wide_preview
 
     cfg = _client(clients_file, client_id)
@@ -274,6 +283,32 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
             f"`bettercat predict --client-id {client_id}`"
         )
     click.echo(wide_preview(frame, products).to_string())
+    problems = load_clients(clients_file).problems
+    if problems:
+        click.echo(
+            f"\nnote: {len(problems)} problem(s) in other clients' entries of the clients file; "
+            "`bettercat check-config` lists them"
+        )
+
+
+@main.command("check-config")
+@clients_file_option
+@user_errors
+def check_config(clients_file) -> None:
+    """Validate the clients file: list every problem at once; exit 2 if there is any."""
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.errors import ConfigError
+
+    registry = load_clients(clients_file)
+    for line in registry.problems:
+        click.echo(line)
+    summary = (
+        f"{registry.path}: {len(registry.clients)} of {len(registry.client_ids)} client "
+        f"partition(s) valid"
+    )
+    if registry.problems:
+        raise ConfigError(f"{summary}; {len(registry.problems)} problem(s) listed above")
+    click.echo(f"{summary}; no problems")
 
 
 @main.command()

@@ -13,6 +13,7 @@ import dagster as dg
 
 from bettercat_assets.assets.client_assets import build_client_assets
 from bettercat_assets.champion_events import build_promote_champion_job
+from bettercat_assets.config_report import warn_about_problems
 from bettercat_assets.core.config import CLIENTS_FILE_ENV, clients_file_path, load_clients
 from bettercat_assets.core.settings import (
     ARTIFACT_ROOT_ENV,
@@ -59,7 +60,9 @@ def build_resources(clients_file: Path) -> dict[str, dg.ConfigurableResource]:
 def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.Definitions:
     """Everything for the clients in `clients_file` (default $BETTERCAT_CLIENTS_FILE)."""
     path = clients_file_path(clients_file)
-    partitions = client_partitions(load_clients(path))
+    registry = load_clients(path)
+    warn_about_problems(registry)  # bad entries keep their partition; their runs fail clearly
+    partitions = client_partitions(registry)
     return dg.Definitions(
         assets=[build_client_assets(partitions)],
         jobs=[*build_jobs(partitions), build_promote_champion_job(partitions.get_partition_keys())],

@@ -199,3 +199,64 @@ def test_model_params_json_that_is_not_an_object(env):
     line = error_line(run("train", "--client-id", "acme_shop", "--model-params", "[1, 2]"))
     assert "client 'acme_shop'" in line
     assert "--model-params" in line
+
+
+# --- one client's bad entry: its commands fail, the others' work, check-config lists all ------
+
+BAD_B = """\
+defaults:
+  model_params: {n_estimators: 5, random_state: 1}
+clients:
+  - {client_id: A, features: [price]}
+  - {client_id: B, features: [price], model_params: {n_estimator: 3}}
+  - {client_id: ../up, features: [price]}
+"""
+
+
+def test_bad_client_command_exits_2_naming_client_and_key(env):
+    env["clients"].write_text(BAD_B, encoding="utf-8")
+    line = error_line(run("train", "--client-id", "B"))
+    assert line == (
+        f"error: {env['clients']}: client 'B': model_params: unknown RandomForestClassifier "
+        "parameter 'n_estimator' (did you mean 'n_estimators'?)"
+    )
+
+
+def test_good_client_of_a_file_with_a_bad_one_still_runs(env):
+    env["clients"].write_text(BAD_B, encoding="utf-8")
+    result = run("generate-data", "--client-id", "A")
+    assert result.exit_code == 0, result.output
+    assert (env["data"] / "train" / "client_id=A" / "data_train.csv.gz").exists()
+
+
+def test_generate_data_for_all_skips_bad_clients_and_says_so(env):
+    env["clients"].write_text(BAD_B, encoding="utf-8")
+    line = error_line(run("generate-data"), only_line=False)
+    assert "2 problem(s), invalid clients skipped" in line and "check-config" in line
+    assert (env["data"] / "train" / "client_id=A").exists()
+    assert not (env["data"] / "train" / "client_id=B").exists()
+
+
+def test_check_config_lists_every_problem_and_exits_2(env):
+    env["clients"].write_text(BAD_B, encoding="utf-8")
+    result = run("check-config")
+    assert result.exit_code == 2, result.output
+    listed = result.stdout.splitlines()
+    assert len(listed) == 2
+    assert listed[0].startswith(f"{env['clients']}: client 'B': model_params: ")
+    assert "client '../up': client_id:" in listed[1] and "left out" in listed[1]
+    assert result.stderr.splitlines() == [
+        f"error: {env['clients']}: 1 of 2 client partition(s) valid; 2 problem(s) listed above"
+    ]
+
+
+def test_check_config_on_a_valid_file_exits_0(env):
+    result = run("check-config")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("2 of 2 client partition(s) valid; no problems")
+
+
+def test_check_config_on_invalid_yaml_is_one_line(env):
+    env["clients"].write_text("clients: [\n", encoding="utf-8")
+    line = error_line(run("check-config"))
+    assert "invalid YAML" in line and str(env["clients"]) in line

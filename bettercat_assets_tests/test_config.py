@@ -60,6 +60,29 @@ def client_block(
     return block + "".join(f"    {line}\n" for line in extra.splitlines() if line)
 
 
+def client_error(tmp_path: Path, text: str, client_id: str) -> str:
+    """The file loads; the client keeps its partition and `get` raises its one-line error."""
+    path = write(tmp_path, text)
+    registry = load_clients(path)
+    assert client_id in registry.client_ids
+    assert client_id not in registry.clients
+    with pytest.raises(ConfigError) as info:
+        registry.get(client_id)
+    message = str(info.value)
+    assert message.startswith(f"{path}: client '{client_id}': "), message
+    assert "\n" not in message, message
+    assert message.split(" (+")[0] in registry.problems
+    return message
+
+
+def left_out(tmp_path: Path, text: str) -> list[str]:
+    """The file loads without the entry's partition; its problem lines."""
+    registry = load_clients(write(tmp_path, text))
+    assert registry.problems
+    assert all("\n" not in line and str(registry.path) in line for line in registry.problems)
+    return registry.problems
+
+
 def load_error(tmp_path: Path, text: str) -> str:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -185,8 +208,7 @@ def test_random_forest_param_typo_names_key_client_and_suggestion(tmp_path):
         + client_block("acme")
         + client_block("typo_co", extra="model_params: {n_estimater: 50}")
     )
-    message = load_error(tmp_path, text)
-    assert "client 'typo_co'" in message
+    message = client_error(tmp_path, text, "typo_co")
     assert "'n_estimater'" in message
     assert "did you mean 'n_estimators'" in message
     assert "model_params" in message
@@ -194,8 +216,7 @@ def test_random_forest_param_typo_names_key_client_and_suggestion(tmp_path):
 
 def test_invalid_param_value_names_key_and_value(tmp_path):
     text = "clients:\n" + client_block("neg_co", extra="model_params: {n_estimators: -3}")
-    message = load_error(tmp_path, text)
-    assert "client 'neg_co'" in message
+    message = client_error(tmp_path, text, "neg_co")
     assert "model_params" in message
     assert "'n_estimators'" in message
     assert "-3" in message
@@ -210,16 +231,22 @@ def test_invalid_param_in_defaults_names_defaults(tmp_path):
 
 
 def test_empty_feature_list(tmp_path):
-    message = load_error(tmp_path, "clients:\n" + client_block("nofeat", features="[]"))
-    assert "client 'nofeat'" in message
+    message = client_error(tmp_path, "clients:\n" + client_block("nofeat", features="[]"), "nofeat")
     assert "features" in message
     assert "at least 1" in message
 
 
-def test_duplicate_client_id(tmp_path):
+def test_duplicate_client_id_leaves_every_copy_out(tmp_path):
     text = "clients:\n" + client_block("twin") + client_block("other") + client_block("twin")
-    message = load_error(tmp_path, text)
-    assert "duplicate client_id 'twin'" in message
+    registry = load_clients(write(tmp_path, text))
+    assert registry.client_ids == ["other"]
+    assert len(registry.problems) == 1
+    assert (
+        "client 'twin': client_id: duplicate client_id 'twin' (entries #1, #3)"
+        in (registry.problems[0])
+    )
+    with pytest.raises(ConfigError, match="duplicate client_id 'twin'"):
+        registry.get("twin")
 
 
 @pytest.mark.parametrize(
@@ -227,12 +254,29 @@ def test_duplicate_client_id(tmp_path):
     ["../../etc", "a/b", "", "x" * 65, "has space", "dot.ted"],
     ids=["traversal", "slash", "empty", "65-chars", "space", "dot"],
 )
-def test_unsafe_client_id(tmp_path, client_id):
-    text = f"clients:\n  - client_id: '{client_id}'\n    features: [price]\n"
-    message = load_error(tmp_path, text)
+def test_unsafe_client_id_is_left_out(tmp_path, client_id):
+    text = f"clients:\n  - client_id: '{client_id}'\n    features: [price]\n" + client_block("ok")
+    (message,) = left_out(tmp_path, text)
     assert f"client '{client_id}'" in message
     assert "client_id" in message
     assert "not a safe identifier" in message
+    assert load_clients(tmp_path / "clients.yaml").client_ids == ["ok"]
+
+
+def test_only_unsafe_ids_fail_the_whole_file(tmp_path):
+    message = load_error(tmp_path, "clients:\n  - client_id: '../../etc'\n    features: [p]\n")
+    assert "not a safe identifier" in message
+    assert "no usable client entry" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [("  - just a string\n", "expected a mapping"), ("  - {features: [a]}\n", "client_id: Field")],
+    ids=["not-a-mapping", "no-id"],
+)
+def test_entry_without_an_id_is_left_out_by_position(tmp_path, entry, expected):
+    (message,) = left_out(tmp_path, "clients:\n" + client_block("ok") + entry)
+    assert "client #2: " in message and expected in message
 
 
 def test_64_char_client_id_is_allowed(tmp_path):
@@ -275,9 +319,8 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_unknown_client_key(tmp_path):
-    message = load_error(tmp_path, "clients:\n" + client_block("acme", extra="topk: 3"))
-    assert "client 'acme'" in message
-    assert "topk" in message
+    message = client_error(tmp_path, "clients:\n" + client_block("acme", extra="topk: 3"), "acme")
+    assert "topk: Extra inputs are not permitted (did you mean 'top_k'?)" in message
 
 
 def test_missing_clients_list(tmp_path):
@@ -289,24 +332,21 @@ def test_missing_clients_list(tmp_path):
 @pytest.mark.parametrize("reserved", ["product_id", "category_id"])
 def test_reserved_feature_name(tmp_path, reserved):
     text = "clients:\n" + client_block("resv", features=f"[price, {reserved}]")
-    message = load_error(tmp_path, text)
-    assert "client 'resv'" in message
+    message = client_error(tmp_path, text, "resv")
     assert "features" in message
     assert f"'{reserved}' is reserved" in message
 
 
 def test_duplicate_feature(tmp_path):
     text = "clients:\n" + client_block("dupf", features="[price, weight_g, price]")
-    message = load_error(tmp_path, text)
-    assert "client 'dupf'" in message
+    message = client_error(tmp_path, text, "dupf")
     assert "features" in message
     assert "duplicate feature(s): price" in message
 
 
 def test_out_of_range_nested_setting_names_dotted_key(tmp_path):
     text = "clients:\n" + client_block("gate", extra="quality_gate: {min_top5_accuracy: 2}")
-    message = load_error(tmp_path, text)
-    assert "client 'gate'" in message
+    message = client_error(tmp_path, text, "gate")
     assert "quality_gate.min_top5_accuracy" in message
 
 
@@ -329,3 +369,46 @@ def test_unknown_client_without_close_match_has_no_hint():
         registry.get("zzzzzzzz")
     assert "unknown client 'zzzzzzzz'" in str(info.value)
     assert "did you mean" not in str(info.value)
+
+
+# --- one client's mistake stays that client's ---------------------------------------------------
+
+
+def test_invalid_entry_keeps_its_partition_and_the_others_load(tmp_path):
+    text = (
+        DEFAULTS
+        + "clients:\n"
+        + client_block("A")
+        + client_block("B", extra="model_params: {n_estimator: 50}")
+        + client_block("C", extra="top_k: 3")
+    )
+    path = write(tmp_path, text)
+    registry = load_clients(path)
+    assert registry.client_ids == ["A", "B", "C"]
+    assert list(registry.clients) == ["A", "C"]
+    assert registry.get("C").top_k == 3
+    assert registry.problems == [
+        f"{path}: client 'B': model_params: unknown RandomForestClassifier parameter "
+        "'n_estimator' (did you mean 'n_estimators'?)"
+    ]
+    with pytest.raises(ConfigError) as info:
+        registry.get("B")
+    assert str(info.value) == registry.problems[0]
+
+
+def test_every_error_of_an_entry_is_a_problem_and_get_counts_the_rest(tmp_path):
+    text = "clients:\n" + client_block("ok") + client_block("bad", features="[]", extra="topk: 1")
+    registry = load_clients(write(tmp_path, text))
+    assert len(registry.problems) == 2
+    with pytest.raises(ConfigError, match=r"\(\+1 more; `bettercat check-config` lists them\)"):
+        registry.get("bad")
+
+
+def test_valid_file_has_no_problems():
+    assert load_clients(SHIPPED).problems == []
+
+
+def test_invalid_defaults_fail_the_whole_file_even_with_valid_clients(tmp_path):
+    text = "defaults:\n  top_k: 0\nclients:\n" + client_block("A") + client_block("B")
+    message = load_error(tmp_path, text)
+    assert "defaults.top_k" in message

@@ -168,3 +168,18 @@ def test_dagster_metadata_shows_weakest_categories_and_preview(golf):
     assert golf["model"]["prior_top5_accuracy"] < golf["model"]["top5_accuracy"]
     preview = golf["predictions"]["preview"]
     assert "| product_id" in preview and "pred_label" in preview and "pred_score" in preview
+
+
+def test_show_mentions_problems_in_other_clients_entries(golf, ws, monkeypatch, tmp_path):
+    broken = tmp_path / "clients.yaml"
+    broken.write_text(
+        ws.clients_file.read_text(encoding="utf-8")
+        + "  - {client_id: hotel, features: [price], model_params: {n_estimator: 3}}\n",
+        encoding="utf-8",
+    )
+    result = cli(ws, monkeypatch, "show", "--clients-file", str(broken), "--client-id", "golf")
+    assert "client golf: golf_model" in result.stdout
+    assert result.stdout.rstrip().endswith(
+        "note: 1 problem(s) in other clients' entries of the clients file; "
+        "`bettercat check-config` lists them"
+    )

@@ -1,15 +1,17 @@
-"""`clients.yaml`: per-client configuration, validated with pydantic when it loads."""
+"""`clients.yaml`: per-client configuration, each client entry validated on its own with pydantic."""
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.errors import ConfigError, UnknownClientError
@@ -153,25 +155,16 @@ class ClientConfig(BaseModel):
 
 
 class ClientsFile(BaseModel):
-    """The whole `clients.yaml` document."""
+    """The whole `clients.yaml` document: trusted `defaults`, and client entries still raw.
+
+    Each entry is validated on its own (`_load_entries`), so one client's mistake does not
+    stop the others.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     defaults: ClientDefaults = Field(default_factory=ClientDefaults)
-    clients: list[ClientEntry] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_and_valid_merged(self) -> ClientsFile:
-        seen: set[str] = set()
-        for entry in self.clients:
-            if entry.client_id in seen:
-                raise ValueError(f"duplicate client_id '{entry.client_id}'")
-            seen.add(entry.client_id)
-            try:
-                _check_model_params({**self.defaults.model_params, **entry.model_params})
-            except ValueError as exc:
-                raise ValueError(f"client '{entry.client_id}': model_params: {exc}") from None
-        return self
+    clients: list[Any] = Field(min_length=1)
 
     def resolve(self, entry: ClientEntry) -> ClientConfig:
         """Merge one entry over the defaults."""
@@ -195,29 +188,75 @@ def _merge(default: _M, override: _M | None) -> _M:
     return default.model_copy(update=override.model_dump(exclude_unset=True))
 
 
-class ClientRegistry:
-    """The validated clients of one `clients.yaml`, by id."""
+@dataclass(frozen=True)
+class EntryProblem:
+    """A client entry that cannot be used, and why (one line per error, without the file)."""
 
-    def __init__(self, document: ClientsFile, path: Path) -> None:
+    who: str
+    errors: tuple[str, ...]
+    #: The partition this entry keeps (a safe, unique id), or None when it is left out.
+    partition: str | None
+
+    def lines(self, path: Path) -> list[str]:
+        """One self-contained line per error: `<file>: client 'B': <key>: <message>`."""
+        return [f"{path}: {self.who}: {error}" for error in self.errors]
+
+
+class ClientRegistry:
+    """The clients of one `clients.yaml`: valid ones by id, and the entries that have problems.
+
+    `client_ids` lists every partition in file order, including a client whose entry is invalid
+    but whose id is safe and unique: its runs fail with the validation error (`get` raises it),
+    while every other client works as usual.
+    """
+
+    def __init__(
+        self, document: ClientsFile, path: Path, entries: list[ClientEntry | EntryProblem]
+    ) -> None:
         self.path = path
         self.document = document
+        self._entries = entries
 
     @cached_property
     def clients(self) -> dict[str, ClientConfig]:
-        return {e.client_id: self.document.resolve(e) for e in self.document.clients}
+        """The valid clients' effective configurations, in file order."""
+        return {
+            e.client_id: self.document.resolve(e)
+            for e in self._entries
+            if isinstance(e, ClientEntry)
+        }
 
     @property
     def client_ids(self) -> list[str]:
-        return list(self.clients)
+        """Every partition (valid or not), in file order."""
+        return [
+            e.client_id if isinstance(e, ClientEntry) else e.partition
+            for e in self._entries
+            if isinstance(e, ClientEntry) or e.partition
+        ]
+
+    @property
+    def entry_problems(self) -> list[EntryProblem]:
+        """The entries that cannot be used, in file order."""
+        return [e for e in self._entries if isinstance(e, EntryProblem)]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem of the file, one self-contained line each (empty: all clients valid)."""
+        return [line for p in self.entry_problems for line in p.lines(self.path)]
 
     def get(self, client_id: str) -> ClientConfig:
-        """Look a client up, with a clear error for an unknown id."""
-        try:
+        """Look a client up: ConfigError for an invalid entry, UnknownClientError for no entry."""
+        if client_id in self.clients:
             return self.clients[client_id]
-        except KeyError:
-            close = difflib.get_close_matches(client_id, self.clients, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UnknownClientError(f"unknown client '{client_id}' in {self.path}{hint}") from None
+        for problem in self.entry_problems:
+            if problem.who == f"client '{client_id}'":
+                more = len(problem.errors) - 1
+                extra = f" (+{more} more; `bettercat check-config` lists them)" if more else ""
+                raise ConfigError(problem.lines(self.path)[0] + extra)
+        close = difflib.get_close_matches(client_id, self.client_ids, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UnknownClientError(f"unknown client '{client_id}' in {self.path}{hint}")
 
 
 def clients_file_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -225,26 +264,96 @@ def clients_file_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get(CLIENTS_FILE_ENV) or "clients.yaml")
 
 
-def _describe_error(doc: Any, err: dict[str, Any]) -> str:
-    """Turn one pydantic error into 'client X: key: message'."""
-    loc = list(err["loc"])
-    who = ""
-    if len(loc) >= 2 and loc[0] == "clients" and isinstance(loc[1], int):
-        try:
-            who = f"client '{doc['clients'][loc[1]]['client_id']}': "
-        except (KeyError, IndexError, TypeError):
-            who = f"client #{loc[1] + 1}: "
-        loc = loc[2:]
-    key = ".".join(str(part) for part in loc) or "document"
+#: Which model a nested key belongs to, for "did you mean" hints on unknown keys.
+_NESTED_MODELS: dict[str, type[BaseModel]] = {
+    "quality_gate": QualityGate,
+    "data_checks": DataChecks,
+    "sample_data": SampleData,
+}
+
+
+def _describe_error(err: Any, root: type[BaseModel]) -> str:
+    """Turn one pydantic error into 'key: message', with a hint for a misspelt key."""
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "document"
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "string_pattern_mismatch":
-        msg = f"{err.get('input')!r} is not a safe identifier (allowed: {CLIENT_ID_PATTERN})"
-    return f"{who}{key}: {msg}"
+    if err["type"] == "extra_forbidden" and loc:
+        model = _NESTED_MODELS.get(loc[0], root) if len(loc) == 2 else root
+        close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+        if len(loc) <= 2 and close:
+            msg += f" (did you mean '{close[0]}'?)"
+    return f"{key}: {msg}"
 
 
-def load_clients(path: str | os.PathLike[str] | None = None) -> ClientRegistry:
-    """Load and validate the clients file; raise ConfigError naming the file, client and key."""
-    file = clients_file_path(path)
+def _validate_entry(raw: dict[str, Any], defaults: ClientDefaults) -> ClientEntry | list[str]:
+    """One entry on its own: the validated entry, or its errors as 'key: message' lines."""
+    try:
+        entry = ClientEntry.model_validate(raw)
+    except ValidationError as exc:
+        return [_describe_error(err, ClientEntry) for err in exc.errors()]
+    try:
+        _check_model_params({**defaults.model_params, **entry.model_params})
+    except ValueError as exc:
+        return [f"model_params: {exc}"]
+    return entry
+
+
+def _safe_id(raw: Any) -> str | None:
+    """The entry's client_id if it is a safe identifier, else None."""
+    cid = raw.get("client_id") if isinstance(raw, dict) else None
+    return cid if isinstance(cid, str) and re.fullmatch(CLIENT_ID_PATTERN, cid) else None
+
+
+def _left_out(index: int, raw: Any, ids: list[str | None]) -> EntryProblem | None:
+    """An entry whose id cannot name a partition (not a mapping, unsafe, duplicated), or None."""
+    cid = _safe_id(raw)
+    if cid is not None:
+        copies = [i + 1 for i, other in enumerate(ids) if other == cid]
+        if len(copies) == 1:
+            return None
+        where = ", ".join(f"#{n}" for n in copies)
+        error = (
+            f"client_id: duplicate client_id '{cid}' (entries {where}); every copy is left out "
+            "of the partitions until one entry remains"
+        )
+        return EntryProblem(f"client '{cid}'", (error,), None)
+    if not isinstance(raw, dict):
+        error = (
+            f"expected a mapping with client_id and features, got {raw!r}; "
+            "left out of the partitions"
+        )
+        return EntryProblem(f"client #{index + 1}", (error,), None)
+    if "client_id" not in raw:
+        return EntryProblem(
+            f"client #{index + 1}", ("client_id: Field required; left out of the partitions",), None
+        )
+    error = (
+        f"client_id: {raw['client_id']!r} is not a safe identifier (allowed: "
+        f"{CLIENT_ID_PATTERN}); left out of the partitions"
+    )
+    return EntryProblem(f"client '{raw['client_id']}'", (error,), None)
+
+
+def _load_entries(document: ClientsFile) -> list[ClientEntry | EntryProblem]:
+    """Validate each entry on its own, in file order."""
+    ids = [_safe_id(raw) for raw in document.clients]
+    entries: list[ClientEntry | EntryProblem] = []
+    for index, raw in enumerate(document.clients):
+        problem = _left_out(index, raw, ids)
+        if problem is not None:
+            if problem.partition is None and problem not in entries:  # one line per duplicate id
+                entries.append(problem)
+            continue
+        outcome = _validate_entry(raw, document.defaults)
+        if isinstance(outcome, ClientEntry):
+            entries.append(outcome)
+        else:
+            entries.append(EntryProblem(f"client '{ids[index]}'", tuple(outcome), ids[index]))
+    return entries
+
+
+def _read_document(file: Path) -> Any:
+    """The parsed YAML of the clients file; ConfigError if it cannot be read or parsed."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -252,18 +361,34 @@ def load_clients(path: str | os.PathLike[str] | None = None) -> ClientRegistry:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read clients file: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{file}: invalid YAML{where}: {problem}") from None
+
+
+def load_clients(path: str | os.PathLike[str] | None = None) -> ClientRegistry:
+    """Load the clients file, validating each client entry on its own.
+
+    The whole file fails (ConfigError, one line naming the file and key) only when there is no
+    trustworthy client list: unreadable file, invalid YAML, not a mapping, an unknown top-level
+    key, an invalid `defaults` block (every client inherits it), or no usable entry at all.
+    A bad entry is reported in `registry.problems`; see `ClientRegistry` for what it keeps.
+    """
+    file = clients_file_path(path)
+    doc = _read_document(file)
     if not isinstance(doc, dict):
         raise ConfigError(f"{file}: expected a mapping with 'defaults' and 'clients'")
     try:
         document = ClientsFile.model_validate(doc)
     except ValidationError as exc:
-        first = _describe_error(doc, exc.errors()[0])
+        first = _describe_error(exc.errors()[0], ClientsFile)
         more = len(exc.errors()) - 1
         raise ConfigError(f"{file}: {first}" + (f" (+{more} more)" if more else "")) from None
-    return ClientRegistry(document, file)
+    registry = ClientRegistry(document, file, _load_entries(document))
+    if not registry.client_ids:
+        first = registry.problems[0]
+        raise ConfigError(f"{first} (no usable client entry in the file)")
+    return registry
