@@ -58,12 +58,17 @@ def test_definitions_validate_passes_and_logs_the_bad_entries(workspace):
     assert any("client '../etc'" in line and "left out" in line for line in warnings), output
 
 
-def test_good_client_materializes_and_bad_client_fails_with_the_key(workspace, spark):
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
+def _partitions(workspace: Workspace):
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.partitions import client_partitions
 
-    assets = [training_data, registered_model, category_predictions]
+    return client_partitions(load_clients(workspace.clients_file))
+
+
+def test_good_client_materializes_and_bad_client_fails_with_the_key(workspace, spark):
+    from bettercat_assets.assets.client_assets import build_client_assets
+
+    assets = [build_client_assets(_partitions(workspace))]
     with instance_for_test() as instance:
         good = materialize(
             assets, partition_key="alpha", instance=instance, resources=workspace.resources()
@@ -79,15 +84,16 @@ def test_good_client_materializes_and_bad_client_fails_with_the_key(workspace, s
         )
     assert not bad.success
     failures = [e for e in bad.all_events if e.is_step_failure]
-    assert [f.step_key for f in failures] == ["training_data"]
+    assert [f.step_key for f in failures] == ["client_assets"]
     assert KEY_ERROR in failures[0].step_failure_data.error.message
+    assert not bad.get_asset_materialization_events()
 
 
 @pytest.mark.parametrize("name", ["monthly_retraining", "daily_scoring"])
 def test_schedule_tick_requests_only_the_good_clients(workspace, name, caplog):
-    from bettercat_assets import schedules
+    from bettercat_assets.schedules import build_schedules
 
-    schedule = getattr(schedules, name)
+    (schedule,) = [s for s in build_schedules(_partitions(workspace)) if s.name == name]
     with (
         instance_for_test() as instance,
         build_schedule_context(
@@ -98,5 +104,6 @@ def test_schedule_tick_requests_only_the_good_clients(workspace, name, caplog):
     ):
         context.log.addHandler(caplog.handler)  # the tick's own logger, not in logging's tree
         requests = list(schedule(context))
-    assert [r.partition_key for r in requests] == ["alpha"]
+    ranges = [r.partition_key_range for r in requests]
+    assert [(r.start, r.end) for r in ranges] == [("alpha", "alpha")]
     assert any(KEY_ERROR in record.getMessage() for record in caplog.records), caplog.text
