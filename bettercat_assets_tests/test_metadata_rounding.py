@@ -16,7 +16,7 @@ from bettercat_assets.core.evaluation import (
     quality_gate,
     weakest_categories,
 )
-from bettercat_assets.core.quality import prediction_outcomes
+from bettercat_assets.core.prediction_checks import InputStats, OutputStats, prediction_outcomes
 from bettercat_assets.core.rounding import decimals_for, round_float, round_metrics
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
@@ -117,19 +117,22 @@ def test_weakest_categories_say_how_many_are_weak_and_why():
 
 
 def test_prediction_check_metadata_is_rounded_and_omits_a_missing_champion():
-    predictions = pd.DataFrame(
-        {
-            "product_id": ["p1", "p1"],
-            "pred_label": ["a", "b"],
-            "pred_score": [0.6000000143, 0.4000000151],
-            "rank": [0, 1],
-            "model_version": [2, 2],
-        }
+    # Two float32 scores 0.6000000143 + 0.4000000151, as Spark sums them per product.
+    out = OutputStats(
+        rows=2,
+        products=1,
+        wrong_count=0,
+        wrong_count_example=None,
+        bad_ranks=0,
+        bad_ranks_example=None,
+        rising_steps=0,
+        min_score=0.4000000151,
+        max_score=0.6000000143,
+        max_sum=0.6000000143 + 0.4000000151,
+        versions=(2,),
     )
-    outcomes = {
-        o.name: o
-        for o in prediction_outcomes(predictions, pd.Series(["p1"]), 2, 5, champion_version=None)
-    }
+    inp = InputStats(rows=1, distinct_ids=1, unscored=0, unscored_example=None)
+    outcomes = {o.name: o for o in prediction_outcomes(out, inp, 2, 5, champion_version=None)}
     assert outcomes["score_bounds"].metadata["max_per_product_sum"] == 1.0
     assert outcomes["model_is_champion"].metadata == {"output_versions": [2]}
     assert not outcomes["model_is_champion"].passed
