@@ -46,6 +46,10 @@ OUTPUT_PARAM = "output"
 OUTPUT_ROWS = "rows"
 OUTPUT_PER_PRODUCT = "per_product"
 OUTPUTS = (OUTPUT_ROWS, OUTPUT_PER_PRODUCT)
+#: Up to this many rows a request is scored with the numpy kernel (well under a millisecond
+#: for a request of a few products), so a server answering requests never imports numba
+#: (~60 MB); larger batches (spark_udf) use the default kernel, numba when installed.
+NUMPY_MAX_ROWS = 1000
 
 
 def serving_signature(features: list[str], id_column: str) -> ModelSignature:
@@ -106,9 +110,10 @@ class TopKCategoriesModel(PythonModel):
             else _read_version(Path(context.artifacts[REGISTRATION_ARTIFACT]))
         )
         self._features = [str(f) for f in self._forest.feature_names]
-        # The first prediction compiles the numba kernel (or loads it from its cache): do it
-        # now, not in the first request.
-        self._forest.predict_proba(np.zeros((1, len(self._features)), dtype=np.float32))
+        # Touch every array once now rather than in the first request.
+        self._forest.predict_proba(
+            np.zeros((1, len(self._features)), dtype=np.float32), backend="numpy"
+        )
 
     @property
     def model_version(self) -> int:
@@ -145,7 +150,8 @@ class TopKCategoriesModel(PythonModel):
             model_input = pd.DataFrame(model_input)
         X = self._features_of(model_input)
         ids = model_input[self._id_column].astype(object).to_numpy()
-        proba = self._forest.predict_proba(X)
+        backend = "numpy" if len(X) <= NUMPY_MAX_ROWS else None
+        proba = self._forest.predict_proba(X, backend=backend)
         if output == OUTPUT_ROWS:
             return top_k_frame(ids, proba, self._forest.classes_, self._k, self._version)
         best = top_k_indices(proba, self._k)
