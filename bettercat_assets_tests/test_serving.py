@@ -166,7 +166,7 @@ def test_loading_the_pyfunc_never_touches_the_sklearn_forest(champion, tracking_
     skops_file = skops_file / model_store.SKOPS_FILE
     saved = skops_file.read_bytes()
     opened: list[str] = []
-    watching = [True]
+    watching: list[bool] = []
 
     def audit(event: str, args: tuple) -> None:
         if watching and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
@@ -175,6 +175,7 @@ def test_loading_the_pyfunc_never_touches_the_sklearn_forest(champion, tracking_
     sys.addaudithook(audit)  # hooks cannot be removed: `watching` switches it off
     try:
         skops_file.write_bytes(b"not a skops file")
+        watching.append(True)
         original_load = skops.io.load
         skops.io.load = lambda *a, **k: pytest.fail("skops.io.load called")
         try:
@@ -185,6 +186,7 @@ def test_loading_the_pyfunc_never_touches_the_sklearn_forest(champion, tracking_
     finally:
         watching.clear()
         skops_file.write_bytes(saved)
+    assert model_store.load_sklearn(tracking_settings, MODEL, version).n_estimators > 0
     assert len(rows) == 15
     assert opened, "the audit hook saw no file opened at all"
     assert any(p.endswith("compact_forest.npz") for p in opened), opened
@@ -201,6 +203,22 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
+
+
+def _assert_stopped(server: process_support.ManagedProcess, port: int) -> None:
+    """The whole process group is gone and nothing listens on the port any more."""
+    assert not server.alive
+
+    def group_gone() -> bool:  # an orphaned child may wait a moment to be reaped
+        try:
+            os.killpg(server.popen.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    process_support.wait_until(group_gone, 10, "server's process group gone", interval=0.2)
+    with pytest.raises(ConnectionRefusedError):
+        process_support.socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def _serve_env(tracking_settings) -> dict[str, str]:
@@ -259,8 +277,7 @@ def test_mlflow_models_serve_answers_top_k_and_survives_bad_input(
         assert status == 200 and len(body["predictions"]) == 15, body
     finally:
         server.stop()
-    assert not server.alive
-    assert process_support.port_is_free("127.0.0.1", port)
+    _assert_stopped(server, port)
 
 
 @pytest.mark.integration
@@ -294,7 +311,7 @@ def test_bettercat_serve_runs_mlflows_scoring_server(champion, tracking_settings
         assert list(served.rglob("MLmodel")) and not list(served.rglob("*.skops"))
     finally:
         server.stop()
-    assert process_support.port_is_free("127.0.0.1", port)
+    _assert_stopped(server, port)
 
 
 @pytest.mark.integration
