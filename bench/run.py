@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import footprint, overhead, scale
+from . import footprint, overhead, scale, serving
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info, wait_until_quiet
 from .rss import run_sampled
@@ -320,7 +320,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
             ["5 scale", f"import bettercat_assets.definitions, {sca['clients']} clients", _fmt(imp, "s"), "<= 5 s", _status(imp <= scale.GOAL_IMPORT_S), f"whole fresh process {sca['process_wall_s']:.1f} s; of the import: dagster+mlflow+sklearn+pandas alone {sca.get('libraries_import_s', 0):.1f} s, load_clients of the {sca['clients']}-client file {sca.get('load_clients_s', 0):.1f} s (best of 2 runs: {', '.join(f'{v:.1f}' for v in sca.get('import_definitions_runs_s', []))} s)"],
             ["5 scale", f"sensor tick over {tick['events']} champion events", _fmt(tick["tick_s"], "s"), "<= 10 s", _status(tick["tick_s"] <= scale.GOAL_SENSOR_S), f"{tick['run_requests']} run requests for {tick['distinct_partitions']} clients"],
         ]  # fmt: skip
-    return rows
+    return rows + serving.summary_rows(results)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -467,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5",
-        help="comma-separated: 1-5, or 'levers' for the lever ladder alone (3 comes with 1)",
+        default="1,2,3,4,5,6",
+        help="comma-separated: 1-6, or 'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
     parser.add_argument("--update-results", action="store_true", help="also write bench/RESULTS.md")
@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             section_overhead(ws, sizes, results)
         if "5" in sections:
             section_scale(ws, sizes, results)
+        if "6" in sections:
+            serving.section_serving(ws, cfg_json, results, child)
     finally:
         results["elapsed_s"] = time.perf_counter() - started
         results["other_cores_note"] = _other_cores_note(results)
