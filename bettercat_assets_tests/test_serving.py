@@ -378,6 +378,27 @@ def test_spark_udf_on_the_champion(champion, spark):
     ]
     assert set(rows["model_version"]) == {version}
 
+    # docs/serving.md: back to the batch layout with posexplode
+    long = (
+        scored.select(
+            "product_id",
+            "model_version",
+            F.posexplode(F.arrays_zip("pred_labels", "pred_scores")).alias("rank", "pred"),
+        )
+        .select(
+            "product_id",
+            F.col("pred.pred_labels").alias("pred_label"),
+            F.col("pred.pred_scores").alias("pred_score"),
+            "rank",
+            "model_version",
+        )
+        .toPandas()
+    )
+    merged = long.merge(expected, on=["product_id", "rank"], suffixes=("", "_pyfunc"))
+    assert len(merged) == len(long) == len(expected)
+    assert (merged["pred_label"] == merged["pred_label_pyfunc"]).all()
+    assert np.abs(merged["pred_score"] - merged["pred_score_pyfunc"]).max() <= 1e-6
+
 
 # --- versions registered before top-k serving ------------------------------------------------
 
