@@ -120,17 +120,20 @@ class TopKCategoriesModel(PythonModel):
         return self._version
 
     def _features_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The feature matrix as float32, as batch scoring builds it; errors name the column."""
         missing = [c for c in [self._id_column, *self._features] if c not in frame.columns]
         if missing:
             raise _invalid(f"missing column(s) {', '.join(repr(c) for c in missing)}")
-        columns = []
-        for name in self._features:
-            try:
-                columns.append(pd.to_numeric(frame[name], errors="raise").astype(np.float64))
-            except (TypeError, ValueError):
-                raise _invalid(f"column '{name}' must be numeric") from None
-        X = np.column_stack([c.to_numpy(na_value=np.nan) for c in columns]).astype(np.float32)
-        bad = ~np.isfinite(X) & ~np.isnan(X)
+        try:  # after MLflow's schema enforcement the columns are float64 already
+            X = frame[self._features].to_numpy(dtype=np.float32, na_value=np.nan)
+        except (TypeError, ValueError):
+            for name in self._features:
+                try:
+                    pd.to_numeric(frame[name], errors="raise")
+                except (TypeError, ValueError):
+                    raise _invalid(f"column '{name}' must be numeric") from None
+            raise
+        bad = np.isinf(X)
         if bad.any():
             name = self._features[int(np.flatnonzero(bad.any(axis=0))[0])]
             raise _invalid(f"column '{name}' holds infinity or a value too large for float32")
