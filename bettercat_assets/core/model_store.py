@@ -203,6 +203,8 @@ def _download_model_artifact(
     settings: TrackingSettings, model_name: str, version: int, sub: str, dst: str
 ) -> Path:
     """Download one part (COMPACT_PART or SKOPS_PART) of a registered version into `dst`."""
+    # Downloads stay quiet; the bars would flood Spark and Dagster logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if sub == COMPACT_PART:
         uri = compact_artifact_uri(settings, model_name, version)
     elif sub == SKOPS_PART:
@@ -224,33 +226,37 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
     return _download_model_artifact(settings, model_name, version, COMPACT_PART, dst)
 
 
-# Workers download quietly; the bars would flood Spark and Dagster logs.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def fetch_compact(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> tuple[Path, CompactForest]:
+    """Download a version's compact form into `dst` and verify it; UnsafeModelError if damaged."""
+    local = download_compact(settings, model_name, version, dst)
+    try:
+        return local, CompactForest.load(local)
+    except ValueError as exc:
+        # The message names files in a temporary download folder: say where they are
+        # in the registry instead.
+        problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
+        raise UnsafeModelError(
+            f"model '{model_name}' v{version}: compact model at "
+            f"{compact_artifact_uri(settings, model_name, version)} is damaged or "
+            f"tampered with, refusing to score: {problem}"
+        ) from None
+
+
 def load_compact(settings: TrackingSettings, model_name: str, version: int) -> CompactForest:
-    """Download and load a version's compact form; cached, so once per (worker) process."""
+    """Download and load a version's compact form; cached, so once per process."""
     key = (settings.tracking_uri, model_name, int(version))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
         with tempfile.TemporaryDirectory() as tmp:
-            local = download_compact(settings, model_name, version, tmp)
-            try:
-                forest = CompactForest.load(local)
-            except ValueError as exc:
-                # The message names files in a temporary download folder: say where they are
-                # in the registry instead.
-                problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
-                raise UnsafeModelError(
-                    f"model '{model_name}' v{version}: compact model at "
-                    f"{compact_artifact_uri(settings, model_name, version)} is damaged or "
-                    f"tampered with, refusing to score: {problem}"
-                ) from None
-        _CACHE.clear()  # a worker only ever needs the version it is scoring now
+            _, forest = fetch_compact(settings, model_name, version, tmp)
+        _CACHE.clear()  # a process only ever needs the version it is using now
         _CACHE[key] = forest
         return forest
 
