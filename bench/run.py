@@ -467,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5,6",
-        help="comma-separated: 1-6, or 'levers' for the lever ladder alone (3 comes with 1)",
+        default="1,2,3,4,5,8",
+        help="comma-separated: 1-5, 8 (serving), or 'levers' for the lever ladder alone (3 comes "
+        "with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
     parser.add_argument("--update-results", action="store_true", help="also write bench/RESULTS.md")
@@ -547,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             section_overhead(ws, sizes, results)
         if "5" in sections:
             section_scale(ws, sizes, results)
-        if "6" in sections:
+        if "8" in sections:
             serving.section_serving(ws, cfg_json, results, child)
     finally:
         results["elapsed_s"] = time.perf_counter() - started

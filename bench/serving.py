@@ -1,4 +1,4 @@
-"""Section 6: real-time serving of a 100-category default model (issue 12).
+"""Section 8: real-time serving of a 100-category default model (issue 12).
 
 Latency of one `POST /invocations` (1 product, 100 products; `dataframe_split`) over a kept-alive
 HTTP connection, after a warm-up, and the RSS of the serving process tree (summed VmRSS from
@@ -9,7 +9,7 @@ HTTP connection, after a warm-up, and the RSS of the serving process tree (summe
 * `bettercat serve` (MLflow's scoring server alone, the same uvicorn app).
 
 Alone: `python -m bench.serving [--workdir DIR] [--update-results]` (trains the model on the
-bench data first, ~2-3 min); within the bench: `python -m bench.run --sections 6`.
+bench data first, ~2-3 min); within the bench: `python -m bench.run --sections 8`.
 """
 
 from __future__ import annotations
@@ -248,9 +248,9 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         one, hundred = r["1_products"], r["100_products"]
         procs = ", ".join(f"{k} {v:.0f} MB" for k, v in r["processes"].items())
         rows += [
-            ["6 serving", f"{name}: p50 / p99, 1 product", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms", f"p99 <= {GOAL_P99_1_MS:.0f} ms", _status(one["p99_ms"] <= GOAL_P99_1_MS), f"best of {REPEATS} x {one['requests']} requests (p99s {' / '.join(f'{v:.1f}' for v in one['runs_p99_ms'])} ms), kept-alive connection, after {WARMUP_REQUESTS} warm-up; server CPU {one['server_cpu_ms']:.1f} ms/request; load average {one['loadavg']:.1f} on {os.cpu_count()} cores"],
-            ["6 serving", f"{name}: p50 / p99, 100 products", f"{hundred['p50_ms']:.1f} / {hundred['p99_ms']:.1f} ms", "info", "", f"best of {REPEATS} x {hundred['requests']} requests of 100 products, 500 rows back (p99s {' / '.join(f'{v:.1f}' for v in hundred['runs_p99_ms'])} ms); server CPU {hundred['server_cpu_ms']:.1f} ms/request; load average {hundred['loadavg']:.1f}"],
-            ["6 serving", f"{name}: RSS of the serving process tree", f"{r['rss_mb']:.0f} MB", f"<= {GOAL_RSS_MB:.0f} MB", _status(r["rss_mb"] <= GOAL_RSS_MB), f"{procs}; idle {r['rss_idle_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; ready {r['ready_s']:.1f} s after start"],
+            ["8 serving", f"{name}: p50 / p99, 1 product", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms", f"p99 <= {GOAL_P99_1_MS:.0f} ms", _status(one["p99_ms"] <= GOAL_P99_1_MS), f"best of {REPEATS} x {one['requests']} requests (p99s {' / '.join(f'{v:.1f}' for v in one['runs_p99_ms'])} ms), kept-alive connection, after {WARMUP_REQUESTS} warm-up; server CPU {one['server_cpu_ms']:.1f} ms/request; load average {one['loadavg']:.1f} on {os.cpu_count()} cores"],
+            ["8 serving", f"{name}: p50 / p99, 100 products", f"{hundred['p50_ms']:.1f} / {hundred['p99_ms']:.1f} ms", "info", "", f"best of {REPEATS} x {hundred['requests']} requests of 100 products, 500 rows back (p99s {' / '.join(f'{v:.1f}' for v in hundred['runs_p99_ms'])} ms); server CPU {hundred['server_cpu_ms']:.1f} ms/request; load average {hundred['loadavg']:.1f}"],
+            ["8 serving", f"{name}: RSS of the serving process tree", f"{r['rss_mb']:.0f} MB", f"<= {GOAL_RSS_MB:.0f} MB", _status(r["rss_mb"] <= GOAL_RSS_MB), f"{procs}; idle {r['rss_idle_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; ready {r['ready_s']:.1f} s after start"],
         ]  # fmt: skip
     return rows
 
@@ -260,7 +260,7 @@ def render_block(results: dict[str, Any]) -> str:
 
     serving = results["serving"]
     header = (
-        f"### Real-time serving (section 6; {serving['model']}: {serving['classes']} classes, "
+        f"### Real-time serving (section 8; {serving['model']}: {serving['classes']} classes, "
         f"100 trees, min_samples_leaf=5; run of {results.get('started', '?')})"
     )
     table = _table(["section", "measure", "value", "goal", "status", "note"], summary_rows(results))
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DEFAULT_NOISE, feature_names
     from .run import child
 
-    parser = argparse.ArgumentParser(description="bench section 6: real-time serving")
+    parser = argparse.ArgumentParser(description="bench section 8: real-time serving")
     parser.add_argument("--workdir", help="workspace directory (default: a temporary one)")
     parser.add_argument("--out", default="bench/out", help="where serving.json goes")
     parser.add_argument("--update-results", action="store_true", help="update bench/RESULTS.md")
