@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, footprint, overhead, scale, tenants
+from . import cold_start, footprint, overhead, scale, serving, tenants
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info, wait_until_quiet
 from .rss import run_sampled
@@ -338,7 +338,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
             ["5 scale", f"sensor tick over {tick['events']} champion events", _fmt(tick["tick_s"], "s"), "<= 10 s", _status(tick["tick_s"] <= scale.GOAL_SENSOR_S), f"{tick['run_requests']} run requests for {tick['distinct_partitions']} clients"],
         ]  # fmt: skip
     rows += tenant_rows(results)
-    return rows
+    return rows + serving.summary_rows(results)
 
 
 def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -505,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5,6,7",
-        help="comma-separated: 1-7 (6 tenants through dagster dev, 7 CLI cold start), or "
-        "'levers' for the lever ladder alone (3 comes with 1)",
+        default="1,2,3,4,5,6,7,8",
+        help="comma-separated: 1-8 (6 tenants through dagster dev, 7 CLI cold start, 8 serving), "
+        "or 'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
     parser.add_argument("--update-results", action="store_true", help="also write bench/RESULTS.md")
@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             section_tenants(ws, sizes, results)
         if "7" in sections:
             section_cold(ws, results)
+        if "8" in sections:
+            serving.section_serving(ws, cfg_json, results, child)
     finally:
         results["elapsed_s"] = time.perf_counter() - started
         results["other_cores_note"] = _other_cores_note(results)

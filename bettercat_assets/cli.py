@@ -387,3 +387,38 @@ def demo(clients_file, data_prefix, seed) -> None:
     from bettercat_assets.demo import run_demo
 
     sys.exit(run_demo(clients_file, data_prefix, seed, progress))
+
+
+@main.command()
+@clients_file_option
+@client_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--mlflow-cli",
+    is_flag=True,
+    help="Run `mlflow models serve` (its CLI process stays beside the server) instead of "
+    "MLflow's scoring server alone.",
+)
+@user_errors
+def serve(clients_file, client_id, host, port, workers, mlflow_cli) -> None:
+    """Serve the client's @champion: POST /invocations answers with the top-k categories."""
+    import os
+
+    from bettercat_assets.core import serving
+    from bettercat_assets.core.settings import default_home
+
+    cfg = _client(clients_file, client_id)
+    settings = _settings()
+    serving.check_port(client_id, host, port)
+    if mlflow_cli:
+        command = serving.mlflow_cli_command(settings, cfg, host, port, workers)
+    else:
+        model_dir = default_home() / "serving" / cfg.model_name
+        command = serving.scoring_server_command(settings, cfg, host, port, model_dir, workers)
+    progress(
+        f"{client_id}: serving {serving.champion_model_uri(cfg)} (v{command.version}) on "
+        f"http://{host}:{port}/invocations"
+    )
+    os.execve(command.argv[0], command.argv, command.env)

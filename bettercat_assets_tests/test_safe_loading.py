@@ -65,6 +65,11 @@ def _local(uri: str) -> Path:
     return Path(urlparse(uri).path) if uri.startswith("file:") else Path(uri)
 
 
+def _sklearn_dir(tracking_settings, version: int) -> Path:
+    """The sklearn MLflow model (skops file, MLmodel) of a registered version."""
+    return _local(model_store.sklearn_artifact_uri(tracking_settings, MODEL, version))
+
+
 @pytest.fixture(scope="module")
 def safe_model(tmp_path_factory, tracking_settings):
     from bettercat_assets.core.config import load_clients
@@ -85,15 +90,18 @@ def safe_model(tmp_path_factory, tracking_settings):
     generate_client_data(registry.get(CID), layout, seed=41)
     result = train_model(registry.get(CID), DAY, layout=layout, settings=tracking_settings)
     model_dir = _local(model_store.model_artifact_uri(tracking_settings, MODEL, result.version))
-    assert (model_dir / model_store.SKOPS_FILE).is_file()
+    assert (model_dir / model_store.COMPACT_ARTIFACT_PATH / ARRAYS_FILE).is_file()
+    assert not list(model_dir.rglob("*.skops"))  # the registered model has no sklearn forest
+    assert (_sklearn_dir(tracking_settings, result.version) / model_store.SKOPS_FILE).is_file()
     return registry, layout, result.version, model_dir
 
 
 @pytest.fixture
-def pristine(safe_model):
-    """Restore the model's artifacts after each tampering test; start with an empty cache."""
-    _, _, _, model_dir = safe_model
-    saved = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+def pristine(safe_model, tracking_settings):
+    """Restore the models' artifacts after each tampering test; start with an empty cache."""
+    _, _, version, model_dir = safe_model
+    dirs = [model_dir, _sklearn_dir(tracking_settings, version)]
+    saved = {p: p.read_bytes() for d in dirs for p in d.rglob("*") if p.is_file()}
     model_store._CACHE.clear()
     MARKERS.clear()
     yield safe_model
@@ -102,11 +110,11 @@ def pristine(safe_model):
     model_store._CACHE.clear()
 
 
-def _redump_with(model_dir: Path, tracking_settings, version: int, **extra) -> None:
+def _redump_with(tracking_settings, version: int, **extra) -> None:
     forest = model_store.load_sklearn(tracking_settings, MODEL, version)
     for name, value in extra.items():
         setattr(forest, name, value)
-    skops.io.dump(forest, model_dir / model_store.SKOPS_FILE)
+    skops.io.dump(forest, _sklearn_dir(tracking_settings, version) / model_store.SKOPS_FILE)
 
 
 # --- skops: untrusted types ------------------------------------------------------------------
@@ -114,10 +122,10 @@ def _redump_with(model_dir: Path, tracking_settings, version: int, **extra) -> N
 
 @pytest.mark.integration
 def test_untrusted_class_in_skops_file_is_refused_without_running_it(pristine, tracking_settings):
-    _, _, version, model_dir = pristine
+    _, _, version, _ = pristine
     evil = EvilDict(a=1)
     MARKERS.clear()
-    _redump_with(model_dir, tracking_settings, version, evil_=evil)
+    _redump_with(tracking_settings, version, evil_=evil)
     MARKERS.clear()
     with pytest.raises(UnsafeModelError) as info:
         model_store.load_sklearn(tracking_settings, MODEL, version)
@@ -131,8 +139,8 @@ def test_untrusted_class_in_skops_file_is_refused_without_running_it(pristine, t
 def test_function_in_skops_file_is_refused(pristine, tracking_settings):
     import os
 
-    _, _, version, model_dir = pristine
-    _redump_with(model_dir, tracking_settings, version, callback_=os.system)
+    _, _, version, _ = pristine
+    _redump_with(tracking_settings, version, callback_=os.system)
     with pytest.raises(UnsafeModelError, match=r"untrusted types.*system"):
         model_store.load_sklearn(tracking_settings, MODEL, version)
 
@@ -140,7 +148,7 @@ def test_function_in_skops_file_is_refused(pristine, tracking_settings):
 @pytest.mark.integration
 def test_untrusted_module_is_not_even_imported(pristine, tracking_settings, tmp_path, monkeypatch):
     """A payload whose module has import-time side effects: loading must not import it."""
-    _, _, version, model_dir = pristine
+    _, _, version, _ = pristine
     marker = tmp_path / "imported.log"
     module = tmp_path / "bettercat_evil_payload.py"
     module.write_text(
@@ -152,7 +160,7 @@ def test_untrusted_module_is_not_even_imported(pristine, tracking_settings, tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     import bettercat_evil_payload  # noqa: PLC0415 - on purpose, to dump an instance
 
-    _redump_with(model_dir, tracking_settings, version, payload_=bettercat_evil_payload.Payload())
+    _redump_with(tracking_settings, version, payload_=bettercat_evil_payload.Payload())
     assert marker.read_text() == "imported\n"
     del sys.modules["bettercat_evil_payload"]  # importable again: a load would run it
 
@@ -165,9 +173,9 @@ def test_untrusted_module_is_not_even_imported(pristine, tracking_settings, tmp_
 @pytest.mark.integration
 def test_trusted_list_in_the_artifact_is_ignored(pristine, tracking_settings):
     """The MLmodel file is part of the artifact: widening its list must not widen ours."""
-    _, _, version, model_dir = pristine
-    _redump_with(model_dir, tracking_settings, version, evil_=EvilDict(a=1))
-    mlmodel = model_dir / "MLmodel"
+    _, _, version, _ = pristine
+    _redump_with(tracking_settings, version, evil_=EvilDict(a=1))
+    mlmodel = _sklearn_dir(tracking_settings, version) / "MLmodel"
     spec = yaml.safe_load(mlmodel.read_text())
     spec["flavors"]["sklearn"]["skops_trusted_types"] = [
         *spec["flavors"]["sklearn"].get("skops_trusted_types", []),
@@ -182,11 +190,12 @@ def test_trusted_list_in_the_artifact_is_ignored(pristine, tracking_settings):
 
 @pytest.mark.integration
 def test_something_else_than_a_forest_is_refused(pristine, tracking_settings):
-    _, _, version, model_dir = pristine
-    skops.io.dump({"not": "a forest"}, model_dir / model_store.SKOPS_FILE)
+    _, _, version, _ = pristine
+    sklearn_dir = _sklearn_dir(tracking_settings, version)
+    skops.io.dump({"not": "a forest"}, sklearn_dir / model_store.SKOPS_FILE)
     with pytest.raises(UnsafeModelError, match="not a RandomForestClassifier"):
         model_store.load_sklearn(tracking_settings, MODEL, version)
-    (model_dir / model_store.SKOPS_FILE).write_bytes(b"PK\x03\x04 truncated zip")
+    (sklearn_dir / model_store.SKOPS_FILE).write_bytes(b"PK\x03\x04 truncated zip")
     with pytest.raises(UnsafeModelError, match="cannot be loaded safely"):
         model_store.load_sklearn(tracking_settings, MODEL, version)
 
@@ -258,7 +267,13 @@ def test_pickled_arrays_are_refused_even_with_a_matching_checksum(pristine, trac
 
 # --- no unsafe deserialisation anywhere on the loading path -----------------------------------
 
-LOADING_MODULES = ["scoring.py", "model_store.py", "compact_forest.py"]
+LOADING_MODULES = [
+    "scoring.py",
+    "model_store.py",
+    "compact_forest.py",
+    "serving_model.py",
+    "serving_entry.py",
+]
 FORBIDDEN_TEXT = [
     r"\bpickle\.loads?\b",
     r"\bjoblib\.load\b",

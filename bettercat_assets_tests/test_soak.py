@@ -58,7 +58,7 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
     from bettercat_assets.assets.training_data import training_data
     from bettercat_assets.core import tracking
     from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.model_store import model_artifact_uri
+    from bettercat_assets.core.model_store import model_artifact_uri, sklearn_artifact_uri
     from bettercat_assets.core.paths import DataLayout
     from bettercat_assets.core.settings import TrackingSettings
     from bettercat_assets.jobs import client_pipeline_job
@@ -102,8 +102,9 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
             for cid in CLIENTS:
                 version = client.get_model_version(f"{cid}_model", str(iteration))
                 model_dir = _local(model_artifact_uri(settings, f"{cid}_model", iteration))
+                sklearn_dir = _local(sklearn_artifact_uri(settings, f"{cid}_model", iteration))
                 run_dir = _local(client.get_run(version.run_id).info.artifact_uri)
-                new_version_bytes += du_bytes(model_dir.parent, run_dir.parent)
+                new_version_bytes += du_bytes(model_dir.parent, sklearn_dir.parent, run_dir.parent)
             sizes.append(
                 {
                     "iteration": iteration,

@@ -24,7 +24,9 @@ No Dagster imports here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,9 @@ _ARRAY_DTYPES: dict[str, tuple[np.dtype, ...]] = {
     "leaf_values": (np.dtype(np.float32),),
 }
 
-try:  # pragma: no cover - exercised when numba is installed
-    import numba as _numba
-except ImportError:  # pragma: no cover - exercised when numba is missing
-    _numba = None
-
-HAVE_NUMBA = _numba is not None
+#: numba is imported (and the kernel compiled) on the first prediction that uses it: a process
+#: that only ever scores small batches with the numpy kernel (the serving model) saves ~60 MB.
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 #: rows per block in the numba kernel: a block's output rows stay in cache while every tree
 #: is walked for them, and one tree's nodes stay in cache while the block's rows walk it.
 _BLOCK_ROWS = 8192
@@ -120,13 +119,18 @@ def _accumulate_python(
 
 
 def _jit(fn):  # pragma: no cover - needs numba
+    import numba
+
     try:
-        return _numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # no writable cache location (e.g. read-only install, no HOME)
-        return _numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True)(fn)
 
 
-_accumulate_numba = _jit(_accumulate_python) if HAVE_NUMBA else None
+@functools.cache
+def _accumulate_numba():  # pragma: no cover - needs numba
+    """The compiled kernel, built on first use."""
+    return _jit(_accumulate_python)
 
 
 def _accumulate_numpy(X, feature, threshold, children, mgl, roots, indptr, classes, values, out):
@@ -391,7 +395,7 @@ class CompactForest:
         if backend == "numba":
             if not HAVE_NUMBA:
                 raise ValueError("backend 'numba' requested but numba is not installed")
-            _accumulate_numba(*args, _BLOCK_ROWS, _LANES)
+            _accumulate_numba()(*args, _BLOCK_ROWS, _LANES)
         elif backend == "numpy":
             _accumulate_numpy(*args)
         else:

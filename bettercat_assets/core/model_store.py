@@ -1,13 +1,29 @@
-"""Saving forests to MLflow (skops + compact form) and loading them safely, once per process."""
+"""Saving forests to MLflow and loading them safely, once per process.
+
+Layout of a training's run (since top-k serving, `LAYOUT`):
+
+* logged model `model` (registered as `<client>_model`): the pyfunc of
+  `core/serving_model.py`, logged as code, carrying only the compact form
+  (`artifacts/compact/`) and `artifacts/registration.json`. Serving and loading it never
+  touch the sklearn forest;
+* logged model `sklearn_model` (same run, not registered): the sklearn flavour (skops), for
+  users who want the estimator itself. The registered model's tag `bettercat.sklearn_model_id`
+  points at it.
+
+Versions registered before (no `bettercat.layout` tag) are one sklearn logged model with the
+compact form under `compact/`; every loader here reads both layouts.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import threading
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -15,21 +31,33 @@ import sklearn
 import skops
 import skops.io
 import skops.io.exceptions
+from mlflow.entities import LoggedModel
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core import tracking
+from bettercat_assets.core import serving_model, tracking
 from bettercat_assets.core.compact_forest import CompactForest
 from bettercat_assets.core.errors import ModelNotFoundError, UnsafeModelError
 from bettercat_assets.core.settings import TrackingSettings
 
 #: The only non-default type a fitted RandomForestClassifier needs; skops refuses anything else.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
-COMPACT_ARTIFACT_PATH = "compact"
 MODEL_NAME_IN_RUN = "model"
+SKLEARN_MODEL_NAME_IN_RUN = "sklearn_model"
 SKOPS_FILE = "model.skops"  # where mlflow.sklearn puts a skops-serialised model
+LAYOUT_TAG = "bettercat.layout"
+LAYOUT = "pyfunc-topk-1"
+SKLEARN_MODEL_TAG = "bettercat.sklearn_model_id"
+#: The compact form inside the registered model: pyfunc layout, and before it.
+COMPACT_ARTIFACT_PATH = f"artifacts/{serving_model.COMPACT_ARTIFACT}"
+LEGACY_COMPACT_ARTIFACT_PATH = "compact"
+REGISTRATION_ARTIFACT_DIR = "artifacts"
+#: parts of a registered version `_download_model_artifact` can fetch
+COMPACT_PART = "compact"
+SKOPS_PART = "skops"
+ENTRY_FILE = Path(__file__).with_name("serving_entry.py")
 
 #: Given explicitly: MLflow would otherwise spend ~10 s inferring them per model.
 PIP_REQUIREMENTS = [
@@ -38,59 +66,153 @@ PIP_REQUIREMENTS = [
     f"numpy=={np.__version__}",
     f"pandas=={pd.__version__}",
 ]
+SERVING_PIP_REQUIREMENTS = [
+    f"numpy=={np.__version__}",
+    f"pandas=={pd.__version__}",
+    f"pyarrow=={_dist_version('pyarrow')}",
+    f"numba=={_dist_version('numba')}",
+]
 
 
-def log_forest(
-    forest: RandomForestClassifier, compact: CompactForest, example: pd.DataFrame
-) -> ModelInfo:
-    """Log the sklearn model (skops) with its signature, plus the compact form in the same model."""
-    signature = infer_signature(example, forest.predict(example))
-    info = mlflow.sklearn.log_model(
+def _log_sklearn(forest: RandomForestClassifier, example: pd.DataFrame) -> ModelInfo:
+    return mlflow.sklearn.log_model(
         forest,
-        name=MODEL_NAME_IN_RUN,
-        signature=signature,
+        name=SKLEARN_MODEL_NAME_IN_RUN,
+        signature=infer_signature(example, forest.predict(example)),
         pip_requirements=PIP_REQUIREMENTS,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
+
+
+def serving_example(example: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """The input example of the served model: made-up ids, then the feature rows."""
+    ids = pd.Series([f"example-{i}" for i in range(len(example))], name=id_column)
+    return pd.concat([ids, example.reset_index(drop=True).astype(np.float64)], axis=1)
+
+
+def log_forest(
+    forest: RandomForestClassifier,
+    compact: CompactForest,
+    example: pd.DataFrame,
+    *,
+    id_column: str = "product_id",
+    top_k: int = 5,
+) -> ModelInfo:
+    """Log the sklearn model, then the top-k pyfunc on the compact form; returns the pyfunc's
+    ModelInfo, the one to register (then call `record_registration`)."""
+    sklearn_info = _log_sklearn(forest, example)
+    features = [str(f) for f in compact.feature_names]
     with tempfile.TemporaryDirectory() as tmp:
-        compact.save(Path(tmp))
-        MlflowClient().log_model_artifacts(info.model_id, tmp, artifact_path=COMPACT_ARTIFACT_PATH)
-    return info
+        compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
+        compact.save(compact_dir)
+        registration = Path(tmp) / serving_model.REGISTRATION_FILE
+        registration.write_text(serving_model.registration_document(None, None))
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            python_model=str(ENTRY_FILE),
+            artifacts={
+                serving_model.COMPACT_ARTIFACT: str(compact_dir),
+                serving_model.REGISTRATION_ARTIFACT: str(registration),
+            },
+            model_config={"id_column": id_column, "top_k": int(top_k)},
+            signature=serving_model.serving_signature(features, id_column),
+            input_example=serving_example(example, id_column),
+            pip_requirements=SERVING_PIP_REQUIREMENTS,
+            tags={LAYOUT_TAG: LAYOUT, SKLEARN_MODEL_TAG: sklearn_info.model_id},
+        )
 
 
-def _model_artifact_location(client: MlflowClient, model_name: str, version: int) -> str:
+def record_registration(info: ModelInfo, model_name: str, version: int) -> None:
+    """Write the registry's version number into the logged model (`registration.json`), so the
+    served model reports it in `model_version`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / serving_model.REGISTRATION_FILE
+        path.write_text(serving_model.registration_document(model_name, int(version)))
+        MlflowClient().log_model_artifacts(
+            info.model_id, tmp, artifact_path=REGISTRATION_ARTIFACT_DIR
+        )
+
+
+def _logged_model(client: MlflowClient, model_name: str, version: int) -> LoggedModel:
     mv = client.get_model_version(model_name, str(version))
     model_id = getattr(mv, "model_id", None) or mv.source.removeprefix("models:/").split("/")[0]
-    return client.get_logged_model(model_id).artifact_location
+    return client.get_logged_model(model_id)
 
 
-def model_artifact_uri(settings: TrackingSettings, model_name: str, version: int) -> str:
-    """Where a registered version's MLflow model lives (the logged model's artifact location).
-
-    "No such version" is a ModelNotFoundError (a user error); a store that cannot be asked is a
-    TrackingUnavailableError (transient, retried).
-    """
+def _ask_registry(settings: TrackingSettings, model_name: str, version: int, find):
+    """`find(client)`, with "no such version" as ModelNotFoundError (a user error) and a store
+    that cannot be asked as TrackingUnavailableError (transient, retried)."""
     client = tracking.mlflow_client(settings)
     try:
-        return _model_artifact_location(client, model_name, version)
+        return find(client)
     except mlflow.exceptions.MlflowException as exc:
         if tracking.is_not_found(exc):
             raise ModelNotFoundError(f"model '{model_name}' v{version}: {exc.message}") from None
         raise tracking.unavailable(settings, exc) from exc
 
 
+def model_artifact_uri(settings: TrackingSettings, model_name: str, version: int) -> str:
+    """Where a registered version's MLflow model lives (the logged model's artifact location)."""
+
+    def find(client: MlflowClient) -> str:
+        return _logged_model(client, model_name, version).artifact_location
+
+    return _ask_registry(settings, model_name, version, find)
+
+
+def is_serving_layout(settings: TrackingSettings, model_name: str, version: int) -> bool:
+    """True for a version registered as the top-k pyfunc (False: the sklearn-only layout)."""
+
+    def find(client: MlflowClient) -> bool:
+        return _logged_model(client, model_name, version).tags.get(LAYOUT_TAG) == LAYOUT
+
+    return _ask_registry(settings, model_name, version, find)
+
+
+def compact_artifact_uri(settings: TrackingSettings, model_name: str, version: int) -> str:
+    """The compact form's folder inside a registered version, whichever layout it has."""
+
+    def find(client: MlflowClient) -> str:
+        logged = _logged_model(client, model_name, version)
+        sub = (
+            COMPACT_ARTIFACT_PATH
+            if logged.tags.get(LAYOUT_TAG) == LAYOUT
+            else LEGACY_COMPACT_ARTIFACT_PATH
+        )
+        return f"{logged.artifact_location.rstrip('/')}/{sub}"
+
+    return _ask_registry(settings, model_name, version, find)
+
+
+def sklearn_artifact_uri(settings: TrackingSettings, model_name: str, version: int) -> str:
+    """The sklearn MLflow model of a registered version: the run's `sklearn_model` (pyfunc
+    layout) or the registered model itself (before)."""
+
+    def find(client: MlflowClient) -> str:
+        logged = _logged_model(client, model_name, version)
+        sklearn_id = logged.tags.get(SKLEARN_MODEL_TAG)
+        if logged.tags.get(LAYOUT_TAG) != LAYOUT or not sklearn_id:
+            return logged.artifact_location
+        return client.get_logged_model(sklearn_id).artifact_location
+
+    return _ask_registry(settings, model_name, version, find)
+
+
 def _download_model_artifact(
     settings: TrackingSettings, model_name: str, version: int, sub: str, dst: str
 ) -> Path:
-    """Download one path of a registered version's MLflow model into `dst`."""
+    """Download one part (COMPACT_PART or SKOPS_PART) of a registered version into `dst`."""
     # Downloads stay quiet; the bars would flood Spark and Dagster logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    location = model_artifact_uri(settings, model_name, version)
+    if sub == COMPACT_PART:
+        uri = compact_artifact_uri(settings, model_name, version)
+    elif sub == SKOPS_PART:
+        uri = f"{sklearn_artifact_uri(settings, model_name, version).rstrip('/')}/{SKOPS_FILE}"
+    else:
+        raise ValueError(f"unknown model part {sub!r}")
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"{location.rstrip('/')}/{sub}",
-        dst_path=dst,
-        tracking_uri=settings.tracking_uri,
+        artifact_uri=uri, dst_path=dst, tracking_uri=settings.tracking_uri
     )
     return Path(local)
 
@@ -98,10 +220,10 @@ def _download_model_artifact(
 def download_compact(settings: TrackingSettings, model_name: str, version: int, dst: str) -> Path:
     """Download a registered version's compact form into `dst`; returns the local folder.
 
-    The one place that knows where the compact form sits inside a registered model: batch
-    scoring downloads it in the driver and ships the folder to the Spark executors.
+    The one place that knows where the compact form sits inside a registered model (either
+    layout): batch scoring downloads it in the driver and ships the folder to the executors.
     """
-    return _download_model_artifact(settings, model_name, version, COMPACT_ARTIFACT_PATH, dst)
+    return _download_model_artifact(settings, model_name, version, COMPACT_PART, dst)
 
 
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
@@ -121,9 +243,8 @@ def fetch_compact(
         problem = str(exc).replace(f"{local}{os.sep}", "").replace(str(local), ".")
         raise UnsafeModelError(
             f"model '{model_name}' v{version}: compact model at "
-            f"{model_artifact_uri(settings, model_name, version)}/"
-            f"{COMPACT_ARTIFACT_PATH} is damaged or tampered with, refusing to score: "
-            f"{problem}"
+            f"{compact_artifact_uri(settings, model_name, version)} is damaged or "
+            f"tampered with, refusing to score: {problem}"
         ) from None
 
 
@@ -149,7 +270,7 @@ def load_sklearn(
     artifact controls, so it is bypassed here.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        local = _download_model_artifact(settings, model_name, version, SKOPS_FILE, tmp)
+        local = _download_model_artifact(settings, model_name, version, SKOPS_PART, tmp)
         try:
             forest = skops.io.load(local, trusted=SKOPS_TRUSTED_TYPES)
         except skops.io.exceptions.UntrustedTypesFoundException as exc:

@@ -39,7 +39,11 @@ from bettercat_assets.core.evaluation import (  # noqa: E402
     weakest_categories,
 )
 from bettercat_assets.core.lineage import code_version, git_sha  # noqa: E402
-from bettercat_assets.core.model_store import load_compact, log_forest  # noqa: E402
+from bettercat_assets.core.model_store import (  # noqa: E402
+    load_compact,
+    log_forest,
+    record_registration,
+)
 from bettercat_assets.core.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.settings import TrackingSettings  # noqa: E402
@@ -254,9 +258,12 @@ def train_model(
             **(extra_tags or {}),
         }
         with store_lock():
-            info = log_forest(forest, compact, x_test.head(5))
+            info = log_forest(
+                forest, compact, x_test.head(5), id_column=client.id_column, top_k=client.top_k
+            )
             mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
             version = int(mv.version)
+            record_registration(info, client.model_name, version)
             mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
             if gate.passed:
                 tracking.set_champion(client_mlflow, client.model_name, version)
