@@ -154,6 +154,7 @@ def build_client_assets(partitions: PartitionsDefinition) -> AssetsDefinition:
         ],
         can_subset=True,
         backfill_policy=BACKFILL_POLICY,
+        retry_policy=TRANSIENT_RETRY,
         description="Data checks, training and scoring for a range of clients in one process.",
     )
     def client_assets(
