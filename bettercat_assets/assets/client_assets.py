@@ -25,6 +25,7 @@ from bettercat_assets.assets import (
     REGISTERED_MODEL,
     STAGE_ORDER,
     TRAINING_DATA,
+    TRANSIENT_RETRY,
 )
 from bettercat_assets.assets.category_predictions import (
     category_predictions_checks,
