@@ -8,7 +8,7 @@ already scores the client (say "Materialize all") is not followed by a second sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 
 from dagster import AssetSpec, AutomationCondition, MetadataValue, PartitionsDefinition
@@ -86,6 +86,7 @@ def score_all(
     layout: DataLayout,
     settings: TrackingSettings,
     lineage: dict[str, str],
+    log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, ClientOutcome]:
     """Score every client of the run in one Spark pass; each gets its own outcome."""
     if not configs:
@@ -98,6 +99,10 @@ def score_all(
         settings=settings,
         extra_lineage=lineage,
     )
+    timings = next((r.timings for r in results.values() if isinstance(r, ScoringResult)), {})
+    if timings:
+        spent = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())
+        log(f"scored {len(configs)} client(s): {spent}")
     outcomes: dict[str, ClientOutcome] = {}
     for cid, result in results.items():
         if isinstance(result, BettercatError):

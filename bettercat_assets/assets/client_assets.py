@@ -106,6 +106,7 @@ class ClientRun:
             layout=self.clients.layout,
             settings=self.mlflow.settings,
             lineage={"dagster_run_id": self.context.run.run_id},
+            log=self.context.log.info,
         )
 
     def _train(self, cfg: ClientConfig):
