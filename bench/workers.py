@@ -7,6 +7,7 @@ imported pandas, pyarrow, scikit-learn and mlflow and done nothing else.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -40,8 +41,10 @@ def baseline_rss_mb() -> float:
 
 @dataclass
 class WorkerSampler:
-    """Samples every Python worker on the machine; keeps the largest single-worker RSS."""
+    """Samples the Python workers among this process's descendants (the runs, CLIs and Spark
+    it started, not other people's); keeps the largest single-worker RSS."""
 
+    root: int = field(default_factory=os.getpid)
     interval: float = 0.25
     peak_mb: float = 0.0
     workers_seen: set[int] = field(default_factory=set)
@@ -49,7 +52,11 @@ class WorkerSampler:
     _thread: threading.Thread | None = None
 
     def sample(self) -> None:
-        for proc in psutil.process_iter():
+        try:
+            descendants = psutil.Process(self.root).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for proc in descendants:
             if not is_worker(proc):
                 continue
             try:
