@@ -21,26 +21,23 @@ import tempfile
 import threading
 from importlib.metadata import version as _dist_version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import mlflow.pyfunc
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
-import sklearn
-import skops
-import skops.io
-import skops.io.exceptions
 from mlflow.entities import LoggedModel
-from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
-from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core import serving_model, tracking
 from bettercat_assets.core.compact_forest import CompactForest
 from bettercat_assets.core.errors import ModelNotFoundError, UnsafeModelError
 from bettercat_assets.core.settings import TrackingSettings
+
+if TYPE_CHECKING:  # scikit-learn and skops load only where a forest is logged or loaded
+    from sklearn.ensemble import RandomForestClassifier
 
 #: The only non-default type a fitted RandomForestClassifier needs; skops refuses anything else.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
@@ -61,8 +58,8 @@ ENTRY_FILE = Path(__file__).with_name("serving_entry.py")
 
 #: Given explicitly: MLflow would otherwise spend ~10 s inferring them per model.
 PIP_REQUIREMENTS = [
-    f"scikit-learn=={sklearn.__version__}",
-    f"skops=={skops.__version__}",
+    f"scikit-learn=={_dist_version('scikit-learn')}",
+    f"skops=={_dist_version('skops')}",
     f"numpy=={np.__version__}",
     f"pandas=={pd.__version__}",
 ]
@@ -75,6 +72,9 @@ SERVING_PIP_REQUIREMENTS = [
 
 
 def _log_sklearn(forest: RandomForestClassifier, example: pd.DataFrame) -> ModelInfo:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
     return mlflow.sklearn.log_model(
         forest,
         name=SKLEARN_MODEL_NAME_IN_RUN,
@@ -269,6 +269,10 @@ def load_sklearn(
     MLflow's own loader takes the trusted list from the model's MLmodel file, which a tampered
     artifact controls, so it is bypassed here.
     """
+    import skops.io
+    import skops.io.exceptions
+    from sklearn.ensemble import RandomForestClassifier
+
     with tempfile.TemporaryDirectory() as tmp:
         local = _download_model_artifact(settings, model_name, version, SKOPS_PART, tmp)
         try:

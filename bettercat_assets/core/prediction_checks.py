@@ -1,12 +1,13 @@
 """The `category_predictions` checks, computed by Spark over the written output.
 
-Nothing here collects rows to the driver: two aggregations (per product, then per client) over
-the written parquet and one over the input give a handful of numbers per client, and the
-verdicts are built from those. Driver memory therefore does not grow with the product count.
+Nothing here collects rows to the driver: one Spark job aggregates the written parquet per
+product, then per client, and counts the input per client; the verdicts are built from that
+handful of numbers per client, so driver memory does not grow with the product count.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -75,33 +76,59 @@ def _rising_steps(ranked: Column) -> Column:
     return F.size(steps)
 
 
-def output_stats(outputs: DataFrame, rows_per_product: Mapping[str, int]) -> dict[str, OutputStats]:
-    """Per-client stats of a long output (`client_id`, product_id, pred_score, rank, ...)."""
+def _client_aggregates(outputs: DataFrame, rows_per_product: Mapping[str, int]) -> DataFrame:
+    """One row per client: the output's numbers, from a per-product then a per-client pass."""
     expected = F.create_map(
         *[x for cid, kk in rows_per_product.items() for x in (F.lit(cid), F.lit(int(kk)))]
     )[F.col(CLIENT_COLUMN)]
     products = _per_product(outputs).withColumn("kk", expected)
-    wrong = F.col("n") != F.col("kk")
-    bad_rank = (
-        (F.col("r_min") != 0)
-        | (F.col("r_max") != F.col("n") - 1)
-        | (F.col("n_ranks") != F.col("n"))
-    )
-    rising = _rising_steps(F.col("ranked"))
-    rows = products.groupBy(CLIENT_COLUMN).agg(
+    n, kk = F.col("n"), F.col("kk")
+    wrong = n != kk
+    # An input id listed m times is scored m times: m * kk rows, each rank m times.
+    duplicated = (n > kk) & (n % kk == 0) & (F.col("n_ranks") == kk)
+    bad_rank = (F.col("r_min") != 0) | (F.col("r_max") != n - 1) | (F.col("n_ranks") != n)
+    return products.groupBy(CLIENT_COLUMN).agg(
         F.sum("n").alias("rows"),
         F.count(F.lit(1)).alias("products"),
         F.sum(wrong.cast("long")).alias("wrong_count"),
         _example(wrong, F.struct(ID_COLUMN, "n")).alias("wrong_example"),
+        F.sum(F.when(duplicated, n / kk - 1).otherwise(0)).cast("long").alias("duplicate_rows"),
         F.sum(bad_rank.cast("long")).alias("bad_ranks"),
         _example(bad_rank, F.col(ID_COLUMN)).alias("bad_rank_example"),
-        F.sum(rising).alias("rising_steps"),
+        F.sum(_rising_steps(F.col("ranked"))).alias("rising_steps"),
         F.min("score_min").alias("min_score"),
         F.max("score_max").alias("max_score"),
         F.max("score_sum").alias("max_sum"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_set("versions")))).alias("versions"),
     )
-    return {r[CLIENT_COLUMN]: _to_output_stats(r) for r in rows.collect()}
+
+
+def prediction_stats(
+    outputs: DataFrame, inputs: DataFrame, rows_per_product: Mapping[str, int]
+) -> tuple[dict[str, OutputStats], dict[str, InputStats]]:
+    """Per-client stats of a long output and its input, in one Spark job.
+
+    `outputs` has `client_id`, product_id, pred_score, rank, model_version; `inputs` has
+    `client_id` and product_id. A second job runs only when an input product is missing from
+    the output, to name one.
+    """
+    counts = inputs.groupBy(CLIENT_COLUMN).agg(F.count(F.lit(1)).alias("input_rows"))
+    rows = counts.join(_client_aggregates(outputs, rows_per_product), CLIENT_COLUMN, "left")
+    out: dict[str, OutputStats] = {}
+    inp: dict[str, InputStats] = {}
+    for row in rows.collect():
+        cid, input_rows = row[CLIENT_COLUMN], int(row["input_rows"])
+        if row["rows"] is None:  # nothing written for this client
+            inp[cid] = InputStats(input_rows, input_rows, input_rows, None)
+            continue
+        out[cid] = _to_output_stats(row)
+        distinct = input_rows - int(row["duplicate_rows"])
+        inp[cid] = InputStats(input_rows, distinct, max(0, distinct - out[cid].products), None)
+    missing = [cid for cid, stats in inp.items() if stats.unscored and cid in out]
+    examples = _unscored_examples(inputs, outputs, missing) if missing else {}
+    for cid, example in examples.items():
+        inp[cid] = dataclasses.replace(inp[cid], unscored_example=example)
+    return out, inp
 
 
 def _to_output_stats(row) -> OutputStats:
@@ -121,28 +148,16 @@ def _to_output_stats(row) -> OutputStats:
     )
 
 
-def input_stats(inputs: DataFrame, outputs: DataFrame) -> dict[str, InputStats]:
-    """Per-client input counts, and the input products missing from the output."""
-    ids = inputs.select(CLIENT_COLUMN, ID_COLUMN)
-    counts = ids.groupBy(CLIENT_COLUMN).agg(
-        F.count(F.lit(1)).alias("rows"), F.count_distinct(ID_COLUMN).alias("distinct_ids")
-    )
-    scored = outputs.select(CLIENT_COLUMN, ID_COLUMN).distinct()
-    missing = (
-        ids.join(scored, [CLIENT_COLUMN, ID_COLUMN], "left_anti")
-        .groupBy(CLIENT_COLUMN)
-        .agg(F.count(F.lit(1)).alias("unscored"), F.min(ID_COLUMN).alias("unscored_example"))
-    )
-    rows = counts.join(missing, CLIENT_COLUMN, "left").collect()
-    return {
-        r[CLIENT_COLUMN]: InputStats(
-            rows=int(r["rows"]),
-            distinct_ids=int(r["distinct_ids"]),
-            unscored=int(r["unscored"] or 0),
-            unscored_example=r["unscored_example"],
-        )
-        for r in rows
-    }
+def _unscored_examples(
+    inputs: DataFrame, outputs: DataFrame, client_ids: list[str]
+) -> dict[str, str]:
+    """The smallest input product id missing from the output, for each of `client_ids`."""
+    wanted = F.col(CLIENT_COLUMN).isin(client_ids)
+    ids = inputs.where(wanted).select(CLIENT_COLUMN, ID_COLUMN)
+    scored = outputs.where(wanted).select(CLIENT_COLUMN, ID_COLUMN).distinct()
+    missing = ids.join(scored, [CLIENT_COLUMN, ID_COLUMN], "left_anti")
+    rows = missing.groupBy(CLIENT_COLUMN).agg(F.min(ID_COLUMN).alias("example")).collect()
+    return {r[CLIENT_COLUMN]: r["example"] for r in rows}
 
 
 def prediction_outcomes(

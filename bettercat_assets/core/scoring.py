@@ -65,9 +65,8 @@ from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.prediction_checks import (
     InputStats,
     OutputStats,
-    input_stats,
-    output_stats,
     prediction_outcomes,
+    prediction_stats,
 )
 from bettercat_assets.core.quality import CheckOutcome
 from bettercat_assets.core.settings import TrackingSettings
@@ -405,8 +404,11 @@ def _finalize_all(
 ) -> dict[str, ScoringResult | BettercatError]:
     with _timed(timings, "checks"):
         outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
-        out = output_stats(outputs, {cid: p.model.top_k for cid, p in scored.items()})
-        inp = input_stats(_shared_frame(spark, scored.values()), outputs)
+        out, inp = prediction_stats(
+            outputs,
+            _shared_frame(spark, scored.values()),
+            {cid: p.model.top_k for cid, p in scored.items()},
+        )
     results: dict[str, ScoringResult | BettercatError] = {}
     with _timed(timings, "swap_in"):
         for cid, p in scored.items():
