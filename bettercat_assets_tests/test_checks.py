@@ -176,7 +176,9 @@ def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
         [pd.DataFrame({"client_id": cid, "product_id": i}) for cid, (_, i) in frames.items()],
         ignore_index=True,
     )
-    return spark.createDataFrame(outputs, SHARED_OUTPUT_SCHEMA), spark.createDataFrame(inputs)
+    # Plain rows, not Arrow: Arrow would turn a NaN score into a null.
+    rows = list(zip(*(outputs[f.name].tolist() for f in SHARED_OUTPUT_SCHEMA.fields), strict=True))
+    return spark.createDataFrame(rows, SHARED_OUTPUT_SCHEMA), spark.createDataFrame(inputs)
 
 
 def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION):
@@ -207,8 +209,9 @@ def prediction_results(spark, frame, inputs=INPUTS, n_classes=N_CLASSES, champio
 
 
 @pytest.mark.integration
-def test_prediction_checks_pass_on_good_output(spark):
-    results = prediction_results(spark, prediction_frame())
+def test_prediction_checks_pass_on_good_output(defect_results):
+    """Scored in the same Spark pass as every defective client below: theirs are not its."""
+    results = defect_results["good"]
     assert set(results) == set(PREDICTION_CHECKS)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
@@ -282,50 +285,53 @@ def _mixed_versions(frame):
     return frame.assign(model_version=np.where(frame["product_id"] == "p0", 2, CHAMPION))
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize(
-    ("defect", "check"),
-    [
-        (_unscored_input, "all_products_scored"),
-        (_drop_last_row_of_one_product, "rows_per_product"),
-        (_rising_score, "rank_order"),
-        (_duplicate_rank, "rank_order"),
-        (_ranks_start_at_one, "rank_order"),
-        (_score_above_one, "score_bounds"),
-        (_negative_score, "score_bounds"),
-        (_nan_score, "score_bounds"),
-        (_sum_above_one, "score_bounds"),
-        (_older_version, "model_is_champion"),
-        (_mixed_versions, "model_is_champion"),
-    ],
+NAN_RANK_BUG = (
+    "product bug: prediction_checks._rising_steps compares with Spark semantics, where NaN is "
+    "greater than any number, so a NaN score also fails rank_order"
 )
-def test_each_prediction_defect_fails_only_its_check(spark, defect, check):
-    changed = defect(prediction_frame())
-    frame, inputs = changed if isinstance(changed, tuple) else (changed, INPUTS)
-    results = prediction_results(spark, frame, inputs)
+DEFECTS = [
+    (_unscored_input, "all_products_scored"),
+    (_drop_last_row_of_one_product, "rows_per_product"),
+    (_rising_score, "rank_order"),
+    (_duplicate_rank, "rank_order"),
+    (_ranks_start_at_one, "rank_order"),
+    (_score_above_one, "score_bounds"),
+    (_negative_score, "score_bounds"),
+    pytest.param(
+        _nan_score, "score_bounds", marks=pytest.mark.xfail(strict=True, reason=NAN_RANK_BUG)
+    ),
+    (_sum_above_one, "score_bounds"),
+    (_older_version, "model_is_champion"),
+    (_mixed_versions, "model_is_champion"),
+]
+
+
+@pytest.fixture(scope="module")
+def defect_results(spark):
+    """Every defect as a client of its own, plus a good one, checked in one shared Spark pass."""
+    frames = {"good": (prediction_frame(), INPUTS)}
+    for case in DEFECTS:
+        defect = case.values[0] if hasattr(case, "values") else case[0]
+        changed = defect(prediction_frame())
+        frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
+    return client_results(spark, frames)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("defect", "check"), DEFECTS)
+def test_each_prediction_defect_fails_only_its_check(defect_results, defect, check):
+    results = defect_results[defect.__name__]
     assert failed(results) == {check}, {n: o.description for n, o in results.items()}
 
 
 @pytest.mark.integration
-def test_a_defect_fails_only_its_own_client_in_a_shared_pass(spark):
-    """Clients scored in one Spark pass are judged apart: one's defect is not another's."""
-    results = client_results(
-        spark,
-        {
-            "alpha": (prediction_frame(), INPUTS),
-            "bravo": (_duplicate_rank(prediction_frame()), INPUTS),
-            "charlie": _unscored_input(prediction_frame()),
-        },
-    )
-    assert {cid: failed(r) for cid, r in results.items()} == {
-        "alpha": set(),
-        "bravo": {"rank_order"},
-        "charlie": {"all_products_scored"},
-    }
-    assert "'p0'" in results["bravo"]["rank_order"].description
-    assert "1 of 5 input product(s) not scored, e.g. 'p_missing'" in (
-        results["charlie"]["all_products_scored"].description
-    )
+def test_failed_prediction_checks_name_an_example(defect_results):
+    ranks = defect_results["_duplicate_rank"]["rank_order"].description
+    assert "1 product(s) whose ranks are not 0..n-1, e.g. 'p0'" in ranks, ranks
+    unscored = defect_results["_unscored_input"]["all_products_scored"].description
+    assert "1 of 5 input product(s) not scored, e.g. 'p_missing'" in unscored, unscored
+    rows = defect_results["_drop_last_row_of_one_product"]["rows_per_product"].description
+    assert "1 product(s) do not have 5 rows, e.g. 'p1' has 4" in rows, rows
 
 
 @pytest.mark.integration
