@@ -163,12 +163,19 @@ def rescore_requests(
     instance: DagsterInstance,
     cursor: object | None,
     clients_file: str | os.PathLike[str] | None = None,
+    resources: Mapping[str, object] | None = None,
 ) -> tuple[list[str], object]:
     """One evaluation of the re-scoring automation condition, as the automation sensor ticks:
     the client partitions of `category_predictions` it requests, and the cursor for the next."""
     from dagster import AssetSelection, evaluate_automation_conditions
 
-    defs = Definitions(assets=[client_assets_def(str(clients_file) if clients_file else None)])
+    from bettercat_assets.core.config import clients_file_path
+    from bettercat_assets.definitions import build_resources
+
+    file = str(clients_file) if clients_file is not None else None
+    if resources is None:
+        resources = build_resources(clients_file_path(file))
+    defs = Definitions(assets=[client_assets_def(file)], resources=dict(resources))
     result = evaluate_automation_conditions(
         defs=defs,
         instance=instance,

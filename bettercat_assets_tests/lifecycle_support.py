@@ -159,4 +159,4 @@ def shuffle_labels(path: Path, label: str, seed: int = 0) -> None:
 def rescore_tick(ws: Workspace, instance: DagsterInstance, cursor: object | None):
     """One tick of the `rescore_on_new_champion` automation sensor, from a stored cursor: the
     clients it asks to re-score and the cursor for the next tick."""
-    return rescore_requests(instance, cursor, ws.clients_file)
+    return rescore_requests(instance, cursor, ws.clients_file, ws.resources())
