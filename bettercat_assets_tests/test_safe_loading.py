@@ -258,7 +258,13 @@ def test_pickled_arrays_are_refused_even_with_a_matching_checksum(pristine, trac
 
 # --- no unsafe deserialisation anywhere on the loading path -----------------------------------
 
-LOADING_MODULES = ["scoring.py", "model_store.py", "compact_forest.py"]
+LOADING_MODULES = [
+    "scoring.py",
+    "model_store.py",
+    "compact_forest.py",
+    "model_shipping.py",
+    "batch_scorer.py",
+]
 FORBIDDEN_TEXT = [
     r"\bpickle\.loads?\b",
     r"\bjoblib\.load\b",
@@ -302,3 +308,22 @@ def test_loading_code_never_unpickles(name):
 
 def test_trusted_types_are_only_the_tree():
     assert model_store.SKOPS_TRUSTED_TYPES == ["sklearn.tree._tree.Tree"]
+
+
+def test_worker_scoring_module_imports_neither_mlflow_nor_sklearn():
+    """What Spark's Python workers import to score (`batch_scorer`) stays lean and unpickling-free:
+    the models come as shipped files, never through MLflow or a scikit-learn object."""
+    import subprocess
+
+    # (cloudpickle is no marker here: pyarrow itself imports it; the source checks above forbid
+    # it in our modules.)
+    heavy = ["mlflow", "sklearn", "skops", "joblib", "dagster"]
+    code = (
+        "import sys, bettercat_assets.core.batch_scorer; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", result.stdout
