@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyspark import cloudpickle
 
+from bettercat_assets.core.batch_scorer import top_k_batch
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import read_header
+from bettercat_assets.core.errors import DataError
 from bettercat_assets.core.model_store import load_compact, load_sklearn
-from bettercat_assets.core.scoring import (
-    OUTPUT_SCHEMA,
-    _check_written,
-    read_products,
-    top_k_batch,
-)
+from bettercat_assets.core.scoring import OUTPUT_SCHEMA, PREVIEW_ROWS, read_products
 from bettercat_assets.core.spark_session import default_parallelism
 from bettercat_assets.core.topk import top_k_frame
 
@@ -134,6 +134,37 @@ def lever_batches(batches, model, features, id_column, k, version, topk, output)
             yield top_k_frame(ids.to_numpy(), proba, labels, k, version)
         else:
             yield top_k_batch(ids, proba, labels_arrow, k, version)
+
+
+def _check_written(
+    client_id: str, path: Path, staging: Path, id_column: str, per_product: int
+) -> tuple[int, int, pd.DataFrame]:
+    """The "verify=pyarrow" lever as it was before the checks became Spark aggregations:
+    (rows, distinct products, preview) of the written parquet, in one streaming pyarrow pass
+    in the driver (~10 MB of Arrow buffers plus the rank-0 ids whatever the output size)."""
+    keys = [("product_id", "ascending"), ("rank", "ascending")]
+    arrow_schema = pa.schema(
+        [("product_id", pa.string()), ("pred_label", pa.string()), ("pred_score", pa.float32())]
+        + [("rank", pa.int32()), ("model_version", pa.int32())]
+    )
+    rows, firsts, head = 0, [], arrow_schema.empty_table()
+    for part in ds.dataset(staging, format="parquet").files:  # skips _SUCCESS, .crc files
+        parquet = pq.ParquetFile(part, buffer_size=1 << 20, pre_buffer=False)
+        for batch in parquet.iter_batches(batch_size=1 << 16, use_threads=False):
+            rows += batch.num_rows
+            ranks, ids = batch.column("rank"), batch.column("product_id")
+            firsts.append(pc.filter(ids, pc.equal(ranks, 0)))
+            table = pa.concat_tables([head, pa.Table.from_batches([batch]).cast(head.schema)])
+            head = table.take(pc.select_k_unstable(table, min(PREVIEW_ROWS, table.num_rows), keys))
+    ids = pa.chunked_array(firsts, type=pa.string())
+    distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
+    if rows == 0:
+        raise DataError(client_id, path, "no data rows (header only); nothing was written")
+    if rows != distinct * per_product:
+        raise DataError(
+            client_id, path, f"column '{id_column}' has duplicate values; nothing was written"
+        )
+    return rows, distinct, head.sort_by(keys).to_pandas()
 
 
 def _read_input(spark: Any, lever: Lever, path: Path, header: list[str], id_column: str, tmp: Path):

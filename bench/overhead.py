@@ -65,17 +65,13 @@ def run_backfill(client_ids: list[str], spark_master: str = "local[2]") -> dict[
     spark_start = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    from bettercat_assets.definitions import defs
+    from bettercat_assets.definitions import build_definitions
 
+    defs = build_definitions()
     import_defs = time.perf_counter() - t0
-    job = defs.get_job_def("client_pipeline")
+    job = defs.resolve_job_def("client_pipeline")
     day = date(2026, 1, 15).isoformat()
-    run_config = {
-        "ops": {
-            name: {"config": {"day": day}}
-            for name in ("training_data", "registered_model", "category_predictions")
-        }
-    }
+    run_config = {"ops": {"client_assets": {"config": {"day": day}}}}
     runs: dict[str, dict[str, Any]] = {}
     steps: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

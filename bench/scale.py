@@ -20,9 +20,12 @@ def write_many_clients(ws: Workspace, n: int) -> Path:
     return write_clients_file(ws.root / f"clients_{n}.yaml", entries)
 
 
+#: Loading the code location as Dagster does: import the module, then build its `Definitions`
+#: (`defs` is a lazy `@dg.definitions` loader, so the import alone reads no clients file).
 IMPORT_SNIPPET = (
     "import time; t = time.perf_counter(); import bettercat_assets.definitions as d; "
-    "print(time.perf_counter() - t, len(d.defs.resolve_all_job_defs()))"
+    "defs = d.build_definitions(); "
+    "print(time.perf_counter() - t, len(defs.resolve_all_job_defs()))"
 )
 
 
@@ -34,36 +37,44 @@ LOAD_CLIENTS_SNIPPET = (
 
 def sensor_tick(n_events: int | None = None) -> dict[str, Any]:
     """Report one champion-changing `registered_model` materialization per partition (or the
-    first `n_events`), then time one evaluation of `rescore_on_new_champion`."""
-    from dagster import AssetMaterialization, build_multi_asset_sensor_context, instance_for_test
+    first `n_events`), then time one evaluation of the re-scoring automation condition, as the
+    `rescore_on_new_champion` automation sensor runs it."""
+    from dagster import (
+        AssetKey,
+        AssetMaterialization,
+        AssetSelection,
+        evaluate_automation_conditions,
+        instance_for_test,
+    )
 
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.definitions import defs
-    from bettercat_assets.partitions import client_partitions
-    from bettercat_assets.sensors import rescore_on_new_champion
+    from bettercat_assets.definitions import build_definitions
 
-    keys = client_partitions.get_partition_keys()[: n_events or None]
+    defs = build_definitions()
+    target = AssetSelection.assets("category_predictions")
+    predictions = AssetKey("category_predictions")
+    partitions = defs.resolve_job_def("client_pipeline").partitions_def
+    keys = partitions.get_partition_keys()[: n_events or None]
     with instance_for_test() as instance:
+        # The sensor's first tick only sets its cursor; the events below come after it.
+        cursor = evaluate_automation_conditions(defs, instance, target).cursor
         t0 = time.perf_counter()
         for i, key in enumerate(keys):
             instance.report_runless_asset_event(
                 AssetMaterialization(
-                    asset_key=registered_model.key,
+                    asset_key="registered_model",
                     partition=key,
                     metadata={"champion_changed": True, "model_version": i + 1},
                 )
             )
         report_s = time.perf_counter() - t0
-        context = build_multi_asset_sensor_context(
-            monitored_assets=[registered_model.key], instance=instance, definitions=defs
-        )
         t0 = time.perf_counter()
-        requests = list(rescore_on_new_champion(context))
+        result = evaluate_automation_conditions(defs, instance, target, cursor=cursor)
         tick_s = time.perf_counter() - t0
+    requested = result.get_requested_partitions(predictions)
     return {
         "events": len(keys),
         "report_events_s": report_s,
         "tick_s": tick_s,
-        "run_requests": len(requests),
-        "distinct_partitions": len({r.partition_key for r in requests}),
+        "run_requests": result.get_num_requested(predictions),
+        "distinct_partitions": len(requested),
     }

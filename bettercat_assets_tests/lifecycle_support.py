@@ -2,8 +2,8 @@
 Dagster instance, so their registry versions never mix with other test modules' (the session
 MLflow store is shared, and other modules assert exact version numbers).
 
-Partition keys must be ids of the fixture clients.yaml (the partitions are built from it at
-import); the clients here reuse some of those ids with their own settings.
+The workspace's `client_assets` are partitioned by its own clients file
+(`Workspace.assets_def`); `dagster_support` has the run and read-back helpers.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
-    DagsterInstance,
-    EventLogRecord,
-    RunRequest,
-    build_multi_asset_sensor_context,
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult
+
+from bettercat_assets_tests.dagster_support import (
+    client_assets_def,
+    latest_record,
+    materialize_clients,
+    metadata,
+    rescore_requests,
 )
+
+__all__ = ["latest_record", "metadata"]
 
 CLIENTS_YAML = """\
 defaults:
@@ -101,6 +104,28 @@ class Workspace:
             "spark": SparkResource(master="local[2]", spark_config={"spark.driver.memory": "1g"}),
         }
 
+    @property
+    def assets_def(self) -> AssetsDefinition:
+        """`client_assets` partitioned by this workspace's clients."""
+        return client_assets_def(str(self.clients_file))
+
+    def materialize(
+        self,
+        selection: list[str],
+        client_ids: str | list[str],
+        instance: DagsterInstance,
+        **kwargs: object,
+    ) -> ExecuteInProcessResult:
+        """One in-process run of the `selection` stages for the clients, with these resources."""
+        return materialize_clients(
+            selection,
+            client_ids,
+            instance,
+            resources=self.resources(),
+            clients_file=self.clients_file,
+            **kwargs,
+        )
+
     def generate(self, client_id: str, seed: int = 3) -> Path:
         from bettercat_assets.core.generate import generate_client_data
 
@@ -131,29 +156,7 @@ def shuffle_labels(path: Path, label: str, seed: int = 0) -> None:
     path.write_bytes(gzip.compress(buffer.getvalue().encode("utf-8")))
 
 
-def latest_record(instance: DagsterInstance, asset: str, partition: str) -> EventLogRecord:
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    assert records, f"no materialization of {asset}[{partition}]"
-    return records[0]
-
-
-def metadata(instance: DagsterInstance, asset: str, partition: str) -> dict[str, object]:
-    record = latest_record(instance, asset, partition)
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
-
-
-def sensor_tick(instance: DagsterInstance, cursor: str | None) -> tuple[list[RunRequest], str]:
-    """One tick of `rescore_on_new_champion` as the daemon runs it, from a stored cursor."""
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.definitions import defs
-    from bettercat_assets.sensors import rescore_on_new_champion
-
-    context = build_multi_asset_sensor_context(
-        monitored_assets=[registered_model.key], instance=instance, cursor=cursor, definitions=defs
-    )
-    requests = list(rescore_on_new_champion(context) or [])
-    context.update_cursor_after_evaluation()
-    assert all(isinstance(r, RunRequest) for r in requests), requests
-    return requests, context.cursor
+def rescore_tick(ws: Workspace, instance: DagsterInstance, cursor: object | None):
+    """One tick of the `rescore_on_new_champion` automation sensor, from a stored cursor: the
+    clients it asks to re-score and the cursor for the next tick."""
+    return rescore_requests(instance, cursor, ws.clients_file, ws.resources())

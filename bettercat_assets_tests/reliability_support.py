@@ -167,15 +167,14 @@ def run_client_pipeline(
     started = time.perf_counter()
     from dagster import DagsterInstance, Definitions
 
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
-    from bettercat_assets.jobs import client_pipeline_job
+    from bettercat_assets.jobs import PIPELINE_JOB, build_jobs
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+    from bettercat_assets_tests.dagster_support import client_assets_def, day_config
 
+    assets = client_assets_def(clients_file)
     defs = Definitions(
-        assets=[training_data, registered_model, category_predictions],
-        jobs=[client_pipeline_job],
+        assets=[assets],
+        jobs=build_jobs(assets.partitions_def),
         resources={
             "clients": ClientsResource(clients_file=clients_file, data_prefix=data_prefix),
             "mlflow": MlflowResource(tracking_uri=tracking_uri, artifact_root=artifact_root),
@@ -189,14 +188,13 @@ def run_client_pipeline(
             ),
         },
     )
-    job = defs.resolve_job_def("client_pipeline")
-    op_config = {"config": {"day": day}}
+    job = defs.resolve_job_def(PIPELINE_JOB)
     with DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
             partition_key=client_id,
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"registered_model": op_config, "category_predictions": op_config}},
+            run_config=day_config(day),
         )
         failures = [
             f"{e.step_key}: {e.step_failure_data.error.message.strip()}"

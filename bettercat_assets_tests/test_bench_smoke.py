@@ -118,8 +118,9 @@ def test_bench_smallest_path(prepared, spark):
 
 
 def test_scoring_fast_path_still_rejects_bad_input(prepared, spark):
-    """The driver-side decompression and pyarrow output check keep scoring's error contract:
-    duplicates, malformed rows and broken gzip fail naming the input, and leave nothing."""
+    """The driver-side decompression and the Spark output checks keep scoring's error contract:
+    duplicates, malformed rows and broken gzip fail naming the input, and leave nothing (neither
+    beside the client's outputs nor in the shared scoring scratch area)."""
     import gzip
 
     from bettercat_assets.core.errors import DataError
@@ -145,8 +146,11 @@ def test_scoring_fast_path_still_rejects_bad_input(prepared, spark):
         path.write_bytes(gzip.compress("\n".join(lines).encode())[:-40])
         with pytest.raises(DataError, match="cannot read gzip"):
             predict_categories(cfg, day, spark=spark, layout=ws.layout, settings=ws.settings)
-        leftovers = [p.name for p in out_root.iterdir() if p.name.startswith("_")]
+        made = out_root.iterdir() if out_root.exists() else []  # none when run alone
+        leftovers = [p.name for p in made if p.name.startswith("_")]
         assert leftovers == [] and not ws.layout.predictions_dir(cfg.client_id, day).exists()
+        scratch = ws.layout.scoring_workdir(day, "x").parent
+        assert [p.name for p in scratch.iterdir() if p.name.startswith("_")] == []
 
         path.write_bytes(gzip.compress((lines[0] + "\n").encode()))  # header only
         with pytest.raises(DataError, match="no data rows"):

@@ -9,16 +9,25 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+from dagster import AssetKey, DagsterInstance, instance_for_test
 
+from bettercat_assets_tests.dagster_support import (
+    checks_by_name,
+    failed_clients,
+    materialized_partitions,
+    stale_status,
+    step_failure_messages,
+)
 from bettercat_assets_tests.lifecycle_support import (
     Workspace,
     latest_record,
     make_workspace,
     metadata,
-    sensor_tick,
+    rescore_tick,
     shuffle_labels,
 )
+
+MODEL_STAGES = ["training_data", "registered_model"]
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +44,8 @@ def instance(ws):
 
 
 @pytest.fixture(scope="module")
-def assets():
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
-
-    return training_data, registered_model, category_predictions
+def assets(ws):
+    return ws.assets_def
 
 
 def champion(ws: Workspace, model_name: str) -> int | None:
@@ -54,30 +59,19 @@ def champion(ws: Workspace, model_name: str) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def degraded(ws, instance, assets):
-    """india: a good champion v1, then a retrain on label-shuffled data (v2)."""
-    training_data, registered_model, _ = assets
+def degraded(ws, instance):
+    """india: a good champion v1, then a retrain on label-shuffled data (v2): (bad run, re-scoring
+    requests after it, good run)."""
     ws.generate("india")
-    good = materialize(
-        [training_data, registered_model],
-        partition_key="india",
-        instance=instance,
-        resources=ws.resources(),
-    )
+    good = ws.materialize(MODEL_STAGES, "india", instance)
     assert good.success
     assert champion(ws, "india_model") == 1
-    _, cursor = sensor_tick(instance, None)
+    _, cursor = rescore_tick(ws, instance, None)
 
     shuffle_labels(ws.layout.train_file("india"), "category_id", seed=0)
-    bad = materialize(
-        [registered_model],
-        partition_key="india",
-        instance=instance,
-        resources=ws.resources(),
-        raise_on_error=False,
-    )
-    requests, _ = sensor_tick(instance, cursor)
-    return bad, requests
+    bad = ws.materialize(["registered_model"], "india", instance, raise_on_error=False)
+    requests, _ = rescore_tick(ws, instance, cursor)
+    return bad, requests, good
 
 
 def test_degraded_model_is_registered_but_not_promoted(degraded, ws):
@@ -92,11 +86,11 @@ def test_degraded_model_is_registered_but_not_promoted(degraded, ws):
 
 
 def test_degraded_gate_check_names_metric_and_both_values(degraded):
-    bad, _ = degraded
-    # The blocking check fails the step after the materialization was recorded.
+    bad, _, _ = degraded
+    # The failed gate fails india's partition of the step (no materialization, see below).
     assert not bad.success
-    (check,) = [e for e in bad.get_asset_check_evaluations() if e.check_name == "quality_gate"]
-    assert not check.passed
+    check = checks_by_name(bad, "india", "registered_model")["quality_gate"]
+    assert not check.passed and check.blocking and check.partition == "india"
     meta = {k: v.value for k, v in check.metadata.items()}
     assert meta["metric"] == "top5_accuracy" and meta["champion_version"] == 1
     text = check.description
@@ -105,17 +99,32 @@ def test_degraded_gate_check_names_metric_and_both_values(degraded):
     assert f"{meta['champion_value']:.4f}" in text, (meta, text)
 
 
-def test_degraded_materialization_says_champion_unchanged(degraded, instance):
+def test_degraded_model_is_not_materialized_and_the_failure_says_champion_unchanged(
+    degraded, instance, ws
+):
+    """By design a failed gate is a failed `registered_model` partition: the latest
+    materialization stays the champion's (v1), the run's failure names client, gate and v1."""
+    bad, _, good = degraded
+    assert materialized_partitions(bad) == set()
+    record = latest_record(instance, "registered_model", "india")
+    assert record.run_id == good.run_id
     meta = metadata(instance, "registered_model", "india")
-    assert meta["model_version"] == 2
+    assert meta["model_version"] == 1
     assert meta["champion_version"] == 1
-    assert meta["champion_changed"] is False
+    reason = failed_clients(bad)["india"]
+    assert reason.startswith("registered_model: quality gate failed for client 'india' v2: ")
+    assert reason.endswith("@champion stays v1"), reason
+    assert "top5_accuracy" in reason
+    (message,) = step_failure_messages(bad)
+    assert "1 of 1 client(s) failed" in message and reason in message
     # the learned-nothing model scores no better than "the 5 most frequent categories"
-    assert meta["top5_accuracy"] <= meta["prior_top5_accuracy"]
+    v2 = ws.mlflow_client().get_model_version("india_model", "2")
+    metrics = ws.mlflow_client().get_run(v2.run_id).data.metrics
+    assert metrics["top5_accuracy"] <= metrics["prior_top5_accuracy"]
 
 
 def test_degraded_retrain_requests_no_rescoring(degraded):
-    _, requests = degraded
+    _, requests, _ = degraded
     assert requests == []
 
 
@@ -138,17 +147,11 @@ def test_cli_train_on_degraded_data_exits_1_naming_the_metric(degraded, ws, monk
 
 
 @pytest.fixture(scope="module")
-def juliet(ws, instance, assets):
+def juliet(ws, instance):
     """juliet with two passing versions: v2 is champion."""
-    training_data, registered_model, _ = assets
     ws.generate("juliet")
     for _ in range(2):
-        result = materialize(
-            [training_data, registered_model],
-            partition_key="juliet",
-            instance=instance,
-            resources=ws.resources(),
-        )
+        result = ws.materialize(MODEL_STAGES, "juliet", instance)
         assert result.success
     assert champion(ws, "juliet_model") == 2
     return ws
@@ -158,7 +161,7 @@ def test_cli_promote_rolls_back_and_rescoring_follows_once(juliet, instance, mon
     from bettercat_assets.cli import main
 
     ws = juliet
-    _, cursor = sensor_tick(instance, None)
+    _, cursor = rescore_tick(ws, instance, None)
     ws.apply(monkeypatch)  # DAGSTER_HOME is the test instance's directory
     result = CliRunner().invoke(main, ["promote", "--client-id", "juliet", "--version", "1"])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -172,9 +175,9 @@ def test_cli_promote_rolls_back_and_rescoring_follows_once(juliet, instance, mon
     assert meta["champion_changed"] is True
     assert (meta["champion_version"], meta["previous_champion_version"]) == (1, 2)
 
-    requests, cursor = sensor_tick(instance, cursor)
-    assert [r.partition_key for r in requests] == ["juliet"]
-    assert sensor_tick(instance, cursor)[0] == [], "never twice for one change"
+    requests, cursor = rescore_tick(ws, instance, cursor)
+    assert requests == ["juliet"]
+    assert rescore_tick(ws, instance, cursor)[0] == [], "never twice for one change"
 
 
 def test_cli_promote_to_the_current_champion_reports_nothing(juliet, instance, monkeypatch):
@@ -182,14 +185,14 @@ def test_cli_promote_to_the_current_champion_reports_nothing(juliet, instance, m
 
     ws = juliet
     current = champion(ws, "juliet_model")
-    _, cursor = sensor_tick(instance, None)
+    _, cursor = rescore_tick(ws, instance, None)
     ws.apply(monkeypatch)
     result = CliRunner().invoke(
         main, ["promote", "--client-id", "juliet", "--version", str(current)]
     )
     assert result.exit_code == 0, (result.output, result.exception)
     assert "already was @champion" in result.stdout
-    assert sensor_tick(instance, cursor)[0] == []
+    assert rescore_tick(ws, instance, cursor)[0] == []
 
 
 def test_cli_promote_unknown_version_is_a_user_error(juliet, monkeypatch):
@@ -218,7 +221,7 @@ def test_launchpad_job_rolls_forward_and_rescoring_follows_once(juliet, instance
     ws = juliet
     target = 1 if champion(ws, "juliet_model") == 2 else 2
     before = champion(ws, "juliet_model")
-    _, cursor = sensor_tick(instance, None)
+    _, cursor = rescore_tick(ws, instance, None)
     result = _promote_with_job(ws, instance, target)
     assert result.success
     assert champion(ws, "juliet_model") == target
@@ -229,9 +232,9 @@ def test_launchpad_job_rolls_forward_and_rescoring_follows_once(juliet, instance
     assert meta["champion_changed"] is True
     assert (meta["champion_version"], meta["previous_champion_version"]) == (target, before)
 
-    requests, cursor = sensor_tick(instance, cursor)
-    assert [r.partition_key for r in requests] == ["juliet"]
-    assert sensor_tick(instance, cursor)[0] == []
+    requests, cursor = rescore_tick(ws, instance, cursor)
+    assert requests == ["juliet"]
+    assert rescore_tick(ws, instance, cursor)[0] == []
 
 
 def test_launchpad_job_with_unknown_version_fails_clearly(juliet, instance):
@@ -249,28 +252,21 @@ def test_launchpad_job_with_unknown_version_fails_clearly(juliet, instance):
 def test_assets_have_code_versions(assets):
     from bettercat_assets import __version__
 
-    for asset in assets:
-        assert asset.code_versions_by_key[asset.key] == __version__
+    names = {key.to_user_string() for key in assets.keys}
+    assert names == {"training_data", "registered_model", "category_predictions"}
+    for key in assets.keys:
+        assert assets.code_versions_by_key[key] == __version__
 
 
-def _status(instance: DagsterInstance, assets, key: str):
-    from dagster._utils.test.data_versions import get_stale_status_resolver
-
-    resolver = get_stale_status_resolver(instance, list(assets))
-    return resolver, resolver.get_status(AssetKey(key), "foxtrot")
+def _status(instance: DagsterInstance, ws: Workspace, key: str):
+    return stale_status(instance, key, "foxtrot", str(ws.clients_file))
 
 
-def test_new_training_data_makes_the_model_stale(ws, instance, assets):
+def test_new_training_data_makes_the_model_stale(ws, instance):
     from dagster._core.definitions.data_version import StaleStatus
 
-    training_data, registered_model, _ = assets
     ws.generate("foxtrot", seed=3)
-    result = materialize(
-        [training_data, registered_model],
-        partition_key="foxtrot",
-        instance=instance,
-        resources=ws.resources(),
-    )
+    result = ws.materialize(MODEL_STAGES, "foxtrot", instance)
     assert result.success
     data_meta = metadata(instance, "training_data", "foxtrot")
     version = instance.get_latest_data_version_record(AssetKey("training_data"), False, "foxtrot")
@@ -278,21 +274,17 @@ def test_new_training_data_makes_the_model_stale(ws, instance, assets):
     record = latest_record(instance, "training_data", "foxtrot")
     tags = record.asset_materialization.tags
     assert tags["dagster/data_version"] == data_meta["sha256"][:16]
-    assert _status(instance, assets, "registered_model")[1] == StaleStatus.FRESH
+    assert _status(instance, ws, "registered_model")[1] == StaleStatus.FRESH
 
     # Same file again: same data version, the model stays fresh.
-    assert materialize(
-        [training_data], partition_key="foxtrot", instance=instance, resources=ws.resources()
-    ).success
-    assert _status(instance, assets, "registered_model")[1] == StaleStatus.FRESH
+    assert ws.materialize(["training_data"], "foxtrot", instance).success
+    assert _status(instance, ws, "registered_model")[1] == StaleStatus.FRESH
 
     # New file contents: new data version, the model is stale because of training_data.
     ws.generate("foxtrot", seed=4)
-    assert materialize(
-        [training_data], partition_key="foxtrot", instance=instance, resources=ws.resources()
-    ).success
+    assert ws.materialize(["training_data"], "foxtrot", instance).success
     assert metadata(instance, "training_data", "foxtrot")["sha256"] != data_meta["sha256"]
-    resolver, status = _status(instance, assets, "registered_model")
+    resolver, status = _status(instance, ws, "registered_model")
     assert status == StaleStatus.STALE
     causes = resolver.get_stale_causes(AssetKey("registered_model"), "foxtrot")
     assert any(

@@ -1,7 +1,9 @@
 """Asset checks: every check passes on good data and fails, alone, on a crafted defect.
 
-The check functions (core/quality.py) are tested on crafted frames; one in-process Dagster run
-shows that a failing blocking `training_data` check stops `registered_model` from training.
+The training-data check functions (core/quality.py) are tested on crafted frames; the
+prediction checks (core/prediction_checks.py, Spark aggregations) on crafted frames turned into
+Spark DataFrames; one in-process Dagster run shows that a failing blocking `training_data` check
+stops `registered_model` from training.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from bettercat_assets.core.config import DataChecks
 from bettercat_assets.core.quality import (
     PREDICTION_CHECKS,
     TRAINING_DATA_CHECKS,
-    prediction_outcomes,
     training_data_outcomes,
 )
 
@@ -159,24 +160,67 @@ def prediction_frame(products: int = 4, kk: int = K, version: int = CHAMPION) ->
 
 
 INPUTS = pd.Series([f"p{i}" for i in range(4)], name="product_id")
+CLIENT = "bravo"
 
 
-def prediction_results(frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION):
-    found = prediction_outcomes(frame, inputs, n_classes=n_classes, k=K, champion_version=champion)
-    return {o.name: o for o in found}
+def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
+    """The long outputs and the inputs of several clients, as the shared scoring pass has them."""
+    from bettercat_assets.core.scoring import SHARED_OUTPUT_SCHEMA
+
+    dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
+    outputs = pd.concat(
+        [f.astype(dtypes).assign(client_id=cid) for cid, (f, _) in frames.items()],
+        ignore_index=True,
+    )
+    inputs = pd.concat(
+        [pd.DataFrame({"client_id": cid, "product_id": i}) for cid, (_, i) in frames.items()],
+        ignore_index=True,
+    )
+    # Plain rows, not Arrow: Arrow would turn a NaN score into a null.
+    rows = list(zip(*(outputs[f.name].tolist() for f in SHARED_OUTPUT_SCHEMA.fields), strict=True))
+    return spark.createDataFrame(rows, SHARED_OUTPUT_SCHEMA), spark.createDataFrame(inputs)
 
 
-def test_prediction_checks_pass_on_good_output():
-    results = prediction_results(prediction_frame())
+def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION):
+    """client -> check name -> outcome, through the Spark aggregations the scoring uses."""
+    from bettercat_assets.core.prediction_checks import (
+        prediction_outcomes,
+        prediction_stats,
+    )
+
+    outputs, inputs = _spark_frames(spark, frames)
+    out, inp = prediction_stats(outputs, inputs, {cid: min(K, n_classes) for cid in frames})
+    assert set(out) == set(inp) == set(frames), (out, inp)
+    return {
+        cid: {
+            o.name: o
+            for o in prediction_outcomes(
+                out[cid], inp[cid], n_classes=n_classes, k=K, champion_version=champion
+            )
+        }
+        for cid in frames
+    }
+
+
+def prediction_results(spark, frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION):
+    return client_results(spark, {CLIENT: (frame, inputs)}, n_classes, champion)[CLIENT]
+
+
+@pytest.mark.integration
+def test_prediction_checks_pass_on_good_output(defect_results):
+    """Scored in the same Spark pass as every defective client below: theirs are not its."""
+    results = defect_results["good"]
     assert set(results) == set(PREDICTION_CHECKS)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 
-def test_fewer_classes_than_k_means_n_classes_rows_per_product():
-    results = prediction_results(prediction_frame(kk=3), n_classes=3)
+@pytest.mark.integration
+def test_fewer_classes_than_k_means_n_classes_rows_per_product(spark):
+    results = prediction_results(spark, prediction_frame(kk=3), n_classes=3)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
     # ...and k rows where only 3 classes exist is wrong
-    assert failed(prediction_results(prediction_frame(kk=5), n_classes=3)) >= {"rows_per_product"}
+    wrong = prediction_results(spark, prediction_frame(kk=5), n_classes=3)
+    assert failed(wrong) >= {"rows_per_product"}
 
 
 def _unscored_input(frame):
@@ -239,36 +283,58 @@ def _mixed_versions(frame):
     return frame.assign(model_version=np.where(frame["product_id"] == "p0", 2, CHAMPION))
 
 
-@pytest.mark.parametrize(
-    ("defect", "check"),
-    [
-        (_unscored_input, "all_products_scored"),
-        (_drop_last_row_of_one_product, "rows_per_product"),
-        (_rising_score, "rank_order"),
-        (_duplicate_rank, "rank_order"),
-        (_ranks_start_at_one, "rank_order"),
-        (_score_above_one, "score_bounds"),
-        (_negative_score, "score_bounds"),
-        (_nan_score, "score_bounds"),
-        (_sum_above_one, "score_bounds"),
-        (_older_version, "model_is_champion"),
-        (_mixed_versions, "model_is_champion"),
-    ],
-)
-def test_each_prediction_defect_fails_only_its_check(defect, check):
-    changed = defect(prediction_frame())
-    frame, inputs = changed if isinstance(changed, tuple) else (changed, INPUTS)
-    results = prediction_results(frame, inputs)
+DEFECTS = [
+    (_unscored_input, "all_products_scored"),
+    (_drop_last_row_of_one_product, "rows_per_product"),
+    (_rising_score, "rank_order"),
+    (_duplicate_rank, "rank_order"),
+    (_ranks_start_at_one, "rank_order"),
+    (_score_above_one, "score_bounds"),
+    (_negative_score, "score_bounds"),
+    (_nan_score, "score_bounds"),
+    (_sum_above_one, "score_bounds"),
+    (_older_version, "model_is_champion"),
+    (_mixed_versions, "model_is_champion"),
+]
+
+
+@pytest.fixture(scope="module")
+def defect_results(spark):
+    """Every defect as a client of its own, plus a good one, checked in one shared Spark pass."""
+    frames = {"good": (prediction_frame(), INPUTS)}
+    for case in DEFECTS:
+        defect = case.values[0] if hasattr(case, "values") else case[0]
+        changed = defect(prediction_frame())
+        frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
+    return client_results(spark, frames)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("defect", "check"), DEFECTS)
+def test_each_prediction_defect_fails_only_its_check(defect_results, defect, check):
+    results = defect_results[defect.__name__]
     assert failed(results) == {check}, {n: o.description for n, o in results.items()}
 
 
-def test_no_champion_fails_model_is_champion():
-    results = prediction_results(prediction_frame(), champion=None)
+@pytest.mark.integration
+def test_failed_prediction_checks_name_an_example(defect_results):
+    ranks = defect_results["_duplicate_rank"]["rank_order"].description
+    assert "1 product(s) whose ranks are not 0..n-1, e.g. 'p0'" in ranks, ranks
+    unscored = defect_results["_unscored_input"]["all_products_scored"].description
+    assert "1 of 5 input product(s) not scored, e.g. 'p_missing'" in unscored, unscored
+    rows = defect_results["_drop_last_row_of_one_product"]["rows_per_product"].description
+    assert "1 product(s) do not have 5 rows, e.g. 'p1' has 4" in rows, rows
+
+
+@pytest.mark.integration
+def test_no_champion_fails_model_is_champion(spark):
+    results = prediction_results(spark, prediction_frame(), champion=None)
     assert failed(results) == {"model_is_champion"}
     assert "no @champion" in results["model_is_champion"].description
 
 
-def test_float32_scores_summing_to_one_pass():
+@pytest.mark.integration
+def test_float32_scores_summing_to_one_pass(spark):
     """All classes scored (n_classes <= k): float32 rounding must not trip the <= 1 + 1e-6 bound."""
     proba = np.random.default_rng(1).dirichlet(np.ones(3), size=200)
     frame = pd.DataFrame(
@@ -281,7 +347,7 @@ def test_float32_scores_summing_to_one_pass():
         }
     )
     inputs = pd.Series([f"p{i}" for i in range(200)])
-    results = prediction_results(frame, inputs, n_classes=3)
+    results = prediction_results(spark, frame, inputs, n_classes=3)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 
@@ -314,12 +380,16 @@ def _write_gz_csv(path: Path, frame: pd.DataFrame) -> None:
 
 @pytest.mark.integration
 def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
-    from dagster import AssetKey, instance_for_test, materialize
+    from dagster import AssetKey, instance_for_test
 
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
     from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.resources import ClientsResource, MlflowResource
+    from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+    from bettercat_assets_tests.dagster_support import (
+        checks_by_name,
+        failed_clients,
+        materialize_clients,
+        materialized_partitions,
+    )
 
     # hotel (price, weight_g) in a private data prefix: 40% of `price` missing, bound 20%
     rng = np.random.default_rng(5)
@@ -342,31 +412,32 @@ def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
         "mlflow": MlflowResource(
             tracking_uri=f"sqlite:///{db}", artifact_root=(tmp_path / "art").as_uri()
         ),
+        "spark": SparkResource(master="local[2]"),  # never started: nothing is scored
     }
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        result = materialize(
-            [training_data, registered_model],
-            partition_key="hotel",
-            instance=instance,
+        result = materialize_clients(
+            ["training_data", "registered_model"],
+            "hotel",
+            instance,
             resources=resources,
             raise_on_error=False,
         )
         assert not result.success
 
-        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        checks = checks_by_name(result, "hotel")
         assert set(checks) == set(TRAINING_DATA_CHECKS)
         assert not checks["null_share"].passed
         assert checks["null_share"].description and "'price'" in checks["null_share"].description
         assert "40.0%" in checks["null_share"].description
         assert all(checks[n].passed for n in TRAINING_DATA_CHECKS if n != "null_share")
+        assert checks["null_share"].blocking
 
-        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert AssetKey("registered_model") not in materialized
-        steps_started = {
-            e.step_key for e in result.all_events if e.event_type_value == "STEP_START"
-        }
-        assert "registered_model" not in steps_started, "the model step must never start"
+        # One step serves all stages: the model stage never ran for hotel (no gate check, no
+        # MLflow store below), and the run's failure names the client and the failed check.
+        assert materialized_partitions(result) == {("training_data", "hotel")}
+        reason = failed_clients(result)["hotel"]
+        assert reason.startswith("training_data: ") and "'price'" in reason, reason
         records = instance.fetch_materializations(AssetKey("registered_model"), limit=1).records
         assert records == []
     assert not db.exists(), "nothing may have been tracked in MLflow"

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import os
+from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+from dagster import DagsterInstance, instance_for_test
+
+from bettercat_assets_tests.dagster_support import (
+    ALL_STAGES,
+    checks_by_name,
+    failed_clients,
+    materialize_clients,
+    materialized_partitions,
+    metadata,
+    step_failure_messages,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -17,30 +29,13 @@ def instance():
         yield inst
 
 
-@pytest.fixture(scope="module")
-def graph():
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
-    from bettercat_assets.definitions import build_resources
-
-    return [training_data, registered_model, category_predictions], build_resources()
-
-
 def _metadata(instance: DagsterInstance, asset: str, partition: str) -> dict[str, object]:
-    from dagster import AssetRecordsFilter
-
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    assert records, f"no materialization of {asset}[{partition}]"
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    return metadata(instance, asset, partition)
 
 
 @pytest.fixture(scope="module")
-def alpha_run(instance, graph, sample_data, spark):
-    assets, resources = graph
-    result = materialize(assets, partition_key="alpha", instance=instance, resources=resources)
+def alpha_run(instance, sample_data, spark):
+    result = materialize_clients(ALL_STAGES, "alpha", instance)
     assert result.success
     return result
 
@@ -64,8 +59,7 @@ def test_one_client_trains_and_scores_with_metadata(alpha_run, instance):
 
 
 def test_checks_pass_for_good_data(alpha_run):
-    evaluations = alpha_run.get_asset_check_evaluations()
-    names = {e.check_name: e.passed for e in evaluations}
+    names = {n: e.passed for n, e in checks_by_name(alpha_run, "alpha").items()}
     assert set(names) >= {
         "schema",
         "null_share",
@@ -101,24 +95,58 @@ def test_predictions_parquet_is_correct(alpha_run, instance, layout):
         assert len(per_product) == sum(1 for _ in handle) - 1
 
 
-def test_bad_client_fails_alone(instance, graph, layout, sample_data, spark):
-    assets, resources = graph
+def test_bad_client_fails_alone(instance, layout, sample_data, spark):
     broken = layout.train_file("bravo")
     good = broken.read_bytes()
     broken.write_bytes(b"this is not gzip")
     try:
-        bad = materialize(
-            assets,
-            partition_key="bravo",
-            instance=instance,
-            resources=resources,
-            raise_on_error=False,
-        )
+        bad = materialize_clients(ALL_STAGES, "bravo", instance, raise_on_error=False)
         assert not bad.success
-        failures = [e for e in bad.all_events if e.is_step_failure]
-        message = failures[0].step_failure_data.error.message
+        message = step_failure_messages(bad)[0]
         assert "bravo" in message and str(broken) in message and "gzip" in message
-        ok = materialize(assets, partition_key="delta", instance=instance, resources=resources)
+        assert set(failed_clients(bad)) == {"bravo"}
+        assert not materialized_partitions(bad)
+        ok = materialize_clients(ALL_STAGES, "delta", instance)
         assert ok.success
     finally:
         broken.write_bytes(good)
+
+
+def test_range_run_isolates_a_bad_client(instance, layout, sample_data, spark, tmp_path):
+    """One run over three clients: the broken one fails alone, the others materialize.
+
+    A private MLflow store: other modules count the session store's versions.
+    """
+    from bettercat_assets.definitions import build_resources
+    from bettercat_assets.resources import MlflowResource
+
+    resources = {
+        **build_resources(Path(os.environ["BETTERCAT_CLIENTS_FILE"])),
+        "mlflow": MlflowResource(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifact_root=(tmp_path / "art").as_uri(),
+        ),
+    }
+    broken = layout.train_file("bravo")
+    good = broken.read_bytes()
+    broken.write_bytes(b"this is not gzip")
+    try:
+        run = materialize_clients(
+            ALL_STAGES,
+            ["alpha", "bravo", "charlie"],
+            instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+    finally:
+        broken.write_bytes(good)
+    assert not run.success
+    reasons = failed_clients(run)
+    assert set(reasons) == {"bravo"} and str(broken) in reasons["bravo"], reasons
+    (message,) = step_failure_messages(run)
+    assert "1 of 3 client(s) failed" in message and "bravo" in message
+    done = materialized_partitions(run)
+    assert {p for _, p in done} == {"alpha", "charlie"}
+    assert {(a, p) for a in ALL_STAGES for p in ("alpha", "charlie")} == done
+    assert set(checks_by_name(run, "charlie")) >= {"schema", "quality_gate", "rank_order"}
+    assert all(e.passed for e in checks_by_name(run, "charlie").values())

@@ -29,10 +29,22 @@ def test_dagster_definitions_validate():
 
 
 def test_partitions_follow_clients_file(registry):
-    from bettercat_assets.definitions import defs
+    from bettercat_assets_tests.dagster_support import pipeline_defs
 
-    job = defs.resolve_job_def("client_pipeline")
-    assert job.partitions_def.get_partition_keys() == registry.client_ids
+    defs = pipeline_defs()
+    for name in ("client_pipeline", "train_clients", "score_clients"):
+        job = defs.resolve_job_def(name)
+        assert job.partitions_def.get_partition_keys() == registry.client_ids, name
+
+
+def test_definitions_are_built_when_loaded_not_at_import():
+    """`defs` is the `@dg.definitions` loader; each call reads the clients file anew."""
+    from dagster import Definitions
+
+    from bettercat_assets import definitions
+
+    assert not isinstance(definitions.defs, Definitions)
+    assert isinstance(definitions.defs(), Definitions)
 
 
 def test_adding_a_client_adds_a_partition_without_code_change(tmp_path):
@@ -42,7 +54,7 @@ def test_adding_a_client_adds_a_partition_without_code_change(tmp_path):
     clients.write_text(extra)
     code = (
         "from bettercat_assets.definitions import defs;"
-        "print(defs.resolve_job_def('client_pipeline').partitions_def.get_partition_keys()[-1])"
+        "print(defs().resolve_job_def('client_pipeline').partitions_def.get_partition_keys()[-1])"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

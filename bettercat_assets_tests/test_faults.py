@@ -68,9 +68,10 @@ def _frame(path: Path) -> pd.DataFrame:
 # --- SIGKILL while the scoring output is being written ----------------------------------------
 
 
-def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(
-    fault_world, spark, tracking_settings
-):
+@pytest.fixture(scope="module")
+def sigkilled(fault_world, spark, tracking_settings):
+    """A first scoring, then `bettercat predict` SIGKILLed while Spark writes its staged output,
+    then the same command again. Returns what the test steps below assert on."""
     from bettercat_assets.cli import main
     from bettercat_assets.core.scoring import predict_categories
     from bettercat_assets.core.training import train_model
@@ -81,6 +82,9 @@ def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(
     previous = predict_categories(cfg, DAY, spark=spark, layout=layout, settings=tracking_settings)
     final = previous.output_dir
     root = final.parent
+    # A scoring run's scratch folder: `products_categories/_run-date=<day>-<tag>/`, its
+    # staged output in `output/` (core/paths.py `scoring_workdir`).
+    area = layout.scoring_workdir(DAY, "x").parent
     before = tree_digest(final)
     before_frame = _frame(final)
     assert before and len(before_frame) == previous.rows_written
@@ -101,7 +105,7 @@ def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            staging = list(root.glob("_staging-*"))
+            staging = list(area.glob(f"_run-date={DAY}-*/output"))
             if staging:
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
@@ -112,23 +116,17 @@ def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(
         proc.wait(timeout=60)
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     assert staging, f"the staging directory never appeared; predict exited {proc.returncode}: {err}"
-    assert proc.returncode == -signal.SIGKILL
+    killed = {
+        "returncode": proc.returncode,
+        "final_exists": final.exists(),
+        "final_digest": tree_digest(final) if final.exists() else None,
+        "olds": [tree_digest(p) for p in root.glob(f"_old-{final.name}-*")],
+        "dates": [p.name for p in root.iterdir() if p.name.startswith("date=")],
+        "scratch": sorted(p.name for p in area.iterdir() if p.name.startswith("_")),
+    }
 
-    # Never half-written: the date's directory is the previous output, byte for byte. (A kill
-    # between the two renames of the swap would leave it absent, with the old output set aside
-    # as `_old-...`; it is never a mix.)
-    if final.exists():
-        assert tree_digest(final) == before
-    else:  # pragma: no cover - needs the kill to land between two renames
-        (old,) = root.glob(f"_old-{final.name}-*")
-        assert tree_digest(old) == before
-    dates = [p.name for p in root.iterdir() if p.name.startswith("date=")]
-    assert dates == [final.name]
-    leftovers = sorted(p.name for p in root.iterdir() if p.name.startswith("_"))
-    assert any(name.startswith("_staging-") for name in leftovers), leftovers
-
-    # Re-running the same command converges: correct output, no leftovers.
-    result = CliRunner().invoke(
+    # Re-running the same command converges.
+    rerun = CliRunner().invoke(
         main,
         [
             "predict",
@@ -142,25 +140,55 @@ def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(
             str(layout.prefix),
         ],
     )
+    return {
+        "final": final,
+        "root": root,
+        "area": area,
+        "before": before,
+        "before_frame": before_frame,
+        "killed": killed,
+        "rerun": rerun,
+    }
+
+
+def test_sigkill_mid_write_keeps_previous_output_and_rerun_converges(sigkilled):
+    final, killed = sigkilled["final"], sigkilled["killed"]
+    assert killed["returncode"] == -signal.SIGKILL
+
+    # Never half-written: the date's directory is the previous output, byte for byte. (A kill
+    # between the two renames of the swap would leave it absent, with the old output set aside
+    # as `_old-...`; it is never a mix.)
+    if killed["final_exists"]:
+        assert killed["final_digest"] == sigkilled["before"]
+    else:  # pragma: no cover - needs the kill to land between two renames
+        assert killed["olds"] == [sigkilled["before"]]
+    assert killed["dates"] == [final.name]
+    assert any(name.startswith(f"_run-date={DAY}-") for name in killed["scratch"]), killed
+
+    # Re-running the same command converges: correct output, nothing beside it.
+    result = sigkilled["rerun"]
     assert result.exit_code == 0, (result.output, result.exception)
-    assert sorted(p.name for p in root.iterdir()) == [final.name]
-    pd.testing.assert_frame_equal(_frame(final), before_frame)
+    assert sorted(p.name for p in sigkilled["root"].iterdir()) == [final.name]
+    pd.testing.assert_frame_equal(_frame(final), sigkilled["before_frame"])
+
+
+def test_rerun_after_sigkill_leaves_no_scratch_folder(sigkilled):
+    assert sigkilled["rerun"].exit_code == 0
+    leftovers = sorted(p.name for p in sigkilled["area"].iterdir() if p.name.startswith("_"))
+    assert leftovers == [], leftovers
 
 
 # --- the tracking server is down when training starts -----------------------------------------
 
 
-def test_tracking_server_down_retries_then_fails_naming_the_uri(
-    monkeypatch, sample_data, tracking_settings
-):
-    from dagster import DagsterEventType, instance_for_test, materialize
+@pytest.fixture(scope="module")
+def tracking_down(sample_data, tracking_settings):
+    """foxtrot's training_data + registered_model with nothing listening at the tracking URI."""
+    from dagster import instance_for_test
 
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
-    from bettercat_assets.resources import ClientsResource, MlflowResource
+    from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+    from bettercat_assets_tests.dagster_support import materialize_clients
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     resources = {
         "clients": ClientsResource(
@@ -168,40 +196,71 @@ def test_tracking_server_down_retries_then_fails_naming_the_uri(
             data_prefix=os.environ["DATA_PREFIX"],
         ),
         "mlflow": MlflowResource(tracking_uri=uri),
+        "spark": SparkResource(master="local[2]"),  # never started: nothing is scored
     }
-    try:
-        with instance_for_test() as instance:
-            result = materialize(
-                [training_data, registered_model],
-                partition_key="foxtrot",
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-            )
-    finally:
-        mlflow.set_tracking_uri(tracking_settings.tracking_uri)
-        mlflow.set_registry_uri(tracking_settings.tracking_uri)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+        try:
+            with instance_for_test() as instance:
+                result = materialize_clients(
+                    ["training_data", "registered_model"],
+                    "foxtrot",
+                    instance,
+                    resources=resources,
+                    raise_on_error=False,
+                )
+        finally:
+            mlflow.set_tracking_uri(tracking_settings.tracking_uri)
+            mlflow.set_registry_uri(tracking_settings.tracking_uri)
+    return uri, result
 
+
+def _step_events(result, event_type=None):
+    return [
+        e
+        for e in result.all_events
+        if e.step_key == "client_assets" and (event_type is None or e.event_type == event_type)
+    ]
+
+
+def test_tracking_server_down_fails_naming_the_uri(tracking_down):
+    from bettercat_assets_tests.dagster_support import materialized_partitions
+
+    uri, result = tracking_down
     assert not result.success
-    events = [e for e in result.all_events if e.step_key == "registered_model"]
-    retries = [e for e in events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
-    failures = [e for e in events if e.is_step_failure]
-    assert len(retries) == 2, "TRANSIENT_RETRY allows two retries"
+    failures = [e for e in _step_events(result) if e.is_step_failure]
     assert len(failures) == 1
     chain = _error_chain(failures[0].step_failure_data.error)
-    assert chain[0] == ("RetryRequestedFromPolicy", "Exceeded max_retries of 2"), chain
+    assert chain[0] == (
+        "DagsterExecutionStepExecutionError",
+        "dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing "
+        'op "client_assets":',
+    ), chain
     cls_name, message = chain[1]
     assert cls_name == "TrackingUnavailableError", chain
     assert f"TrackingUnavailableError: MLflow tracking store {uri} is unavailable: " in message, (
         message
     )
     assert "Connection refused" in message
+    # The data stage ran; the model stage failed in the preflight, before any MLflow run.
+    assert materialized_partitions(result) == {("training_data", "foxtrot")}
+    assert mlflow.active_run() is None
+
+
+def test_tracking_server_down_is_retried_twice(tracking_down):
+    from dagster import DagsterEventType
+
+    uri, result = tracking_down
+    retries = _step_events(result, DagsterEventType.STEP_UP_FOR_RETRY)
+    assert len(retries) == 2, "TRANSIENT_RETRY allows two retries"
+    failures = [e for e in _step_events(result) if e.is_step_failure]
+    chain = _error_chain(failures[0].step_failure_data.error)
+    assert chain[0] == ("RetryRequestedFromPolicy", "Exceeded max_retries of 2"), chain
     for retry in retries:  # every attempt failed the same way, in the preflight
         retry_chain = _error_chain(retry.event_specific_data.error)
         assert retry_chain[1][0] == "TrackingUnavailableError", retry_chain
         assert uri in retry_chain[1][1]
-    # The preflight failed before any run was started, so nothing is left RUNNING here.
-    assert mlflow.active_run() is None
 
 
 # --- a training killed between logging the model and registering it ---------------------------

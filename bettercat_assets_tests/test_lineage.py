@@ -8,7 +8,7 @@ from __future__ import annotations
 import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
-from dagster import instance_for_test, materialize
+from dagster import instance_for_test
 
 from bettercat_assets_tests.lifecycle_support import (
     Workspace,
@@ -28,18 +28,11 @@ def ws(tmp_path_factory) -> Workspace:
 @pytest.fixture(scope="module")
 def golf(ws, spark):
     """training_data -> registered_model -> category_predictions for golf, in one Dagster run."""
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
+    from bettercat_assets_tests.dagster_support import ALL_STAGES
 
     ws.generate("golf")
     with instance_for_test(temp_dir=str(ws.dagster_home)) as instance:
-        result = materialize(
-            [training_data, registered_model, category_predictions],
-            partition_key="golf",
-            instance=instance,
-            resources=ws.resources(),
-        )
+        result = ws.materialize(list(ALL_STAGES), "golf", instance)
         assert result.success
         yield {
             "run_id": result.run_id,

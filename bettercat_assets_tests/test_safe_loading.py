@@ -273,6 +273,8 @@ LOADING_MODULES = [
     "compact_forest.py",
     "serving_model.py",
     "serving_entry.py",
+    "model_shipping.py",
+    "batch_scorer.py",
 ]
 FORBIDDEN_TEXT = [
     r"\bpickle\.loads?\b",
@@ -317,3 +319,22 @@ def test_loading_code_never_unpickles(name):
 
 def test_trusted_types_are_only_the_tree():
     assert model_store.SKOPS_TRUSTED_TYPES == ["sklearn.tree._tree.Tree"]
+
+
+def test_worker_scoring_module_imports_neither_mlflow_nor_sklearn():
+    """What Spark's Python workers import to score (`batch_scorer`) stays lean and unpickling-free:
+    the models come as shipped files, never through MLflow or a scikit-learn object."""
+    import subprocess
+
+    # (cloudpickle is no marker here: pyarrow itself imports it; the source checks above forbid
+    # it in our modules.)
+    heavy = ["mlflow", "sklearn", "skops", "joblib", "dagster"]
+    code = (
+        "import sys, bettercat_assets.core.batch_scorer; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", result.stdout

@@ -1,6 +1,6 @@
 """Soak: re-materialize the same clients again and again through the `client_pipeline` job.
 
-All ten fixture clients, five times in a row, in-process, against a
+All ten fixture clients in one range run, five times in a row, in-process, against a
 private sqlite MLflow store and data prefix: versions go 1..5, each date's output is replaced
 rather than duplicated, and disk use grows per iteration by one model version per client.
 """
@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import pyarrow.dataset as ds
 import pytest
 
+from bettercat_assets_tests.dagster_support import ALL_STAGES, materialized_partitions
 from bettercat_assets_tests.reliability_support import du_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,16 +54,15 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
 ):
     from dagster import Definitions, instance_for_test
 
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
     from bettercat_assets.core import tracking
     from bettercat_assets.core.generate import generate_client_data
     from bettercat_assets.core.model_store import model_artifact_uri, sklearn_artifact_uri
     from bettercat_assets.core.paths import DataLayout
     from bettercat_assets.core.settings import TrackingSettings
-    from bettercat_assets.jobs import client_pipeline_job
+    from bettercat_assets.jobs import PIPELINE_JOB, build_jobs
+    from bettercat_assets.partitions import range_tags
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+    from bettercat_assets_tests.dagster_support import client_assets_def, day_config
 
     layout = DataLayout(tmp_path / "data")
     for cid in CLIENTS:
@@ -72,9 +72,10 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
         artifact_root=(tmp_path / "mlartifacts").as_uri(),
     )
     artifact_root = _local(settings.artifact_root)
+    assets = client_assets_def()
     defs = Definitions(
-        assets=[training_data, registered_model, category_predictions],
-        jobs=[client_pipeline_job],
+        assets=[assets],
+        jobs=build_jobs(assets.partitions_def),
         resources={
             "clients": ClientsResource(
                 clients_file=os.environ["BETTERCAT_CLIENTS_FILE"], data_prefix=str(layout.prefix)
@@ -85,19 +86,20 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
             "spark": SparkResource(master="local[2]"),  # the session's Spark (getOrCreate)
         },
     )
-    job = defs.resolve_job_def("client_pipeline")
-    op_config = {"config": {"day": DAY}}
-    run_config = {"ops": {"registered_model": op_config, "category_predictions": op_config}}
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    run_config = day_config(DAY)
 
     client = tracking.mlflow_client(settings)
     sizes = []  # per iteration: data prefix, artifact root, sqlite db, new versions' artifacts
     with instance_for_test() as instance:
         for iteration in range(1, ITERATIONS + 1):
-            for cid in CLIENTS:
-                result = job.execute_in_process(
-                    partition_key=cid, instance=instance, run_config=run_config
-                )
-                assert result.success, cid
+            # One range run over all ten clients, as a backfill runs them.
+            result = job.execute_in_process(
+                tags=range_tags(CLIENTS), instance=instance, run_config=run_config
+            )
+            assert result.success, iteration
+            done = materialized_partitions(result)
+            assert done == {(a, c) for a in ALL_STAGES for c in CLIENTS}, done
             new_version_bytes = 0
             for cid in CLIENTS:
                 version = client.get_model_version(f"{cid}_model", str(iteration))

@@ -71,7 +71,12 @@ def _rising_steps(ranked: Column) -> Column:
     """Rank steps whose score rises, in an array of (rank, score) sorted by rank."""
     steps = F.filter(
         F.sequence(F.lit(1), F.greatest(F.size(ranked) - 1, F.lit(1))),
-        lambda i: (F.size(ranked) > i) & (ranked[i]["pred_score"] > ranked[i - 1]["pred_score"]),
+        lambda i: (
+            (F.size(ranked) > i)
+            & ~F.isnan(ranked[i]["pred_score"])  # Spark orders NaN above every number: a NaN
+            & ~F.isnan(ranked[i - 1]["pred_score"])  # score is score_bounds' defect, not a rise
+            & (ranked[i]["pred_score"] > ranked[i - 1]["pred_score"])
+        ),
     )
     return F.size(steps)
 
