@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -37,6 +38,8 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
+from bettercat_assets.partitions import MAX_CLIENTS_PER_RUN
+from bettercat_assets_tests.dagster_dev_support import wait_until_idle
 from bettercat_assets_tests.process_support import (
     ManagedProcess,
     launch_partition_backfill,
@@ -47,7 +50,6 @@ from bettercat_assets_tests.process_support import (
     stop_all,
     wait_for_backfill,
     wait_for_http,
-    wait_for_runs,
     wait_for_webserver,
 )
 from bettercat_assets_tests.process_support import free_port as _free_port
@@ -68,7 +70,6 @@ MAX_CONCURRENT_RUNS = len(CLIENTS)
 STARTUP_TIMEOUT = 180
 BACKFILL_TIMEOUT = 480
 SCORING_TIMEOUT = 360
-SCORING_JOB = "score_clients"
 
 
 # --- reading the deployment files -----------------------------------------------------------
@@ -398,6 +399,15 @@ def test_compose_interpolation_follows_compose_rules():
     assert compose_interpolate("$${A} ${B}", {"B": "b"}) == "${A} b"
 
 
+def clients_of(run, keys: list[str]) -> list[str]:
+    """The clients a (range) run covered, from its partition tags, in partition order."""
+    if "dagster/partition" in run.tags:
+        return [run.tags["dagster/partition"]]
+    start = keys.index(run.tags["dagster/asset_partition_range_start"])
+    end = keys.index(run.tags["dagster/asset_partition_range_end"])
+    return keys[start : end + 1]
+
+
 def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     from dagster import DagsterRunStatus
     from dagster_postgres import PostgresRunStorage
@@ -417,22 +427,29 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     )
     wait_for_backfill(prod.url, backfill_id, BACKFILL_TIMEOUT, processes=prod.processes)
     print(f"backfill completed after {time.monotonic() - started:.0f}s")
-    # The sensor (running by default) requests one score_clients run per new champion.
-    wait_for_runs(prod.url, SCORING_JOB, len(CLIENTS), SCORING_TIMEOUT, processes=prod.processes)
-    print(f"scoring runs succeeded after {time.monotonic() - started:.0f}s")
+    # The automation sensor (running by default) re-scores the new champions as one backfill.
+    wait_until_idle(prod.url, SCORING_TIMEOUT, processes=prod.processes)
+    print(f"re-scoring done after {time.monotonic() - started:.0f}s")
 
-    # Dagster: every run on PostgreSQL and successful, one scoring run per client.
+    # Dagster: every run on PostgreSQL and successful; range runs, each client scored once.
     instance = prod.instance
     assert isinstance(instance.run_storage, PostgresRunStorage), type(instance.run_storage)
     records = instance.get_run_records()
     assert records and all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records), [
         (r.dagster_run.job_name, r.dagster_run.status) for r in records
     ]
-    scoring = [r.dagster_run for r in records if r.dagster_run.job_name == SCORING_JOB]
-    training = [r.dagster_run for r in records if r.dagster_run.tags.get("dagster/backfill")]
-    assert sorted(r.tags.get("dagster/partition") for r in scoring) == sorted(CLIENTS)
-    assert sorted(r.tags.get("dagster/partition") for r in training) == sorted(CLIENTS)
-    assert len(records) == len(scoring) + len(training)
+    runs_needed = math.ceil(len(CLIENTS) / MAX_CLIENTS_PER_RUN)
+    training = [
+        r.dagster_run for r in records if r.dagster_run.tags.get("dagster/backfill") == backfill_id
+    ]
+    scoring = [
+        r.dagster_run for r in records if r.dagster_run.run_id not in {t.run_id for t in training}
+    ]
+    assert len(training) == runs_needed and len(scoring) == runs_needed, records
+    assert all(r.tags.get("dagster/backfill") for r in scoring), "the sensor emitted a backfill"
+    training_run = {cid: r.run_id for r in training for cid in clients_of(r, keys)}
+    scoring_run = {cid: r.run_id for r in scoring for cid in clients_of(r, keys)}
+    assert sorted(training_run) == sorted(scoring_run) == sorted(CLIENTS)
     conn = pg_connect(prod.dagster_db)
     try:
         with conn.cursor() as cur:
