@@ -5,7 +5,7 @@ ProcessPoolExecutor(max_workers=4): four processes training, registering and sco
 each with its own local[1] Spark (started once per worker and reused). Two backends:
 
 (a) the embedded default, a sqlite MLflow store: concurrent writers are serialised by the
-    cross-process lock in `tracking.store_lock`, so no run fails with "database is locked";
+    cross-process `filelock` in `tracking.store_lock`, so no run fails with "database is locked";
 (b) `mlflow server` backed by the local PostgreSQL, with proxied artifacts.
 
 Both must give zero failed runs, ten champions and ten outputs.

@@ -55,6 +55,7 @@ from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import check_scoring_header, load_scoring_table, read_header
 from bettercat_assets.core.errors import BettercatError, DataError
 from bettercat_assets.core.model_shipping import ship_model
+from bettercat_assets.core.output_lock import OutputLocks
 from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.prediction_checks import (
     InputStats,
@@ -173,11 +174,13 @@ def score_clients(
     timings: dict[str, float] = {}
     workdir = layout.scoring_workdir(inference_date, uuid.uuid4().hex[:8])
     workdir.mkdir(parents=True)
+    locks = OutputLocks()  # one writer per (client, date): held until every swap is done
     try:
         prepared: dict[str, _Prepared] = {}
         for request in requests:
             cid = request.client.client_id
             try:
+                locks.take(cid, layout.predictions_dir(cid, inference_date))
                 prepared[cid] = _prepare(request, spark, settings, layout, workdir, timings)
             except BettercatError as exc:
                 outcomes[cid] = exc
@@ -198,6 +201,7 @@ def score_clients(
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        locks.release_all()
     return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
 
 
@@ -459,7 +463,7 @@ def _preview(client_dir: Path) -> pd.DataFrame:
 
 
 def _clear_leftovers(final: Path) -> None:
-    """Clean up after a run killed mid-swap or mid-write.
+    """Clean up after a run killed mid-swap or mid-write; only under the client's output lock.
 
     A run killed between the two renames of `_swap_in` leaves the previous output only as
     `_old-*`: put it back first, then remove staging/old/input leftovers.

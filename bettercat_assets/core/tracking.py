@@ -12,14 +12,15 @@ Reliability helpers live here too:
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
 import mlflow
+from filelock import FileLock
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
@@ -27,11 +28,6 @@ from mlflow.tracking import MlflowClient
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.errors import ModelNotFoundError, TrackingUnavailableError
 from bettercat_assets.core.settings import TrackingSettings
-
-try:  # POSIX only; elsewhere the lock degrades to a no-op (sqlite's busy timeout remains)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 CHAMPION_ALIAS = "champion"
 MLFLOW_UI_URL_ENV = "BETTERCAT_MLFLOW_UI_URL"
@@ -61,8 +57,10 @@ def sqlite_db_path(tracking_uri: str) -> str | None:
     return os.path.abspath(path)
 
 
-_LOCK_GUARD = threading.RLock()
-_LOCK_DEPTH: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth)
+@functools.cache
+def _sqlite_lock(lock_path: str) -> FileLock:
+    """One lock object per lock file and process: holds are re-entrant per thread."""
+    return FileLock(lock_path)
 
 
 @contextmanager
@@ -71,35 +69,18 @@ def store_lock(settings: TrackingSettings) -> Iterator[None]:
 
     sqlite allows one writer; MLflow opens deferred transactions, so two processes that both
     read and then write can fail with "database is locked" however long the busy timeout is.
-    An exclusive `flock` on `<db>.lock` around each write section prevents that (and covers
+    An exclusive `filelock` on `<db>.lock` around each write section prevents that (and covers
     the table creation of a brand-new store). Re-entrant within a thread; other threads of the
-    process wait. A no-op for MLflow servers, which handle their own concurrency.
+    process wait (the lock is thread-local, each thread holds its own descriptor). A no-op for
+    MLflow servers, which handle their own concurrency.
     """
     db = sqlite_db_path(settings.tracking_uri)
-    if db is None or fcntl is None:
+    if db is None:
         yield
         return
-    lock_path = f"{db}.lock"
-    with _LOCK_GUARD:
-        fd, depth = _LOCK_DEPTH.get(lock_path, (-1, 0))
-        if depth == 0:
-            os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-        _LOCK_DEPTH[lock_path] = (fd, depth + 1)
-        try:
-            yield
-        finally:
-            fd, depth = _LOCK_DEPTH.pop(lock_path)
-            if depth > 1:
-                _LOCK_DEPTH[lock_path] = (fd, depth - 1)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+    os.makedirs(os.path.dirname(db), exist_ok=True)
+    with _sqlite_lock(f"{db}.lock"):
+        yield
 
 
 def is_not_found(exc: Exception) -> bool:
