@@ -145,6 +145,12 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
 # --- concurrency worker (imported by ProcessPoolExecutor children, so module level) -----------
 
 
+def forget_artifact_root() -> None:
+    """Pool initializer: the workers get their artifact root (or None) only as an argument, so
+    a run against an MLflow server is never told a local artifact folder."""
+    os.environ.pop("BETTERCAT_ARTIFACT_ROOT", None)
+
+
 def run_client_pipeline(
     client_id: str,
     day: str,

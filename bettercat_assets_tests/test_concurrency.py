@@ -29,6 +29,7 @@ import pytest
 
 from bettercat_assets_tests.reliability_support import (
     BIN,
+    forget_artifact_root,
     free_port,
     run_client_pipeline,
     wait_for,
@@ -55,7 +56,9 @@ def _restore_default_tracking_uri():
 def pool():
     """Four spawned workers shared by both backends, so each starts its JVM only once."""
     with ProcessPoolExecutor(
-        max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")
+        max_workers=WORKERS,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=forget_artifact_root,
     ) as executor:
         yield executor
 
@@ -216,9 +219,16 @@ def test_backfill_against_mlflow_server_on_postgres(pool, registry, tmp_path, ml
     from bettercat_assets.core import tracking
     from bettercat_assets.core.settings import TrackingSettings
 
+    # No artifact root: the server decides (`mlflow-artifacts:/`), the workers never learn where
+    # its --artifacts-destination is.
     layout, results = _backfill(pool, registry, tmp_path / "data", mlflow_server, None)
     client = tracking.mlflow_client(TrackingSettings(tracking_uri=mlflow_server))
     _assert_backfill_complete(registry, layout, results, client)
+    for cid in registry.client_ids:
+        experiment = client.get_experiment_by_name(registry.get(cid).experiment_name)
+        assert experiment.artifact_location.startswith("mlflow-artifacts:/"), experiment
+        [run] = client.search_runs([experiment.experiment_id])
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
     # Artifacts went through the server's proxy into its destination: one model per client.
     stored = tmp_path / "server-artifacts"
     assert len([p for p in stored.rglob("model.skops")]) == len(registry.client_ids)

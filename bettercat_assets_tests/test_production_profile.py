@@ -42,6 +42,7 @@ from bettercat_assets_tests.process_support import (
     launch_partition_backfill,
     partition_keys,
     port_is_free,
+    runs,
     start_process,
     stop_all,
     wait_for_backfill,
@@ -206,6 +207,8 @@ class Production:
     categories: dict[str, int]
     processes: list[ManagedProcess]
     instance: Any  # DagsterInstance on PostgreSQL
+    artifacts_dir: Path  # the MLflow server's --artifacts-destination: only the server's disk
+    dagster_env: dict[str, str]  # what the code server, webserver and daemon were given
 
 
 def _write_clients_file(path: Path) -> dict[str, int]:
@@ -263,13 +266,14 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
         # MLflow: the compose service's command with local addresses and paths.
         mlflow_port = _free_port()
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        artifacts_dir = root / "mlartifacts"
         mlflow_cmd = with_options(
             compose_command(services["mlflow"]),
             {
                 "--backend-store-uri": (
                     f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{mlflow_db}"
                 ),
-                "--artifacts-destination": str(root / "mlartifacts"),
+                "--artifacts-destination": str(artifacts_dir),
                 "--host": "127.0.0.1",
                 "--port": str(mlflow_port),
             },
@@ -382,6 +386,8 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
             categories=categories,
             processes=processes,
             instance=instance,
+            artifacts_dir=artifacts_dir,
+            dagster_env=env,
         )
 
 
@@ -398,6 +404,10 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     from mlflow.tracking import MlflowClient
 
     prod = production
+    # Proxied artifacts: no Dagster process is told where the MLflow server keeps them.
+    assert "BETTERCAT_ARTIFACT_ROOT" not in prod.dagster_env
+    told = {k: v for k, v in prod.dagster_env.items() if str(prod.artifacts_dir) in v}
+    assert not told, told
     started = time.monotonic()
     keys = partition_keys(prod.url, ["registered_model"])
     assert sorted(keys) == sorted(CLIENTS), keys
@@ -446,13 +456,21 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
         assert run.data.tags.get("dagster_run_id") == training_run[client_id], run.data.tags
         assert champion.run_id == run.info.run_id, client_id
         assert client.list_artifacts(run.info.run_id), f"{client_id}: no artifacts on the server"
+        # The server chose the locations: proxied URIs, stored under its own destination.
+        assert experiment.artifact_location.startswith("mlflow-artifacts:/"), experiment
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
         champion_run[client_id] = champion.run_id
+    stored = list(prod.artifacts_dir.rglob("model.skops"))
+    assert len(stored) == len(CLIENTS), stored
+
+    def days_of(client_id: str) -> list[Path]:
+        return sorted(
+            (prod.data_prefix / "products_categories" / f"client_id={client_id}").glob("date=*")
+        )
 
     # Predictions: top min(5, categories) per product, written by the sensor's scoring run.
     for client_id in CLIENTS:
-        days = sorted(
-            (prod.data_prefix / "products_categories" / f"client_id={client_id}").glob("date=*")
-        )
+        days = days_of(client_id)
         assert len(days) == 1, (client_id, days)
         table = ds.dataset(days[0], format="parquet").to_table().to_pandas()
         assert len(table), client_id
@@ -463,3 +481,18 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
         lineage = json.loads((days[0] / "_lineage.json").read_text())
         assert lineage["dagster_run_id"] == scoring_run[client_id], lineage
         assert lineage["model_run_id"] == champion_run[client_id], lineage
+
+    # Re-scoring one client (a backfill of category_predictions, as from the UI): the output of
+    # that date is replaced by the new run's; the new run process downloads the model over HTTP.
+    client_id = CLIENTS[0]
+    before = {p.name: len(ds.dataset(p, format="parquet").to_table()) for p in days_of(client_id)}
+    rescore = launch_partition_backfill(prod.url, [["category_predictions"]], [client_id])
+    wait_for_backfill(prod.url, rescore, SCORING_TIMEOUT, processes=prod.processes)
+    [rescore_run] = [r["runId"] for r in runs(prod.url, tags={"dagster/backfill": rescore})]
+    rescored = {p.name: json.loads((p / "_lineage.json").read_text()) for p in days_of(client_id)}
+    [day] = [name for name, lin in rescored.items() if lin["dagster_run_id"] == rescore_run]
+    assert rescored[day]["model_run_id"] == champion_run[client_id], rescored[day]
+    [path] = [p for p in days_of(client_id) if p.name == day]
+    rows = len(ds.dataset(path, format="parquet").to_table())
+    assert rows == before.get(day, max(before.values())), (day, rows, before)
+    print(f"re-scoring completed after {time.monotonic() - started:.0f}s")
