@@ -60,6 +60,15 @@ class SparkCluster:
     def process_groups(self) -> list[int]:
         return [p.popen.pid for p in self.processes]
 
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until every worker has registered with the master (ALIVE)."""
+        wait_until(
+            lambda: _workers_registered(self, len(self.worker_uis)),
+            timeout,
+            f"{len(self.worker_uis)} workers registered with {self.master_url}",
+            processes=self.processes,
+        )
+
 
 def cluster_env() -> dict[str, str]:
     """Environment of the daemons (and of the executors they launch)."""
@@ -83,9 +92,13 @@ def _workers_registered(cluster: SparkCluster, count: int) -> bool:
 
 @contextlib.contextmanager
 def spark_cluster(
-    root: Path, workers: int = 2, cores: int = 1, memory: str = "1g"
+    root: Path, workers: int = 2, cores: int = 1, memory: str = "1g", wait: bool = True
 ) -> Iterator[SparkCluster]:
-    """Start a master and `workers` workers under `root`; stop every process group on exit."""
+    """Start a master and `workers` workers under `root`; stop every process group on exit.
+
+    With `wait=False` it yields as soon as the JVMs are started (call `wait_ready()` later), so
+    the caller can prepare something else meanwhile.
+    """
     spark_class = SPARK_HOME / "bin" / "spark-class"
     env = cluster_env()
     port, ui_port = free_port(), free_port()
@@ -119,12 +132,8 @@ def spark_cluster(
                 )
             )
             cluster.worker_uis.append(f"http://{HOST}:{worker_ui_port}")
-        wait_until(
-            lambda: _workers_registered(cluster, workers),
-            STARTUP_TIMEOUT,
-            f"{workers} workers registered with {cluster.master_url}",
-            processes=cluster.processes,
-        )
+        if wait:
+            cluster.wait_ready()
         yield cluster
     finally:
         stop_all(cluster.processes)

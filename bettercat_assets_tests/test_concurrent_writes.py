@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+from bettercat_assets_tests.process_support import stop_process_group
 from bettercat_assets_tests.reliability_support import (
     BIN,
     REPO,
@@ -113,7 +114,13 @@ def test_two_predicts_for_one_client_and_date_one_writes_the_other_fails_clearly
     argv = [str(BIN / "bettercat"), "predict", "--client-id", CID, "--inference-date", str(DAY)]
     procs = [
         subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, JVM included, for the cleanup
         )
         for _ in range(2)
     ]
@@ -124,16 +131,13 @@ def test_two_predicts_for_one_client_and_date_one_writes_the_other_fails_clearly
         poller.stop.set()
         poller.join(30)
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+            stop_process_group(proc, grace=5)
 
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [0, 2], outcomes
     [(_, out, err)] = [o for o in outcomes if o[0] == 2]
     assert "Traceback" not in err and out == "", (out, err)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert [line for line in lines if line.startswith("error:")] == lines[-1:], lines
-    line = lines[-1]
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert line == (
         f"error: client '{CID}': predictions for {DAY} are being written by another run "
         f"(lock {final.parent / f'_lock-date={DAY}'})"

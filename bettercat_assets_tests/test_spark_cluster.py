@@ -42,7 +42,7 @@ WORKERS = 2
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark-cluster")
-    with spark_cluster(root, workers=WORKERS) as running:
+    with spark_cluster(root, workers=WORKERS, wait=False) as running:  # JVMs boot meanwhile
         yield running
     # Nothing of the cluster is left: masters, workers, executors, their Python workers.
     left = wait_until_gone(set(running.process_groups()))
@@ -123,6 +123,7 @@ def test_scoring_through_dagster_runs_on_both_workers_and_matches_local(
     from bettercat_assets.core.scoring import predict_categories
 
     root, registry, layout = cluster_world
+    cluster.wait_ready()
     done = _materialize_on(cluster, root, registry, layout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
