@@ -99,7 +99,7 @@ def _materialize_on(cluster, root, registry, layout) -> subprocess.CompletedProc
         DATA_PREFIX=str(layout.prefix),
         DAGSTER_HOME=str(dagster_home),
     )
-    run_config = {"ops": {"category_predictions": {"config": {"day": DAY.isoformat()}}}}
+    run_config = {"ops": {"client_assets": {"config": {"day": DAY.isoformat()}}}}
     return subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "bettercat_assets.definitions"]
         + ["--select", "category_predictions", "--partition", CID]
