@@ -165,17 +165,19 @@ def run_client_pipeline(
     created once per worker process and reused by the next partitions it runs.
     """
     started = time.perf_counter()
-    from dagster import DagsterInstance, Definitions
+    from dagster import DagsterInstance, Definitions, in_process_executor
 
-    from bettercat_assets.assets.category_predictions import category_predictions
-    from bettercat_assets.assets.registered_model import registered_model
-    from bettercat_assets.assets.training_data import training_data
-    from bettercat_assets.jobs import client_pipeline_job
+    from bettercat_assets.assets.client_assets import build_client_assets
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.jobs import PIPELINE_JOB, build_jobs
+    from bettercat_assets.partitions import client_partitions
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 
+    partitions = client_partitions(load_clients(clients_file))
     defs = Definitions(
-        assets=[training_data, registered_model, category_predictions],
-        jobs=[client_pipeline_job],
+        assets=[build_client_assets(partitions)],
+        jobs=build_jobs(partitions),
+        executor=in_process_executor,
         resources={
             "clients": ClientsResource(clients_file=clients_file, data_prefix=data_prefix),
             "mlflow": MlflowResource(tracking_uri=tracking_uri, artifact_root=artifact_root),
@@ -189,14 +191,13 @@ def run_client_pipeline(
             ),
         },
     )
-    job = defs.resolve_job_def("client_pipeline")
-    op_config = {"config": {"day": day}}
+    job = defs.resolve_job_def(PIPELINE_JOB)
     with DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
             partition_key=client_id,
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"registered_model": op_config, "category_predictions": op_config}},
+            run_config={"ops": {"client_assets": {"config": {"day": day}}}},
         )
         failures = [
             f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
