@@ -165,7 +165,7 @@ def run_client_pipeline(
     created once per worker process and reused by the next partitions it runs.
     """
     started = time.perf_counter()
-    from dagster import DagsterInstance, Definitions
+    from dagster import DagsterInstance, Definitions, in_process_executor
 
     from bettercat_assets.jobs import PIPELINE_JOB, build_jobs
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
@@ -175,6 +175,7 @@ def run_client_pipeline(
     defs = Definitions(
         assets=[assets],
         jobs=build_jobs(assets.partitions_def),
+        executor=in_process_executor,
         resources={
             "clients": ClientsResource(clients_file=clients_file, data_prefix=data_prefix),
             "mlflow": MlflowResource(tracking_uri=tracking_uri, artifact_root=artifact_root),

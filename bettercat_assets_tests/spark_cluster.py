@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pyspark
 
 from bettercat_assets_tests.process_support import (
@@ -140,15 +141,12 @@ def spark_cluster(
 
 
 def live_members(pgids: set[int]) -> list[str]:
-    """Processes (not zombies) of the given process groups, as "pid command" lines."""
+    """Processes (not zombies) of the given process groups, as "pid name" strings."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            text = stat.read_text()
-            # "pid (comm) state ppid pgrp ...": comm may contain spaces, so split after ")".
-            state, _ppid, pgrp = text[text.rindex(")") + 2 :].split()[:3]
-            if int(pgrp) in pgids and state != "Z":
-                found.append(f"{stat.parent.name} {text[: text.rindex(')') + 1]}")
+    for proc in psutil.process_iter(["pid", "name", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) in pgids:
+                found.append(f"{proc.pid} {proc.info['name']}")
     return found
 
 

@@ -22,6 +22,7 @@ from bettercat_assets_tests.reliability_support import (
     BIN,
     REPO,
     subprocess_env,
+    tree_digest,
     write_clients_file,
 )
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 DAY = date(2026, 3, 2)
 CID = "lock_score"
+OTHER = "lock_other"
 #: Trained on a small sample; the scoring file is that client's products repeated under new
 #: ids, enough that the writer holding the lock is still scoring when the other one arrives.
 PRODUCTS, COPIES = 1_000, 40
@@ -46,13 +48,16 @@ def lock_world(tmp_path_factory, tracking_settings):
         root / "clients.yaml",
         [
             f"{{client_id: {CID}, features: [price, weight_g], "
-            f"sample_data: {{products: {PRODUCTS}, categories: 6}}}}"
+            f"sample_data: {{products: {PRODUCTS}, categories: 6}}}}",
+            f"{{client_id: {OTHER}, features: [price, rating], "
+            "sample_data: {products: 300, categories: 4}}",
         ],
     )
     registry = load_clients(clients_file)
     layout = DataLayout(root / "data")
-    generate_client_data(registry.get(CID), layout, seed=5)
-    train_model(registry.get(CID), DAY, layout=layout, settings=tracking_settings)
+    for cid in (CID, OTHER):
+        generate_client_data(registry.get(cid), layout, seed=5)
+        train_model(registry.get(cid), DAY, layout=layout, settings=tracking_settings)
     path = layout.predict_file(CID)
     sample, ids = pd.read_csv(path), registry.get(CID).id_column
     copies = [sample.assign(**{ids: sample[ids] + f"-{i}"}) for i in range(COPIES)]
@@ -153,3 +158,27 @@ def test_two_predicts_for_one_client_and_date_one_writes_the_other_fails_clearly
     assert poller.seen, "the reader never saw the output"
     assert {at for at, _ in poller.seen} <= {old_scored_at, new_scored_at}, poller.seen
     assert {n for _, n in poller.seen} == {expected_rows}, poller.seen
+
+
+def test_a_locked_client_fails_alone_in_a_range_run(lock_world, spark, tracking_settings):
+    """Scoring several clients in one run: the one whose output another writer holds gets
+    its own error and keeps its output; the others are scored."""
+    from bettercat_assets.core.output_lock import OutputLockedError, output_lock
+    from bettercat_assets.core.scoring import ScoringRequest, ScoringResult, score_clients
+
+    registry, layout = lock_world
+    final = layout.predictions_dir(CID, DAY)
+    before = tree_digest(final)
+    requests = [ScoringRequest(registry.get(cid)) for cid in (CID, OTHER)]
+    with output_lock(CID, final) as held:
+        outcomes = score_clients(
+            requests, DAY, spark=spark, layout=layout, settings=tracking_settings
+        )
+        assert held.exists()  # still ours: the run released only its own locks
+    assert isinstance(outcomes[CID], OutputLockedError), outcomes[CID]
+    assert str(held) in str(outcomes[CID])
+    assert tree_digest(final) == before
+    assert isinstance(outcomes[OTHER], ScoringResult), outcomes[OTHER]
+    assert outcomes[OTHER].rows_written > 0
+    other_root = layout.predictions_root(OTHER)
+    assert sorted(p.name for p in other_root.iterdir()) == [f"date={DAY}"]

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+from bettercat_assets_tests.process_support import wait_until
 from bettercat_assets_tests.reliability_support import (
     BIN,
     REPO,
@@ -127,9 +128,19 @@ def test_scoring_through_dagster_runs_on_both_workers_and_matches_local(
     done = _materialize_on(cluster, root, registry, layout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
-    # The master saw the application finish, with both workers registered.
+    # The master saw the application finish (it learns so shortly after the driver exits), with
+    # both workers registered.
+    def finished() -> list[dict]:
+        return [a for a in cluster.master_state()["completedapps"] if a["name"] == "bettercat"]
+
+    try:
+        wait_until(finished, 60, "the application completed on the master", interval=0.5)
+    except TimeoutError:
+        raise AssertionError(
+            f"{cluster.master_state()}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        ) from None
     state = cluster.master_state()
-    [app] = [a for a in state["completedapps"] if a["name"] == "bettercat"]
+    [app] = finished()
     assert app["state"] == "FINISHED", app
     assert len([w for w in state["workers"] if w["state"] == "ALIVE"]) == WORKERS
 
