@@ -24,7 +24,7 @@ demo: install ## sample data for 10 clients, then train and score every client t
 	$(BIN)/bettercat demo
 
 test: install ## the whole test suite (unit + integration + slow end-to-end)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: install ## unit tests only (seconds)
 	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
