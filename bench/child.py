@@ -160,9 +160,16 @@ def sensor(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     return sensor_tick(args.get("events"))
 
 
+def asset_scoring(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    from .scale_out import asset_scoring as run
+
+    return run(ws, args)
+
+
 TASKS = {
     f.__name__: f
     for f in (
+        asset_scoring,
         prepare,
         limit,
         ours,

@@ -116,6 +116,32 @@ def write_bench_client(
         layout.train_file(client_id),
     )
 
+    path = write_predict_file(
+        layout, client_id, predict_rows, n_features, n_classes, noise, seed, chunk
+    )
+    return BenchData(
+        client_id=client_id,
+        features=names,
+        train_file=layout.train_file(client_id),
+        predict_file=path,
+        train_rows=train_rows,
+        predict_rows=predict_rows,
+        classes=n_classes,
+    )
+
+
+def write_predict_file(
+    layout: DataLayout,
+    client_id: str,
+    predict_rows: int,
+    n_features: int = 20,
+    n_classes: int = 100,
+    noise: float = DEFAULT_NOISE,
+    seed: int = 0,
+    chunk: int = 250_000,
+) -> Path:
+    """Write `data_predict.csv.gz` in chunks: memory does not grow with `predict_rows`."""
+    names = feature_names(n_features)
     path = layout.predict_file(client_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -132,12 +158,4 @@ def write_bench_client(
             pid = pa.array([f"P-{i:09d}" for i in range(start, start + m)])
             w.write_table(pa.table({"product_id": pid, **_float_columns(names, Xp)}, schema=schema))
     tmp.replace(path)
-    return BenchData(
-        client_id=client_id,
-        features=names,
-        train_file=layout.train_file(client_id),
-        predict_file=path,
-        train_rows=train_rows,
-        predict_rows=predict_rows,
-        classes=n_classes,
-    )
+    return path

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, footprint, overhead, scale, serving, tenants
+from . import cold_start, footprint, overhead, scale, scale_out, serving, tenants
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info, wait_until_quiet
 from .rss import run_sampled
@@ -51,6 +51,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "levers": "quick",
         "variants": True,
         "tenants": [3],
+        "scale_out": False,
     },
     "quick": {
         "products": 200_000,
@@ -63,6 +64,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "levers": "none",
         "variants": False,
         "tenants": [40],
+        "scale_out": False,
     },
 }
 GOAL_OURS_OVER_LIMIT = 0.8
@@ -263,6 +265,15 @@ def section_tenants(ws: Workspace, sizes: dict, results: dict) -> None:
         log(f"   {results['tenants'][-1]}")
 
 
+def section_scale_out(ws: Workspace, cfg_json: dict, results: dict) -> None:
+    log(f"9. scale out: category_predictions through the asset path at {scale_out.SIZES}")
+    results["scale_out"] = scale_out.run_scale_out(ws, cfg_json, child)
+    for r in results["scale_out"]["runs"]:
+        log(
+            f"   {r['products']:,}: {r['peak_by_kind_mb']}, {r['products_per_s'] or 0:,.0f} products/s"
+        )
+
+
 def section_cold(ws: Workspace, results: dict) -> None:
     log(f"7. cold start: bettercat predict, {cold_start.PRODUCTS:,} products, fresh processes")
     results["cold"] = cold_start.run_cold_start(ws.root)
@@ -341,6 +352,10 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows + serving.summary_rows(results)
 
 
+def _kinds(run: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(run["peak_by_kind_mb"].items()))
+
+
 def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
     """Sections 6 (tenants through dagster dev) and 7 (cold start of the CLI)."""
     rows: list[list[str]] = []
@@ -350,6 +365,20 @@ def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
             ["6 tenants", f"Materialize all, {n} tiny clients, dagster dev: wall per client", _fmt(t["per_client_s"], "s"), "<= 3 s", _status(t["per_client_s"] <= tenants.GOAL_S_PER_CLIENT), f"{t['wall_s']:.0f} s in all; before range runs: {tenants.BEFORE_S_PER_CLIENT:.1f} s per client ({tenants.BEFORE_S_PER_CLIENT / t['per_client_s']:.0f}x)"],
             ["6 tenants", f"{n} clients: runs launched / failed / scored more than once", f"{t['runs']} / {t['failed_runs']} / {t['scored_more_than_once']}", "failed 0, twice 0", _status(t["failed_runs"] == 0 and t["scored_more_than_once"] == 0 and t["not_scored"] == 0), f"clients not scored: {t['not_scored']}"],
             ["6 tenants", f"{n} clients: peak Python worker RSS above an idle Python with pandas+pyarrow+sklearn+mlflow", f"{t['above_baseline_mb']:+.0f} MB", "<= +50 MB", _status(t["above_baseline_mb"] <= 50), f"worker {t['worker_peak_rss_mb']:.0f} MB, baseline {t['baseline_rss_mb']:.0f} MB, {t['workers_seen']} workers seen"],
+        ]  # fmt: skip
+    so = results.get("scale_out")
+    if so and len(so["runs"]) == 2:
+        small, big = so["runs"]
+        d_small, d_big = (
+            small["peak_by_kind_mb"].get("python_driver", 0),
+            big["peak_by_kind_mb"].get("python_driver", 0),
+        )
+        growth = d_big / d_small - 1 if d_small else float("nan")
+        drop = 1 - big["products_per_s"] / small["products_per_s"]
+        rows += [
+            ["9 scale out", f"driver Python peak RSS, category_predictions, {big['products']:,} products", f"{d_big:.0f} MB", "<= 1536 MB", _status(d_big <= scale_out.GOAL_DRIVER_MB), f"10M: {_kinds(big)}; 1M: {_kinds(small)}"],
+            ["9 scale out", "driver peak at 10M vs 1M", f"{growth:+.0%}", "<= +20%", _status(growth <= scale_out.GOAL_DRIVER_GROWTH), f"1M driver {d_small:.0f} MB"],
+            ["9 scale out", "scoring stage products/s at 10M vs 1M", f"{-drop:+.0%}", ">= -15%", _status(drop <= scale_out.GOAL_THROUGHPUT_DROP), f"1M {small['products_per_s']:,.0f}/s ({small['stage_s']:.0f} s), 10M {big['products_per_s']:,.0f}/s ({big['stage_s']:.0f} s); whole materialize {small['materialize_s']:.0f} s / {big['materialize_s']:.0f} s"],
         ]  # fmt: skip
     c = results.get("cold")
     if c:
@@ -505,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5,6,7,8",
-        help="comma-separated: 1-8 (6 tenants through dagster dev, 7 CLI cold start, 8 serving), "
+        default="1,2,3,4,5,6,7,8,9",
+        help="comma-separated: 1-9 (6 tenants through dagster dev, 7 CLI cold start, 8 serving, "
+        "9 scale out to 10M products through the asset path), "
         "or 'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
@@ -548,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = root / "prepare.json"
         key = {k: sizes[k] for k in ("products", "train_rows", "classes", "features")}
         key["noise"] = DEFAULT_NOISE
-        needs_model = sections & {"1", "2", "3", "levers"}
+        needs_model = sections & {"1", "2", "3", "9", "levers"}
         if needs_model and prepared.exists():
             saved = json.loads(prepared.read_text())
             if saved.get("key") == key:
@@ -586,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
             section_overhead(ws, sizes, results)
         if "5" in sections:
             section_scale(ws, sizes, results)
+        if "9" in sections and sizes.get("scale_out", True):
+            section_scale_out(ws, cfg_json, results)
         if "6" in sections:
             section_tenants(ws, sizes, results)
         if "7" in sections:

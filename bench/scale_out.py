@@ -1,0 +1,81 @@
+"""Section 9: one client's `category_predictions` through the asset path at 1M and 10M products.
+
+Each size runs in a fresh process (`bench.child asset_scoring`) that materializes the
+asset through Dagster's API with the project's resources, as a run worker does; the process
+tree is sampled for the peak RSS of the Python driver, the JVM and the Python workers, each on
+its own. Marginal throughput compares products per second of the scoring stage (Spark job plus
+checks plus swap, from the run's own timings) at both sizes.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+from .data import DEFAULT_NOISE, write_predict_file
+from .workspace import Workspace, write_clients_file
+
+SIZES = (1_000_000, 10_000_000)
+GOAL_DRIVER_MB = 1536
+GOAL_DRIVER_GROWTH = 0.20
+GOAL_THROUGHPUT_DROP = 0.15
+DAY = date(2026, 12, 1)
+
+
+def asset_scoring(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """Child task: materialize `category_predictions` for one client through Dagster."""
+    import dagster as dg
+
+    from bettercat_assets.assets import CATEGORY_PREDICTIONS
+    from bettercat_assets.definitions import build_definitions
+
+    defs = build_definitions(ws.clients_file)
+    assets = defs.resolve_assets_def(CATEGORY_PREDICTIONS)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    result = dg.materialize(
+        [assets],
+        selection=[CATEGORY_PREDICTIONS],
+        partition_key=args["client_id"],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"client_assets": {"config": {"day": DAY.isoformat()}}}},
+    )
+    wall = time.perf_counter() - started
+    for event in result.all_events:
+        message = event.message or ""
+        if "scored 1 client(s):" in message:
+            for part in message.split("scored 1 client(s):", 1)[1].split(","):
+                name, seconds = part.strip().rsplit(" ", 2)[:2]
+                timings[name] = float(seconds)
+    (mat,) = result.asset_materializations_for_node("client_assets")
+    return {
+        "products": int(mat.metadata["products_scored"].value),
+        "rows": int(mat.metadata["rows_written"].value),
+        "materialize_s": wall,
+        "timings": timings,
+    }
+
+
+def run_scale_out(ws: Workspace, cfg_json: dict, child) -> dict[str, Any]:
+    """Score the prepared bench client at each size; peak RSS per kind and throughput."""
+    client_id = cfg_json["client_id"]
+    write_clients_file(ws.clients_file, [{k: cfg_json[k] for k in ("client_id", "features")}])
+    runs = []
+    for products in SIZES:
+        write_predict_file(
+            ws.layout, client_id, products, len(cfg_json["features"]), 100, DEFAULT_NOISE
+        )
+        out = child(ws, "asset_scoring", {"client_id": client_id}, timeout=3 * 3600)
+        stage = sum(out["timings"].get(k, 0.0) for k in ("score_and_write", "checks", "swap_in"))
+        runs.append(
+            {
+                **out,
+                "stage_s": stage,
+                "products_per_s": out["products"] / stage if stage else None,
+                "peak_by_kind_mb": out["_proc"]["peak_by_kind_mb"],
+                "peak_rss_mb": out["_proc"]["peak_rss_mb"],
+            }
+        )
+    return {"runs": runs}
