@@ -205,9 +205,11 @@ def test_cli_promote_unknown_version_is_a_user_error(juliet, monkeypatch):
 
 
 def _promote_with_job(ws: Workspace, instance: DagsterInstance, version: int, **kwargs):
-    from bettercat_assets.champion_events import promote_champion_job
+    from bettercat_assets.champion_events import build_promote_champion_job
+    from bettercat_assets.core.config import load_clients
 
-    return promote_champion_job.execute_in_process(
+    job = build_promote_champion_job(load_clients(ws.clients_file).client_ids)
+    return job.execute_in_process(
         run_config={
             "ops": {"promote_champion": {"config": {"client_id": "juliet", "version": version}}}
         },

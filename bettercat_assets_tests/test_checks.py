@@ -356,15 +356,16 @@ def test_partitioned_check_specs_build_without_a_preview_warning():
     every code-location load, while other warnings still show."""
     import warnings
 
-    from dagster import PreviewWarning
+    from dagster import PreviewWarning, StaticPartitionsDefinition
 
     from bettercat_assets.checks import check_specs
 
+    partitions = StaticPartitionsDefinition(["a", "b"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        specs = check_specs("training_data", {"schema": "Columns."}, blocking=True)
+        specs = check_specs("training_data", {"schema": "Columns."}, True, partitions)
         warnings.warn("still shown", PreviewWarning, stacklevel=1)
-    assert specs[0].partitions_def is not None
+    assert specs[0].partitions_def == partitions
     assert [str(w.message) for w in caught] == ["still shown"]
 
 
