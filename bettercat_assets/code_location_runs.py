@@ -41,9 +41,10 @@ DEFAULT_TARGET = ModuleTarget(
 #: warnings and errors only, while the event log still goes to the instance in full (the UI shows
 #: every event); all steps run in the run worker's process, which saves a Python start and the
 #: import of the definitions per step.
+#: The jobs already run in one process (the code location's in-process executor); the console
+#: logger shows warnings and errors only (the full event log goes to the instance).
 QUIET_IN_PROCESS: dict[str, Any] = {
     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    "execution": {"config": {"in_process": {}}},
 }
 
 

@@ -102,7 +102,14 @@ def test_runs_belong_to_the_code_locations_job(demo, monkeypatch):
         runs = instance.get_runs(
             RunsFilter(job_name="client_pipeline", tags={".dagster/repository": label})
         )
-        assert sorted(r.tags["dagster/partition"] for r in runs) == CLIENTS
+        # One range run over the clients (MAX_CLIENTS_PER_RUN covers them all).
+        assert [
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in runs
+        ] == [(CLIENTS[0], CLIENTS[-1])]
         for run in runs:
             assert run.status == DagsterRunStatus.SUCCESS
             assert run.job_name == "client_pipeline"
