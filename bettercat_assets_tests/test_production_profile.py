@@ -296,6 +296,7 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
 
         # Dagster: the compose services' environment, container addresses replaced.
         code_host = _loopback_host(code_port)
+        web_port = _free_port()
         local = {
             "DAGSTER_HOME": str(dagster_home),
             "DAGSTER_POSTGRES_HOST": PG_HOST,
@@ -307,6 +308,7 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
             "DAGSTER_USER_CODE_HOST": code_host,
             "MLFLOW_TRACKING_URI": mlflow_uri,
             "BETTERCAT_MLFLOW_UI_URL": mlflow_uri,
+            "BETTERCAT_DAGSTER_UI_URL": f"http://127.0.0.1:{web_port}",
             "DATA_PREFIX": str(data_prefix),
             "BETTERCAT_CLIENTS_FILE": str(clients_file),
             "BETTERCAT_HOME": str(root / "home"),
@@ -347,7 +349,6 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
                 "user_code", executable(code_cmd), env=env, log=logs / "user_code.log", cwd=root
             )
         )
-        web_port = _free_port()
         web_cmd = with_options(
             compose_command(services["webserver"]),
             {"-h": "127.0.0.1", "-p": str(web_port), "-w": str(workspace_file)},
