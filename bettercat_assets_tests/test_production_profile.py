@@ -458,8 +458,6 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
             assert {row[0] for row in cur.fetchall()} == {r.dagster_run.run_id for r in records}
     finally:
         conn.close()
-    training_run = {r.tags["dagster/partition"]: r.run_id for r in training}
-    scoring_run = {r.tags["dagster/partition"]: r.run_id for r in scoring}
 
     # MLflow, through the server: a champion per client, trained by that client's backfill run.
     client = MlflowClient(tracking_uri=prod.mlflow_uri, registry_uri=prod.mlflow_uri)
