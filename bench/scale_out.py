@@ -28,17 +28,19 @@ def asset_scoring(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
 
     from bettercat_assets.assets import CATEGORY_PREDICTIONS
-    from bettercat_assets.definitions import build_definitions
+    from bettercat_assets.assets.client_assets import build_client_assets
+    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.definitions import build_resources
+    from bettercat_assets.partitions import client_partitions
 
-    defs = build_definitions(ws.clients_file)
-    assets = defs.resolve_assets_def(CATEGORY_PREDICTIONS)
+    assets = build_client_assets(client_partitions(load_clients(ws.clients_file)))
     timings: dict[str, float] = {}
     started = time.perf_counter()
     result = dg.materialize(
         [assets],
         selection=[CATEGORY_PREDICTIONS],
         partition_key=args["client_id"],
-        resources=defs.resources,
+        resources=build_resources(ws.clients_file),
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"client_assets": {"config": {"day": DAY.isoformat()}}}},
     )
