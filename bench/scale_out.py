@@ -35,18 +35,19 @@ def asset_scoring(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 
     assets = build_client_assets(client_partitions(load_clients(ws.clients_file)))
     timings: dict[str, float] = {}
+    instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
     result = dg.materialize(
         [assets],
         selection=[CATEGORY_PREDICTIONS],
         partition_key=args["client_id"],
         resources=build_resources(ws.clients_file),
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         run_config={"ops": {"client_assets": {"config": {"day": DAY.isoformat()}}}},
     )
     wall = time.perf_counter() - started
-    for event in result.all_events:
-        message = event.message or ""
+    for entry in instance.all_logs(result.run_id):
+        message = entry.user_message or ""
         if "scored 1 client(s):" in message:
             for part in message.split("scored 1 client(s):", 1)[1].split(","):
                 name, seconds = part.strip().rsplit(" ", 2)[:2]
@@ -75,7 +76,7 @@ def run_scale_out(ws: Workspace, cfg_json: dict, child) -> dict[str, Any]:
             {
                 **out,
                 "stage_s": stage,
-                "products_per_s": out["products"] / stage if stage else None,
+                "products_per_s": out["products"] / out["materialize_s"],
                 "peak_by_kind_mb": out["_proc"]["peak_by_kind_mb"],
                 "peak_rss_mb": out["_proc"]["peak_rss_mb"],
             }
