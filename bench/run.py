@@ -377,10 +377,12 @@ def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
         marginal = (big["products"] - small["products"]) / (
             big["materialize_s"] - small["materialize_s"]
         )
+        pps_small = small["products"] / small["materialize_s"]
+        pps_big = big["products"] / big["materialize_s"]
         rows += [
             ["9 scale out", f"driver Python peak RSS, category_predictions, {big['products']:,} products", f"{d_big:.0f} MB", "<= 1536 MB", _status(d_big <= scale_out.GOAL_DRIVER_MB), f"10M: {_kinds(big)}; 1M: {_kinds(small)}"],
             ["9 scale out", "driver peak at 10M vs 1M", f"{growth:+.0%}", "<= +20%", _status(growth <= scale_out.GOAL_DRIVER_GROWTH), f"1M driver {d_small:.0f} MB"],
-            ["9 scale out", "marginal products/s from 1M to 10M vs products/s at 1M (whole materialize)", f"{marginal / small['products_per_s'] - 1:+.0%}", ">= -15%", _status(marginal / small["products_per_s"] - 1 >= -scale_out.GOAL_THROUGHPUT_DROP), f"1M {small['products_per_s']:,.0f}/s in {small['materialize_s']:.0f} s; 10M {big['products_per_s']:,.0f}/s in {big['materialize_s']:.0f} s ({big['products_per_s'] / small['products_per_s'] - 1:+.0%} whole-run); marginal {marginal:,.0f}/s"],
+            ["9 scale out", "marginal products/s from 1M to 10M vs products/s at 1M (whole materialize)", f"{marginal / pps_small - 1:+.0%}", ">= -15%", _status(marginal / pps_small - 1 >= -scale_out.GOAL_THROUGHPUT_DROP), f"1M {pps_small:,.0f}/s in {small['materialize_s']:.0f} s; 10M {pps_big:,.0f}/s in {big['materialize_s']:.0f} s ({pps_big / pps_small - 1:+.0%} whole-run); marginal {marginal:,.0f}/s"],
         ]  # fmt: skip
     c = results.get("cold")
     if c:
