@@ -89,8 +89,12 @@ def train_and_register(cfg: ClientConfig, train: Callable[[ClientConfig], Traini
     gate = gate_outcome(cfg.client_id, result.version, result.gate)
     if not result.gate.passed:
         return ClientOutcome.failed(
-            f"quality gate failed for {gate.description}; @champion stays "
-            f"v{result.previous_champion_version}",
+            f"quality gate failed for {gate.description}; "
+            + (
+                f"@champion stays v{result.previous_champion_version}"
+                if result.previous_champion_version is not None
+                else "the client has no @champion yet"
+            ),
             checks=[gate],
         )
     return ClientOutcome(
