@@ -66,10 +66,15 @@ def run_scale_out(ws: Workspace, cfg_json: dict, child) -> dict[str, Any]:
     client_id = cfg_json["client_id"]
     write_clients_file(ws.clients_file, [{k: cfg_json[k] for k in ("client_id", "features")}])
     runs = []
-    for products in SIZES:
-        write_predict_file(
-            ws.layout, client_id, products, len(cfg_json["features"]), 100, DEFAULT_NOISE
-        )
+    marker = ws.root / "scale_out_rows.txt"  # rows of the current scoring file
+    for products in sorted(
+        SIZES, reverse=marker.exists() and marker.read_text() == str(max(SIZES))
+    ):
+        if not marker.exists() or marker.read_text() != str(products):
+            write_predict_file(
+                ws.layout, client_id, products, len(cfg_json["features"]), 100, DEFAULT_NOISE
+            )
+            marker.write_text(str(products))
         out = child(ws, "asset_scoring", {"client_id": client_id}, timeout=3 * 3600)
         stage = sum(out["timings"].get(k, 0.0) for k in ("score_and_write", "checks", "swap_in"))
         runs.append(
@@ -81,4 +86,4 @@ def run_scale_out(ws: Workspace, cfg_json: dict, child) -> dict[str, Any]:
                 "peak_rss_mb": out["_proc"]["peak_rss_mb"],
             }
         )
-    return {"runs": runs}
+    return {"runs": sorted(runs, key=lambda r: r["products"])}
