@@ -75,21 +75,6 @@ def acquire_output_lock(client_id: str, final: Path, timeout: float = 0) -> Outp
     return OutputLock(path, lock)
 
 
-class OutputLocks:
-    """The write locks one scoring run holds (one per client it writes), released together."""
-
-    def __init__(self) -> None:
-        self._held: list[OutputLock] = []
-
-    def take(self, client_id: str, final: Path, timeout: float = 0) -> None:
-        """`acquire_output_lock`, kept until `release_all`."""
-        self._held.append(acquire_output_lock(client_id, final, timeout))
-
-    def release_all(self) -> None:
-        while self._held:
-            self._held.pop().release()
-
-
 @contextmanager
 def output_lock(client_id: str, final: Path, timeout: float = 0) -> Iterator[Path]:
     """`acquire_output_lock` for the body of a `with`; yields the lock file's path."""
