@@ -29,7 +29,7 @@ from bettercat_assets.core.errors import BettercatError
 from bettercat_assets.core.generate import generate_all
 from bettercat_assets.core.paths import DataLayout
 from bettercat_assets.core.settings import default_data_prefix, default_home
-from bettercat_assets.partitions import client_ranges, range_tags
+from bettercat_assets.partitions import range_tags, valid_ranges
 
 JOB_NAME = "client_pipeline"
 
@@ -61,15 +61,7 @@ def demo_instance() -> DagsterInstance:
 def run_ranges(registry: ClientRegistry) -> list[list[str]]:
     """The runs to launch, as a backfill would: ranges of consecutive valid clients, at most
     MAX_CLIENTS_PER_RUN each (an invalid entry ends a range; it is not run)."""
-    ranges: list[list[str]] = []
-    current: list[str] = []
-    for client_id in registry.client_ids:
-        if client_id in registry.clients:
-            current.append(client_id)
-        else:
-            ranges += client_ranges(current)
-            current = []
-    return ranges + client_ranges(current)
+    return valid_ranges(registry.client_ids, lambda client_id: client_id in registry.clients)
 
 
 def _latest(instance: DagsterInstance, asset: str, client_id: str) -> tuple[str | None, dict]:

@@ -19,7 +19,7 @@ from dagster import (
 
 from bettercat_assets.core.errors import BettercatError
 from bettercat_assets.jobs import SCORING_JOB, TRAINING_JOB
-from bettercat_assets.partitions import client_ranges, range_tags
+from bettercat_assets.partitions import range_tags, valid_ranges
 from bettercat_assets.resources import ClientsResource
 
 
@@ -28,18 +28,16 @@ def valid_runs(
 ) -> list[list[str]]:
     """Ranges of consecutive valid clients (at most MAX_CLIENTS_PER_RUN each); log the others."""
     registry = clients.registry()
-    runs: list[list[str]] = []
-    current: list[str] = []
-    for client_id in client_ids:
+
+    def is_valid(client_id: str) -> bool:
         try:
             registry.get(client_id)
         except BettercatError as exc:
             context.log.warning(f"skipping client '{client_id}': {exc}")
-            runs += client_ranges(current)
-            current = []
-            continue
-        current.append(client_id)
-    return runs + client_ranges(current)
+            return False
+        return True
+
+    return valid_ranges(client_ids, is_valid)
 
 
 def _requests(
