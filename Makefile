@@ -23,8 +23,8 @@ install: $(STAMP) ## create .venv and install the pinned dependencies
 demo: install ## sample data for 10 clients, then train and score every client through Dagster
 	$(BIN)/bettercat demo
 
-test: install ## the whole test suite (unit + integration + slow end-to-end)
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+test: install ## the whole test suite (unit + integration + slow end-to-end), three workers
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-fast: install ## unit tests only (seconds)
 	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)

@@ -16,13 +16,18 @@ from typing import Any
 
 import yaml
 
+from bettercat_assets.core.generate import TRAIN_SHARE
+
 from .rss import run_sampled
 from .workers import WorkerSampler, baseline_rss_mb
 from .workspace import REPO, Workspace, project_defaults
 
 GOAL_COLD_S = 12.0
 CLIENT = "cold_client"
+#: Products `bettercat predict` scores: the client's prediction file (its catalogue is 5x
+#: that, the rest being its training file).
 PRODUCTS = 10_000
+CATALOGUE = round(PRODUCTS / (1 - TRAIN_SHARE))
 
 WORKER_START_SNIPPET = """
 import json, sys, time
@@ -47,7 +52,7 @@ def prepare(ws: Workspace) -> None:
             {
                 "client_id": CLIENT,
                 "features": [f"x{i}" for i in range(10)],
-                "sample_data": {"products": PRODUCTS, "categories": 20},
+                "sample_data": {"products": CATALOGUE, "categories": 20},
             }
         ],
     }

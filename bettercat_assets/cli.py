@@ -197,7 +197,8 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
 
     command_start = time.perf_counter()
     before_command = _seconds_since_process_start()
-    # The JVM boots in its own process while this one imports MLflow and resolves the model.
+    # The JVM boots in its own process while this one imports, resolves, downloads and verifies
+    # the model and decompresses the input; scoring waits for the session only then.
     with ThreadPoolExecutor(max_workers=1) as pool:
         spark_start = pool.submit(_timed_call, _spark)
         from bettercat_assets.core.scoring import predict_categories
@@ -207,12 +208,15 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
         layout = _layout(data_prefix)
         settings = _settings()
         ready = time.perf_counter()
-        spark, spark_seconds = spark_start.result()
-    waited = time.perf_counter() - ready
-    progress(f"{client_id}: scoring {layout.predict_file(client_id)}")
-    result = predict_categories(
-        cfg, day, spark=spark, layout=layout, settings=settings, version=version
-    )
+        progress(f"{client_id}: scoring {layout.predict_file(client_id)}")
+        result = predict_categories(
+            cfg,
+            day,
+            spark=lambda: spark_start.result()[0],
+            layout=layout,
+            settings=settings,
+            version=version,
+        )
     click.echo(
         f"{result.products_scored} products, {result.rows_written} rows, model v{result.model_version} "
         f"-> {result.output_dir}"
@@ -221,8 +225,7 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
         phases = {
             "python_and_cli_import": before_command,
             "imports_and_config": ready - command_start,
-            "spark_start": spark_seconds,
-            "spark_start_waited": waited,
+            "spark_start": spark_start.result()[1],
             **result.timings,
             "total": _seconds_since_process_start(),
         }

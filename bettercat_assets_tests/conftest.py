@@ -18,7 +18,9 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="bettercat-tests-"))
 
-os.environ.update(
+#: The session's environment, also kept here: session fixtures read it from this dict, so a
+#: fixture first requested inside a test that monkeypatches the environment still gets it.
+SESSION_ENV = dict(
     {
         "BETTERCAT_HOME": str(_SESSION_ROOT / "home"),
         "DATA_PREFIX": str(_SESSION_ROOT / "data"),
@@ -31,8 +33,30 @@ os.environ.update(
         "SPARK_MASTER": "local[2]",
     }
 )
+os.environ.update(SESSION_ENV)
 os.environ.pop("SPARK_REMOTE", None)
 os.environ.pop("DAGSTER_HOME", None)
+
+
+#: The longest modules, longest first: collected first, so that `pytest -n 2 --dist loadfile`
+#: (`make test`) starts them on different workers instead of leaving one for the end.
+LONGEST_MODULES = (
+    "test_e2e_dagster_dev.py",
+    "test_production_profile.py",
+    "test_concurrency.py",
+    "test_soak.py",
+    "test_spark_cluster.py",
+    "test_demo.py",
+    "test_concurrent_writes.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+
+    items.sort(key=rank)  # stable: the order within a module and among the rest is kept
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -48,21 +72,24 @@ def session_root() -> Path:
 def registry():
     from bettercat_assets.core.config import load_clients
 
-    return load_clients()
+    return load_clients(SESSION_ENV["BETTERCAT_CLIENTS_FILE"])
 
 
 @pytest.fixture(scope="session")
 def layout():
     from bettercat_assets.core.paths import DataLayout
 
-    return DataLayout(Path(os.environ["DATA_PREFIX"]))
+    return DataLayout(Path(SESSION_ENV["DATA_PREFIX"]))
 
 
 @pytest.fixture(scope="session")
 def tracking_settings():
     from bettercat_assets.core.settings import TrackingSettings
 
-    return TrackingSettings.from_env()
+    return TrackingSettings(
+        tracking_uri=SESSION_ENV["MLFLOW_TRACKING_URI"],
+        artifact_root=SESSION_ENV["BETTERCAT_ARTIFACT_ROOT"],
+    )
 
 
 @pytest.fixture(scope="session")

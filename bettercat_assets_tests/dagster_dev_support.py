@@ -51,6 +51,26 @@ BACKFILLS = """
 }
 """
 
+#: What GraphQL calls an AutomationConditionSensorDefinition (1.13 reports AUTO_MATERIALIZE).
+AUTOMATION_SENSOR_TYPES = frozenset({"AUTO_MATERIALIZE", "AUTOMATION"})
+#: `dayRange` keeps the query off the batch loader, which answers no ticks for these sensors.
+AUTOMATION_TICKS = """
+{
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection {
+      nodes {
+        sensors {
+          name
+          sensorType
+          sensorState { ticks(limit: 3, dayRange: 1) { timestamp status requestedAssetMaterializationCount } }
+        }
+      }
+    }
+  }
+}
+"""
+
 
 @dataclass
 class Workspace:
@@ -173,19 +193,35 @@ def backfills(url: str) -> list[dict]:
     return result["results"]
 
 
+def automation_ticks(url: str) -> list[dict]:
+    """The latest ticks of every automation-condition sensor (newest first per sensor)."""
+    result = graphql(url, AUTOMATION_TICKS)["repositoriesOrError"]
+    assert result["__typename"] == "RepositoryConnection", result
+    return [
+        tick
+        for repo in result["nodes"]
+        for sensor in repo["sensors"]
+        if sensor["sensorType"] in AUTOMATION_SENSOR_TYPES
+        for tick in sensor["sensorState"]["ticks"]
+    ]
+
+
 def wait_until_idle(
     url: str,
     timeout: float,
     *,
     processes: Iterable[ManagedProcess] = (),
-    settle: float = 40,
-    interval: float = 2,
+    interval: float = 5,
 ) -> list[dict]:
-    """Wait until no backfill is in progress and no run is queued or running for `settle`
-    seconds (long enough for the automation sensor to tick and request nothing); all runs."""
+    """Wait until no backfill is in progress, no run is queued or running, and the automation
+    sensor has evaluated since then and requested nothing; all runs.
+
+    "Since then" is the first poll that found nothing busy (a backfill stays REQUESTED until the
+    daemon's next pass marks it done), and after the last run's end.
+    """
     processes = list(processes)
     deadline = time.monotonic() + timeout
-    idle_since: float | None = None
+    quiet_since: float | None = None
     while True:
         for proc in processes:
             proc.assert_alive()
@@ -193,34 +229,18 @@ def wait_until_idle(
         busy = any(r["status"] in ACTIVE_RUN for r in found) or any(
             b["status"] == "REQUESTED" for b in backfills(url)
         )
-        now = time.monotonic()
         if busy:
-            idle_since = None
-        elif idle_since is None:
-            idle_since = now
-        elif now - idle_since >= settle:
-            return found
-        if now > deadline:
+            quiet_since = None
+        else:
+            last_end = max((r.get("endTime") or 0.0 for r in found), default=0.0)
+            quiet_since = max(quiet_since or time.time(), last_end)
+            after = [t for t in automation_ticks(url) if t["timestamp"] > quiet_since]
+            if after and all(t["requestedAssetMaterializationCount"] == 0 for t in after):
+                return found
+        if time.monotonic() > deadline:
             raise TimeoutError(f"still busy after {timeout:.0f}s: {found}")
         time.sleep(interval)
 
 
 def failed_runs(found: Iterable[dict]) -> list[dict]:
     return [r for r in found if r["status"] in RUN_FAILURE]
-
-
-RUN_TIMES = """
-{
-  runsOrError {
-    __typename
-    ... on Runs { results { runId status startTime endTime } }
-  }
-}
-"""
-
-
-def run_times(url: str) -> list[dict]:
-    """Every run's status with its start and end (epoch seconds; None while unknown)."""
-    result = graphql(url, RUN_TIMES)["runsOrError"]
-    assert result["__typename"] == "Runs", result
-    return result["results"]

@@ -232,7 +232,7 @@ RUNS = """
 query Runs($filter: RunsFilter) {
   runsOrError(filter: $filter) {
     __typename
-    ... on Runs { results { runId jobName status tags { key value } } }
+    ... on Runs { results { runId jobName status startTime endTime tags { key value } } }
     ... on PythonError { message }
   }
 }

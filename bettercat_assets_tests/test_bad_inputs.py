@@ -281,7 +281,11 @@ def _run_case(world: World, name: str, case: Case) -> None:
         assert fragment in line, (name, fragment, line)
 
 
-@pytest.mark.parametrize(("name", "case"), [*CASES.items(), HEADER_ONLY_SCORING], ids=str)
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [*CASES.items(), HEADER_ONLY_SCORING],
+    ids=lambda v: v if isinstance(v, str) else v.command,
+)
 def test_bad_input_fails_cleanly_and_changes_nothing(fresh, name, case):
     _run_case(fresh, name, case)
 

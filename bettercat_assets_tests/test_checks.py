@@ -181,15 +181,37 @@ def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
     return spark.createDataFrame(rows, SHARED_OUTPUT_SCHEMA), spark.createDataFrame(inputs)
 
 
-def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION):
-    """client -> check name -> outcome, through the Spark aggregations the scoring uses."""
-    from bettercat_assets.core.prediction_checks import (
-        prediction_outcomes,
-        prediction_stats,
-    )
+def _spark_stats(spark, frames, rows_per_product):
+    from bettercat_assets.core.prediction_checks import prediction_stats
 
     outputs, inputs = _spark_frames(spark, frames)
-    out, inp = prediction_stats(outputs, inputs, {cid: min(K, n_classes) for cid in frames})
+    return prediction_stats(outputs, inputs, rows_per_product)
+
+
+def _local_stats(spark, frames, rows_per_product):
+    from bettercat_assets.core.local_prediction_stats import local_prediction_stats
+
+    dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
+    outputs = {cid: f.astype(dtypes) for cid, (f, _) in frames.items()}
+    inputs = {cid: pd.Series(i, dtype=object) for cid, (_, i) in frames.items()}
+    return local_prediction_stats(outputs, inputs, rows_per_product)
+
+
+#: The two ways scoring computes the checks' numbers: a Spark job, or on the driver.
+ENGINES = {"spark": _spark_stats, "local": _local_stats}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request):
+    return request.param
+
+
+def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION, engine="spark"):
+    """client -> check name -> outcome, through the aggregations the scoring uses."""
+    from bettercat_assets.core.prediction_checks import prediction_outcomes
+
+    rows_per_product = {cid: min(K, n_classes) for cid in frames}
+    out, inp = ENGINES[engine](spark, frames, rows_per_product)
     assert set(out) == set(inp) == set(frames), (out, inp)
     return {
         cid: {
@@ -202,8 +224,30 @@ def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION):
     }
 
 
-def prediction_results(spark, frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION):
-    return client_results(spark, {CLIENT: (frame, inputs)}, n_classes, champion)[CLIENT]
+def prediction_results(
+    spark, frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION, engine="spark"
+):
+    return client_results(spark, {CLIENT: (frame, inputs)}, n_classes, champion, engine)[CLIENT]
+
+
+@pytest.mark.integration
+def test_both_engines_give_identical_stats_on_every_case(spark):
+    """The driver-side stats equal the Spark job's, field by field, for every defect."""
+    frames = {"good": (prediction_frame(), INPUTS)}
+    for defect, _ in DEFECTS:
+        changed = defect(prediction_frame())
+        frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
+    rows_per_product = {cid: K for cid in frames}
+    spark_out, spark_inp = _spark_stats(spark, frames, rows_per_product)
+    local_out, local_inp = _local_stats(spark, frames, rows_per_product)
+    assert local_inp == spark_inp
+    assert set(local_out) == set(spark_out)
+    for cid, expected in spark_out.items():
+        got = local_out[cid]
+        for name in expected.__dataclass_fields__:
+            a, b = getattr(got, name), getattr(expected, name)
+            same = (a != a and b != b) or a == b  # NaN equals NaN here
+            assert same, (cid, name, a, b)
 
 
 @pytest.mark.integration
@@ -215,11 +259,11 @@ def test_prediction_checks_pass_on_good_output(defect_results):
 
 
 @pytest.mark.integration
-def test_fewer_classes_than_k_means_n_classes_rows_per_product(spark):
-    results = prediction_results(spark, prediction_frame(kk=3), n_classes=3)
+def test_fewer_classes_than_k_means_n_classes_rows_per_product(spark, engine):
+    results = prediction_results(spark, prediction_frame(kk=3), n_classes=3, engine=engine)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
     # ...and k rows where only 3 classes exist is wrong
-    wrong = prediction_results(spark, prediction_frame(kk=5), n_classes=3)
+    wrong = prediction_results(spark, prediction_frame(kk=5), n_classes=3, engine=engine)
     assert failed(wrong) >= {"rows_per_product"}
 
 
@@ -298,15 +342,15 @@ DEFECTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def defect_results(spark):
-    """Every defect as a client of its own, plus a good one, checked in one shared Spark pass."""
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def defect_results(spark, request):
+    """Every defect as a client of its own, plus a good one, checked in one shared pass."""
     frames = {"good": (prediction_frame(), INPUTS)}
     for case in DEFECTS:
         defect = case.values[0] if hasattr(case, "values") else case[0]
         changed = defect(prediction_frame())
         frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
-    return client_results(spark, frames)
+    return client_results(spark, frames, engine=request.param)
 
 
 @pytest.mark.integration
@@ -327,14 +371,14 @@ def test_failed_prediction_checks_name_an_example(defect_results):
 
 
 @pytest.mark.integration
-def test_no_champion_fails_model_is_champion(spark):
-    results = prediction_results(spark, prediction_frame(), champion=None)
+def test_no_champion_fails_model_is_champion(spark, engine):
+    results = prediction_results(spark, prediction_frame(), champion=None, engine=engine)
     assert failed(results) == {"model_is_champion"}
     assert "no @champion" in results["model_is_champion"].description
 
 
 @pytest.mark.integration
-def test_float32_scores_summing_to_one_pass(spark):
+def test_float32_scores_summing_to_one_pass(spark, engine):
     """All classes scored (n_classes <= k): float32 rounding must not trip the <= 1 + 1e-6 bound."""
     proba = np.random.default_rng(1).dirichlet(np.ones(3), size=200)
     frame = pd.DataFrame(
@@ -347,7 +391,7 @@ def test_float32_scores_summing_to_one_pass(spark):
         }
     )
     inputs = pd.Series([f"p{i}" for i in range(200)])
-    results = prediction_results(spark, frame, inputs, n_classes=3)
+    results = prediction_results(spark, frame, inputs, n_classes=3, engine=engine)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 

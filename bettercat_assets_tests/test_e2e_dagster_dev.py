@@ -83,7 +83,7 @@ def test_materialize_all_scores_each_client_exactly_once(dev):
 
 def test_new_champions_are_rescored_once_by_the_automation_sensor(dev):
     url, ws, categories = dev
-    before = {r["runId"] for r in wait_until_idle(url, TIMEOUT, settle=5)}
+    before = {r["runId"] for r in wait_until_idle(url, TIMEOUT)}
     scored = times_materialized(url, "category_predictions")
     training = launch_partition_backfill(
         url, (["training_data"], ["registered_model"]), E2E_CLIENTS

@@ -1,7 +1,7 @@
 """Soak: re-materialize the same clients again and again through the `client_pipeline` job.
 
-All ten fixture clients in one range run, five times in a row, in-process, against a
-private sqlite MLflow store and data prefix: versions go 1..5, each date's output is replaced
+All ten fixture clients in one range run, three times in a row, in-process, against a
+private sqlite MLflow store and data prefix: versions go 1..3, each date's output is replaced
 rather than duplicated, and disk use grows per iteration by one model version per client.
 """
 
@@ -31,7 +31,7 @@ CLIENTS = [
     "india",
     "juliet",
 ]
-ITERATIONS = 5
+ITERATIONS = 3
 DAY = "2026-06-01"
 
 

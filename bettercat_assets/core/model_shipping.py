@@ -1,8 +1,9 @@
 """Ship compact models from the driver to Spark's executors with Spark's own file distribution.
 
-The driver resolves each client's version, downloads its compact form from MLflow, verifies
-its checksum (a damaged or tampered model is refused before any task starts), and hands the
-two files to `SparkSession.addArtifacts(..., file=True)`, which works under classic Spark (local
+The driver resolves each client's version, downloads its compact form from MLflow and verifies
+its checksum (a damaged or tampered model is refused before any task starts): that needs no
+Spark, so it can happen while the session is still starting. Shipping then hands the two
+files to `SparkSession.addArtifacts(..., file=True)`, which works under classic Spark (local
 or a cluster) and under Spark Connect. File names carry the client, version and checksum, so a
 long-lived session never confuses two models.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -34,15 +36,19 @@ def shipping_dir() -> Path:
     return path
 
 
-def ship_model(
-    spark: SparkSession,
-    settings: TrackingSettings,
-    client_id: str,
-    model_name: str,
-    version: int,
-    top_k: int,
-) -> ShippedModel:
-    """Download, verify and ship one version; returns what the workers need to load it."""
+@dataclass(frozen=True)
+class StagedModel:
+    """A verified compact model in this process's shipping folder, not yet given to Spark."""
+
+    arrays: Path
+    meta: Path
+    model: ShippedModel
+
+
+def stage_model(
+    settings: TrackingSettings, client_id: str, model_name: str, version: int, top_k: int
+) -> StagedModel:
+    """Download and verify one version into the shipping folder (no Spark needed yet)."""
     workdir = shipping_dir()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local, forest = fetch_compact(settings, model_name, version, tmp)
@@ -51,8 +57,7 @@ def ship_model(
         arrays, meta = workdir / f"{stem}.npz", workdir / f"{stem}.json"
         shutil.copyfile(local / ARRAYS_FILE, arrays)
         shutil.copyfile(local / META_FILE, meta)
-    spark.addArtifacts(str(arrays), str(meta), file=True)
-    return ShippedModel(
+    model = ShippedModel(
         client_id=client_id,
         version=int(version),
         arrays_file=arrays.name,
@@ -61,6 +66,13 @@ def ship_model(
         n_classes=len(forest.classes_),
         top_k=min(top_k, len(forest.classes_)),
     )
+    return StagedModel(arrays=arrays, meta=meta, model=model)
+
+
+def ship_model(spark: SparkSession, staged: StagedModel) -> ShippedModel:
+    """Hand a staged model's two files to Spark; returns what the workers need to load it."""
+    spark.addArtifacts(str(staged.arrays), str(staged.meta), file=True)
+    return staged.model
 
 
 def forest_digest(directory: Path) -> str:

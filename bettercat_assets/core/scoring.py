@@ -10,7 +10,8 @@ Many clients share one Spark pass (bench/RESULTS.md has the measurements):
   generic columns `f0..fN`; one `mapInPandas` job scores each client's rows with its own model
   (`core/batch_scorer.py`, whose workers import neither MLflow nor scikit-learn) and writes
   parquet partitioned by client;
-* the checks are Spark aggregations over the written output (`core/prediction_checks.py`);
+* the checks aggregate the written output: one Spark job (`core/prediction_checks.py`), or
+  for small inputs the same numbers on the driver (`core/local_prediction_stats.py`);
 * each client's folder is then swapped into place on its own, so a reader never sees a
   half-written output, and one client's bad file fails only that client: if the shared job
   fails, every client is scored again in a job of its own.
@@ -28,7 +29,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -54,7 +55,13 @@ from bettercat_assets.core.batch_scorer import (
 from bettercat_assets.core.config import ClientConfig
 from bettercat_assets.core.data import check_scoring_header, load_scoring_table, read_header
 from bettercat_assets.core.errors import BettercatError, DataError
-from bettercat_assets.core.model_shipping import ship_model
+from bettercat_assets.core.local_prediction_stats import (
+    LOCAL_CHECKS_MAX_BYTES,
+    local_prediction_stats,
+    read_input_ids,
+    read_output,
+)
+from bettercat_assets.core.model_shipping import StagedModel, ship_model, stage_model
 from bettercat_assets.core.output_lock import (
     OutputLock,
     OutputLockedError,
@@ -124,7 +131,7 @@ class ScoringResult:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A client ready for the shared pass: version resolved, input decompressed, model shipped."""
+    """A client ready for the shared pass: version resolved, model verified, input decompressed."""
 
     client: ClientConfig
     run_id: str | None
@@ -132,14 +139,23 @@ class _Prepared:
     header: list[str]
     features: list[str]
     plain_csv: Path
-    model: ShippedModel
+    staged: StagedModel
+
+    @property
+    def model(self) -> ShippedModel:
+        return self.staged.model
+
+
+#: A session, or a function that returns one: called once the driver-side preparation (which
+#: needs no Spark) is done, so a session starting in the background overlaps with it.
+SparkSource = SparkSession | Callable[[], SparkSession]
 
 
 def predict_categories(
     client: ClientConfig,
     inference_date: date,
     *,
-    spark: SparkSession,
+    spark: SparkSource,
     layout: DataLayout,
     settings: TrackingSettings,
     version: int | None = None,
@@ -163,7 +179,7 @@ def score_clients(
     requests: Iterable[ScoringRequest],
     inference_date: date,
     *,
-    spark: SparkSession,
+    spark: SparkSource,
     layout: DataLayout,
     settings: TrackingSettings,
     extra_lineage: dict[str, str] | None = None,
@@ -185,16 +201,20 @@ def score_clients(
             try:
                 # One writer per (client, date): held until this client's output is swapped in.
                 locks.append(acquire_output_lock(cid, layout.predictions_dir(cid, inference_date)))
-                prepared[cid] = _prepare(request, spark, settings, layout, workdir, timings)
+                prepared[cid] = _prepare(request, settings, layout, workdir, timings)
             except BettercatError as exc:
                 outcomes[cid] = exc
+        session = _session(spark, timings)
+        with _timed(timings, "model_shipping"):
+            for p in prepared.values():
+                ship_model(session, p.staged)
         staging = workdir / "output"
         with _timed(timings, "score_and_write"):
-            outcomes |= _score(spark, prepared, staging)
+            outcomes |= _score(session, prepared, staging)
         scored = {cid: p for cid, p in prepared.items() if cid not in outcomes}
         if scored:
             outcomes |= _finalize_all(
-                spark,
+                session,
                 scored,
                 staging,
                 inference_date,
@@ -208,6 +228,15 @@ def score_clients(
         for lock in locks:
             lock.release()
     return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
+
+
+def _session(spark: SparkSource, timings: dict[str, float]) -> SparkSession:
+    """The session itself, or the one the function returns (time spent waiting: spark_wait).
+    Neither classic nor Connect sessions are callable."""
+    if not callable(spark):
+        return spark
+    with _timed(timings, "spark_wait"):
+        return spark()
 
 
 def _claim_workdir(layout: DataLayout, day: date) -> tuple[Path, OutputLock]:
@@ -252,7 +281,6 @@ def _resolve_version(client: ClientConfig, settings: TrackingSettings, version: 
 
 def _prepare(
     request: ScoringRequest,
-    spark: SparkSession,
     settings: TrackingSettings,
     layout: DataLayout,
     workdir: Path,
@@ -260,10 +288,10 @@ def _prepare(
 ) -> _Prepared:
     client = request.client
     cid = client.client_id
-    with _timed(timings, "model_shipping"):
+    with _timed(timings, "model_download"):
         mv = _resolve_version(client, settings, request.version)
-        model = ship_model(spark, settings, cid, client.model_name, int(mv.version), client.top_k)
-    features = list(model.feature_names)
+        staged = stage_model(settings, cid, client.model_name, int(mv.version), client.top_k)
+    features = list(staged.model.feature_names)
     with _timed(timings, "input_prep"):
         source = layout.predict_file(cid)
         header = read_header(cid, source)
@@ -276,7 +304,7 @@ def _prepare(
         header=header,
         features=features,
         plain_csv=plain,
-        model=model,
+        staged=staged,
     )
 
 
@@ -403,12 +431,7 @@ def _finalize_all(
     timings: dict[str, float],
 ) -> dict[str, ScoringResult | BettercatError]:
     with _timed(timings, "checks"):
-        outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
-        out, inp = prediction_stats(
-            outputs,
-            _shared_frame(spark, scored.values()),
-            {cid: p.model.top_k for cid, p in scored.items()},
-        )
+        out, inp = _check_stats(spark, scored, staging)
     results: dict[str, ScoringResult | BettercatError] = {}
     with _timed(timings, "swap_in"):
         for cid, p in scored.items():
@@ -422,6 +445,21 @@ def _finalize_all(
         cid: dataclasses.replace(r, timings=timings) if isinstance(r, ScoringResult) else r
         for cid, r in results.items()
     }
+
+
+def _check_stats(
+    spark: SparkSession, scored: Mapping[str, _Prepared], staging: Path
+) -> tuple[dict[str, OutputStats], dict[str, InputStats]]:
+    """The checks' numbers: on the driver for small inputs, else one Spark job."""
+    rows_per_product = {cid: p.model.top_k for cid, p in scored.items()}
+    if sum(p.plain_csv.stat().st_size for p in scored.values()) <= LOCAL_CHECKS_MAX_BYTES:
+        return local_prediction_stats(
+            {cid: read_output(staging / f"{CLIENT_COLUMN}={cid}") for cid in scored},
+            {cid: read_input_ids(p.plain_csv, p.client.id_column) for cid, p in scored.items()},
+            rows_per_product,
+        )
+    outputs = spark.read.schema(SHARED_OUTPUT_SCHEMA).parquet(str(staging))
+    return prediction_stats(outputs, _shared_frame(spark, scored.values()), rows_per_product)
 
 
 def _finalize(
