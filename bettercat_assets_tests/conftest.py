@@ -33,12 +33,14 @@ SESSION_ENV = dict(
         "SPARK_MASTER": "local[2]",
     }
 )
+#: Unset for the whole session: no Spark Connect, no shared Dagster home.
+SESSION_UNSET = ("SPARK_REMOTE", "DAGSTER_HOME")
 os.environ.update(SESSION_ENV)
-os.environ.pop("SPARK_REMOTE", None)
-os.environ.pop("DAGSTER_HOME", None)
+for _name in SESSION_UNSET:
+    os.environ.pop(_name, None)
 
 
-#: The longest modules, longest first: collected first, so that `pytest -n 2 --dist loadfile`
+#: The longest modules, longest first: collected first, so that `pytest -n 3 --dist loadfile`
 #: (`make test`) starts them on different workers instead of leaving one for the end.
 LONGEST_MODULES = (
     "test_e2e_dagster_dev.py",
@@ -61,6 +63,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _session_environment() -> Iterator[None]:
+    """Each test leaves the session's environment and MLflow URIs as it found them.
+
+    `mlflow.set_tracking_uri` (which `tracking.mlflow_client` calls) also sets
+    $MLFLOW_TRACKING_URI, so a test against a private store would otherwise hand its store to
+    every later test of the same worker.
+    """
+    yield
+    os.environ.update(SESSION_ENV)
+    for name in SESSION_UNSET:
+        os.environ.pop(name, None)
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(SESSION_ENV["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(SESSION_ENV["MLFLOW_TRACKING_URI"])
 
 
 @pytest.fixture(scope="session")

@@ -161,10 +161,19 @@ def stop_process_group(popen: subprocess.Popen, grace: float = 20) -> None:
 
 
 def stop_all(processes: Iterable[ManagedProcess], grace: float = 20) -> None:
-    """Stop in reverse start order; one failing stop does not keep the others running."""
-    for proc in reversed(list(processes)):
+    """SIGTERM every process group at once (newest first), then wait for all of them within
+    one shared `grace`; SIGKILL what is left. One failing stop does not keep the others running."""
+    procs = list(reversed(list(processes)))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for proc in procs:
         with contextlib.suppress(Exception):
-            proc.stop(grace)
+            proc.stop(grace=5)  # SIGKILLs the group's leftovers (children of a leader gone)
 
 
 def describe(processes: Iterable[ManagedProcess], lines: int = 40) -> str:

@@ -42,16 +42,6 @@ WORKERS = 4
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 
 
-@pytest.fixture(autouse=True)
-def _restore_default_tracking_uri():
-    """`tracking.mlflow_client` sets the process-wide MLflow URI; give the session's back."""
-    import mlflow
-
-    yield
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
-
-
 @pytest.fixture(scope="module")
 def pool():
     """Four spawned workers shared by both backends, so each starts its JVM only once."""

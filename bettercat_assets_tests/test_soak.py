@@ -35,16 +35,6 @@ ITERATIONS = 3
 DAY = "2026-06-01"
 
 
-@pytest.fixture(autouse=True)
-def _restore_default_tracking_uri():
-    """`tracking.mlflow_client` sets the process-wide MLflow URI; give the session's back."""
-    import mlflow
-
-    yield
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
-
-
 def _local(uri: str) -> Path:
     return Path(urlparse(uri).path)
 
