@@ -90,12 +90,28 @@ def _seconds_since_process_start() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-def _spark():
+#: A scoring input up to this size (gzip) is a short job: its driver JVM skips the optimising
+#: JIT compiler (C2), whose compile work would not pay off before the job ends.
+SHORT_JOB_INPUT_BYTES = 16 << 20
+
+
+def _spark(short_job: bool = False):
     from bettercat_assets.core.spark_session import build_spark_session, spark_target
 
     kind, target = spark_target()
     progress(f"starting Spark ({target})")
-    return build_spark_session(**{kind: target})
+    short = short_job and kind == "master"  # a Spark Connect server's JVM is not ours to tune
+    conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"} if short else None
+    return build_spark_session(**{kind: target}, conf=conf)
+
+
+def _is_short_job(layout, client_id: str) -> bool:
+    from bettercat_assets.core.errors import BettercatError
+
+    try:
+        return layout.predict_file(client_id).stat().st_size <= SHORT_JOB_INPUT_BYTES
+    except (OSError, BettercatError):
+        return False  # an unknown client or a missing file: reported by what follows
 
 
 clients_file_option = click.option(
@@ -200,12 +216,13 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
     # The JVM boots in its own process while this one imports, resolves, downloads and verifies
     # the model and decompresses the input; scoring waits for the session only then.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        spark_start = pool.submit(_timed_call, _spark)
+        layout = _layout(data_prefix)
+        short_job = _is_short_job(layout, client_id)
+        spark_start = pool.submit(_timed_call, lambda: _spark(short_job))
         from bettercat_assets.core.scoring import predict_categories
 
         cfg = _client(clients_file, client_id)
         day = inference_date.date() if inference_date else date.today()
-        layout = _layout(data_prefix)
         settings = _settings()
         ready = time.perf_counter()
         progress(f"{client_id}: scoring {layout.predict_file(client_id)}")

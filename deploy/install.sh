@@ -18,3 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet -c constraints.txt -e '.[dev]'
+# Spark's driver classes, archived once for this Java and pyspark (core/spark_cds.py): every later
+# local Spark start maps them instead of loading them again. Skipped, with a note, without Java.
+"$venv/bin/python" -m bettercat_assets.core.spark_cds > /dev/null 2>&1 \
+    || echo "note: no Spark class-data archive built (is Java 17 installed?); Spark starts without it" >&2

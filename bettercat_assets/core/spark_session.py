@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 SPARK_MASTER_ENV = "SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
 DEFAULT_MASTER = "local[*]"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 #: Sensible settings for local scoring: Arrow on, small shuffle, quiet UI.
 DEFAULT_SPARK_CONF: dict[str, str] = {
@@ -47,8 +48,12 @@ def build_spark_session(
     remote: str | None = None,
     conf: dict[str, Any] | None = None,
     app_name: str = "bettercat",
+    use_cds: bool = True,
 ) -> SparkSession:
-    """Get or create a session. `remote` (sc://host:port) selects Spark Connect."""
+    """Get or create a session. `remote` (sc://host:port) selects Spark Connect.
+
+    A driver JVM started here maps the class-data archive when one was built for this Java and
+    pyspark (`core/spark_cds.py`), unless `use_cds` is False."""
     os.environ.setdefault("PYSPARK_PYTHON", python_for_workers())
     if (
         os.environ.get(SPARK_REMOTE_ENV) == ""
@@ -59,13 +64,26 @@ def build_spark_session(
         builder = builder.remote(remote)
     else:
         builder = builder.master(master or DEFAULT_MASTER)
-        for key, value in {**DEFAULT_SPARK_CONF, **(conf or {})}.items():
+        settings = {**DEFAULT_SPARK_CONF, **(conf or {})}
+        if use_cds:
+            settings = _with_class_data_sharing(settings)
+        for key, value in settings.items():
             builder = builder.config(key, str(value))
         return builder.getOrCreate()
     session = builder.getOrCreate()
     for key, value in (conf or {}).items():
         session.conf.set(key, str(value))
     return session
+
+
+def _with_class_data_sharing(settings: dict[str, Any]) -> dict[str, Any]:
+    from bettercat_assets.core.spark_cds import driver_java_options
+
+    options = driver_java_options()
+    if not options:
+        return settings
+    given = str(settings.get(DRIVER_JAVA_OPTIONS, "")).strip()
+    return {**settings, DRIVER_JAVA_OPTIONS: f"{options} {given}".strip()}
 
 
 def is_connect(spark: SparkSession) -> bool:

@@ -1,0 +1,46 @@
+"""The Spark driver's class-data archive: built by `make install`, mapped by every local start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bettercat_assets.core import spark_cds
+from bettercat_assets.core.spark_session import DRIVER_JAVA_OPTIONS, _with_class_data_sharing
+
+
+def test_no_archive_leaves_the_options_alone(monkeypatch, tmp_path):
+    monkeypatch.setattr(spark_cds, "ARCHIVE_DIR", tmp_path)
+    assert spark_cds.driver_java_options() == ""
+    settings = {DRIVER_JAVA_OPTIONS: "-Dx=1"}
+    assert _with_class_data_sharing(settings) == settings
+
+
+def test_an_archive_is_mapped_beside_the_users_own_options(monkeypatch, tmp_path):
+    monkeypatch.setattr(spark_cds, "ARCHIVE_DIR", tmp_path)
+    archive = spark_cds.archive_path()
+    archive.write_bytes(b"x")
+    merged = _with_class_data_sharing({DRIVER_JAVA_OPTIONS: "-Dx=1", "spark.a": "b"})
+    assert merged["spark.a"] == "b"
+    assert merged[DRIVER_JAVA_OPTIONS].startswith(f"-XX:SharedArchiveFile={archive} ")
+    assert merged[DRIVER_JAVA_OPTIONS].endswith(" -Dx=1")
+
+
+def test_the_archive_name_follows_java_and_pyspark(monkeypatch):
+    import pyspark
+
+    first = spark_cds.archive_path()
+    monkeypatch.setattr(pyspark, "__version__", "0.0.0-other")
+    assert spark_cds.archive_path() != first
+
+
+@pytest.mark.integration
+def test_the_installed_archive_is_mapped_by_the_sessions_jvm(spark):
+    """`make install` built the archive, so the session's driver JVM was started with it."""
+    archive = spark_cds.archive_path()
+    assert archive is not None and archive.is_file(), "make install builds it (deploy/install.sh)"
+    jvm = spark.sparkContext._jvm
+    args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert f"-XX:SharedArchiveFile={archive}" in args, args
+    assert Path(archive).stat().st_size > 10 << 20  # thousands of classes, not an empty dump
