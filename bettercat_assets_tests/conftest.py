@@ -46,9 +46,9 @@ LONGEST_MODULES = (
     "test_e2e_dagster_dev.py",
     "test_production_profile.py",
     "test_concurrency.py",
-    "test_soak.py",
+    "test_demo.py",  # second on the e2e worker: the e2e module alone is the longest
     "test_spark_cluster.py",
-    "test_demo.py",
+    "test_soak.py",
     "test_concurrent_writes.py",
 )
 
