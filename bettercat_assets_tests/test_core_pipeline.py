@@ -138,7 +138,9 @@ def test_scoring_an_older_version_on_request(trained_twice, spark, layout, track
     assert set(out["model_version"]) == {first.version}
 
 
-def test_scoring_refuses_a_client_without_champion(registry, layout, tracking_settings, spark):
+def test_scoring_refuses_a_client_without_champion(
+    registry, layout, tracking_settings, spark, sample_data
+):
     """A model that never passed its gate does not serve: scoring always uses @champion."""
     import shutil
 

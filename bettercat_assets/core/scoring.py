@@ -204,6 +204,8 @@ def score_clients(
                 prepared[cid] = _prepare(request, settings, layout, workdir, timings)
             except BettercatError as exc:
                 outcomes[cid] = exc
+        if not prepared:  # every client failed before Spark was needed: do not wait for it
+            return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
         session = _session(spark, timings)
         with _timed(timings, "model_shipping"):
             for p in prepared.values():
