@@ -144,16 +144,27 @@ def test_scoring_through_dagster_runs_on_both_workers_and_matches_local(
     assert app["state"] == "FINISHED", app
     assert len([w for w in state["workers"] if w["state"] == "ALIVE"]) == WORKERS
 
-    # Which executor ran on which worker, then the tasks each executor ran.
-    executors_of = {
-        ui: {
-            str(e["id"])
-            for e in cluster.worker_state(ui)["finishedexecutors"]
-            if e["appid"] == app["id"]
-        }
-        for ui in cluster.worker_uis
-    }
+    # Which executor ran on which worker, then the tasks each executor ran. A worker moves an
+    # executor to its finished list a moment after the application ends, so wait for every
+    # executor that ran tasks to be listed by some worker.
     tasks = tasks_per_executor(root / "spark-events", app["id"])
+
+    def executors_by_worker() -> dict[str, set[str]]:
+        listed = {}
+        for ui in cluster.worker_uis:
+            worker = cluster.worker_state(ui)
+            entries = worker.get("finishedexecutors", []) + worker.get("executors", [])
+            listed[ui] = {str(e["id"]) for e in entries if e["appid"] == app["id"]}
+        return listed
+
+    def all_attributed() -> bool:
+        return set(tasks) <= set().union(*executors_by_worker().values())
+
+    try:
+        wait_until(all_attributed, 30, "workers list every executor", interval=0.5)
+    except TimeoutError:
+        raise AssertionError((executors_by_worker(), tasks)) from None
+    executors_of = executors_by_worker()
     per_worker = {ui: sum(tasks.get(e, 0) for e in ids) for ui, ids in executors_of.items()}
     print(f"\ntasks per worker on {cluster.master_url}: {per_worker}")
     assert all(per_worker.values()), (per_worker, executors_of, tasks)
