@@ -21,12 +21,13 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin bettercat \
 
 WORKDIR /opt/bettercat
 ENV PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
 
 # Install with deploy/install.sh: the very script `make install` runs (and so .ci/run, which
-# calls make), i.e. the same `pip install --upgrade pip` + `pip install -c constraints.txt
-# -e '.[dev]'` against the same pins. bettercat_assets_tests/test_deploy_config.py fails if
+# calls make), i.e. the same `uv pip install -c constraints.txt -e '.[dev]'` (pip as the
+# fallback) against the same pins. bettercat_assets_tests/test_deploy_config.py fails if
 # either side stops calling it.
 # The dependencies are installed against a stub package so this layer is cached across code
 # changes; the editable install points `bettercat_assets` at /opt/bettercat/bettercat_assets,

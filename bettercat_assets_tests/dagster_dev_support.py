@@ -134,8 +134,9 @@ def tiny_clients(n: int, seed: int = 0) -> dict[str, object]:
                 "products": rng.randint(300, 1000),
                 "categories": rng.randint(4, 12),
                 # Learnable catalogues: at the default noise a few small clients' models
-                # do not beat the class-prior baseline, and their gate rightly fails.
-                "noise": 0.6,
+                # do not beat the class-prior baseline, and their gate rightly fails. At 0.6
+                # one of 200 still failed; at 0.3 every one of 200 beats it by >= 0.04.
+                "noise": 0.3,
             },
         }
         for i in range(n)

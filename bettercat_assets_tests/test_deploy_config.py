@@ -118,12 +118,37 @@ def _volume_specs(service: dict[str, Any]) -> list[tuple[str, str]]:
 # --- install: one script for the Makefile, CI and the image ---------------------------------
 
 
+def test_the_venv_holds_exactly_the_pinned_versions():
+    """Whatever installed this venv (uv, or pip as the fallback), every pin in constraints.txt
+    is what is installed."""
+    from importlib import metadata
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    )
+    installed = {
+        dist.metadata["Name"].lower().replace("_", "-"): dist.version
+        for dist in metadata.distributions()
+    }
+    wrong = {
+        name: (version, installed.get(name.lower().replace("_", "-")))
+        for name, version in pins.items()
+        if installed.get(name.lower().replace("_", "-")) != version.strip()
+    }
+    assert len(pins) > 100 and not wrong, wrong
+
+
 def test_makefile_and_dockerfile_install_through_the_same_script():
     script = ROOT / INSTALL_SCRIPT
     assert os.access(script, os.X_OK), f"{INSTALL_SCRIPT} must be executable"
     body = script.read_text()
-    assert '/bin/pip" install --quiet --upgrade pip' in body
-    assert "/bin/pip\" install --quiet -c constraints.txt -e '.[dev]'" in body
+    assert (
+        'uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e \'.[dev]\''
+        in body
+    )
+    assert "/bin/pip\" install --quiet -c constraints.txt -e '.[dev]'" in body  # the fallback
 
     makefile = (ROOT / "Makefile").read_text()
     rule = re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)

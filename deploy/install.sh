@@ -9,6 +9,7 @@
 set -euo pipefail
 
 venv="${1:-.venv}"
+UV_VERSION=0.9.30
 case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
 
 cd "$(dirname "$0")/.."
@@ -16,8 +17,14 @@ cd "$(dirname "$0")/.."
 if [ ! -x "$venv/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --upgrade pip
-"$venv/bin/pip" install --quiet -c constraints.txt -e '.[dev]'
+# uv resolves and installs the same pinned set as pip would (constraints.txt pins every package),
+# in about a third of pip's time on a cold cache and seconds on a warm one. pip is the fallback.
+if "$venv/bin/pip" install --quiet "uv==$UV_VERSION"; then
+    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e '.[dev]'
+else
+    echo "note: uv $UV_VERSION not installable; installing with pip" >&2
+    "$venv/bin/pip" install --quiet -c constraints.txt -e '.[dev]'
+fi
 # Spark's driver classes, archived once for this Java and pyspark (core/spark_cds.py): every later
 # local Spark start maps them instead of loading them again. Skipped, with a note, without Java.
 "$venv/bin/python" -m bettercat_assets.core.spark_cds > /dev/null 2>&1 \
