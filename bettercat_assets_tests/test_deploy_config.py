@@ -145,7 +145,7 @@ def test_makefile_and_dockerfile_install_through_the_same_script():
     assert os.access(script, os.X_OK), f"{INSTALL_SCRIPT} must be executable"
     body = script.read_text()
     assert (
-        'uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e \'.[dev]\''
+        'uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -c constraints.txt -e \'.[dev]\''
         in body
     )
     assert "/bin/pip\" install --quiet -c constraints.txt -e '.[dev]'" in body  # the fallback

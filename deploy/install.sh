@@ -19,8 +19,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # uv resolves and installs the same pinned set as pip would (constraints.txt pins every package),
 # in about a third of pip's time on a cold cache and seconds on a warm one. pip is the fallback.
+# --compile-bytecode as pip does: Dagster's run workers and Spark's Python workers start with
+# `python -B`, so without .pyc files every such process compiles Dagster and MLflow again.
 if "$venv/bin/pip" install --quiet "uv==$UV_VERSION"; then
-    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e '.[dev]'
+    "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -c constraints.txt -e '.[dev]'
 else
     echo "note: uv $UV_VERSION not installable; installing with pip" >&2
     "$venv/bin/pip" install --quiet -c constraints.txt -e '.[dev]'
