@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,12 +213,16 @@ def wait_until_idle(
     *,
     processes: Iterable[ManagedProcess] = (),
     interval: float = 5,
+    until: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """Wait until no backfill is in progress, no run is queued or running, and the automation
     sensor has evaluated since then and requested nothing; all runs.
 
     "Since then" is the first poll that found nothing busy (a backfill stays REQUESTED until the
-    daemon's next pass marks it done), and after the last run's end.
+    daemon's next pass marks it done), and after the last run's end. `until`, when given, must
+    also hold: what the caller expects to have happened. The sensor's first tick after a
+    backfill completes has been seen to request nothing and the next one to emit the re-scoring,
+    so a wait that expects work names it rather than trusting one quiet tick.
     """
     processes = list(processes)
     deadline = time.monotonic() + timeout
@@ -236,7 +240,8 @@ def wait_until_idle(
             last_end = max((r.get("endTime") or 0.0 for r in found), default=0.0)
             quiet_since = max(quiet_since or time.time(), last_end)
             after = [t for t in automation_ticks(url) if t["timestamp"] > quiet_since]
-            if after and all(t["requestedAssetMaterializationCount"] == 0 for t in after):
+            quiet = after and all(t["requestedAssetMaterializationCount"] == 0 for t in after)
+            if quiet and (until is None or until()):
                 return found
         if time.monotonic() > deadline:
             raise TimeoutError(f"still busy after {timeout:.0f}s: {found}")

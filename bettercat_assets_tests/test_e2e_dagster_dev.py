@@ -88,7 +88,12 @@ def test_new_champions_are_rescored_once_by_the_automation_sensor(dev):
     training = launch_partition_backfill(
         url, (["training_data"], ["registered_model"]), E2E_CLIENTS
     )
-    found = wait_until_idle(url, TIMEOUT)
+
+    def rescored() -> bool:
+        now = times_materialized(url, "category_predictions")
+        return all(now[c] > scored[c] for c in E2E_CLIENTS)
+
+    found = wait_until_idle(url, TIMEOUT, until=rescored)
     new = [r for r in found if r["runId"] not in before]
     assert not failed_runs(new), new
     rescoring = [r for r in new if r["tags"].get("dagster/backfill") != training]

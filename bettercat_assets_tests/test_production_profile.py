@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from bettercat_assets.partitions import MAX_CLIENTS_PER_RUN
-from bettercat_assets_tests.dagster_dev_support import wait_until_idle
+from bettercat_assets_tests.dagster_dev_support import times_materialized, wait_until_idle
 from bettercat_assets_tests.process_support import (
     ManagedProcess,
     launch_partition_backfill,
@@ -428,8 +428,12 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     )
     wait_for_backfill(prod.url, backfill_id, BACKFILL_TIMEOUT, processes=prod.processes)
     print(f"backfill completed after {time.monotonic() - started:.0f}s")
+
     # The automation sensor (running by default) re-scores the new champions as one backfill.
-    wait_until_idle(prod.url, SCORING_TIMEOUT, processes=prod.processes)
+    def every_client_scored() -> bool:
+        return set(times_materialized(prod.url, "category_predictions")) >= set(CLIENTS)
+
+    wait_until_idle(prod.url, SCORING_TIMEOUT, processes=prod.processes, until=every_client_scored)
     print(f"re-scoring done after {time.monotonic() - started:.0f}s")
 
     # Dagster: every run on PostgreSQL and successful; range runs, each client scored once.
