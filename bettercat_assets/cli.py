@@ -93,6 +93,9 @@ def _seconds_since_process_start() -> float:
 #: A scoring input up to this size (gzip) is a short job: its driver JVM skips the optimising
 #: JIT compiler (C2), whose compile work would not pay off before the job ends.
 SHORT_JOB_INPUT_BYTES = 16 << 20
+#: Rows per Arrow batch of a short job: its few batches need no amortising, and smaller ones keep
+#: the Python worker's peak RSS near its idle size (bench section 7).
+SHORT_JOB_ARROW_BATCH = 1000
 
 
 def _spark(short_job: bool = False):
@@ -101,7 +104,14 @@ def _spark(short_job: bool = False):
     kind, target = spark_target()
     progress(f"starting Spark ({target})")
     short = short_job and kind == "master"  # a Spark Connect server's JVM is not ours to tune
-    conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"} if short else None
+    conf = (
+        {
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": str(SHORT_JOB_ARROW_BATCH),
+        }
+        if short
+        else None
+    )
     return build_spark_session(**{kind: target}, conf=conf)
 
 

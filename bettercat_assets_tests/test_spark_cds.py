@@ -44,3 +44,26 @@ def test_the_installed_archive_is_mapped_by_the_sessions_jvm(spark):
     args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     assert f"-XX:SharedArchiveFile={archive}" in args, args
     assert Path(archive).stat().st_size > 10 << 20  # thousands of classes, not an empty dump
+
+
+@pytest.mark.parametrize(
+    ("short_job", "kind", "expect_tuned"),
+    [(True, "master", True), (False, "master", False), (True, "remote", False)],
+)
+def test_cli_tunes_only_a_short_job_on_its_own_jvm(monkeypatch, short_job, kind, expect_tuned):
+    """A small `bettercat predict` on local Spark: C1-only driver JIT and small Arrow batches
+    (a lean worker); a big input or a Spark Connect server keeps the defaults."""
+    from bettercat_assets import cli
+    from bettercat_assets.core import spark_session
+
+    seen = {}
+    monkeypatch.setattr(spark_session, "spark_target", lambda: (kind, "local[1]"))
+    monkeypatch.setattr(spark_session, "build_spark_session", lambda **kw: seen.update(kw))
+    cli._spark(short_job)
+    conf = seen["conf"] or {}
+    tuned = {
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cli.SHORT_JOB_ARROW_BATCH),
+    }
+    assert (conf == tuned) is expect_tuned, conf
+    assert seen[kind] == "local[1]"
