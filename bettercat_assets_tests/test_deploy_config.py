@@ -123,19 +123,23 @@ def test_the_venv_holds_exactly_the_pinned_versions():
     is what is installed."""
     from importlib import metadata
 
-    pins = dict(
-        line.split("==", 1)
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line and not line.lstrip().startswith("#")
-    )
+    from packaging.utils import canonicalize_name
+
+    pins = {
+        canonicalize_name(name): version.strip()
+        for name, version in (
+            line.split("==", 1)
+            for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.lstrip().startswith("#")
+        )
+    }
     installed = {
-        dist.metadata["Name"].lower().replace("_", "-"): dist.version
-        for dist in metadata.distributions()
+        canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()
     }
     wrong = {
-        name: (version, installed.get(name.lower().replace("_", "-")))
+        name: (version, installed.get(name))
         for name, version in pins.items()
-        if installed.get(name.lower().replace("_", "-")) != version.strip()
+        if installed.get(name) != version
     }
     assert len(pins) > 100 and not wrong, wrong
 
