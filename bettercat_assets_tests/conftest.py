@@ -31,6 +31,11 @@ SESSION_ENV = dict(
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "SPARK_MASTER": "local[2]",
+        # Every Spark driver JVM a test starts (pyspark's spark-submit reads this) skips the
+        # optimising JIT (C2): test jobs are tiny, and C2's compile threads are the suite's
+        # largest CPU cost on 2 cores (test_concurrency.py: 75 s -> 64 s). bench/ keeps Spark's
+        # defaults.
+        "SPARK_SUBMIT_OPTS": "-XX:TieredStopAtLevel=1",
     }
 )
 #: Unset for the whole session: no Spark Connect, no shared Dagster home.
