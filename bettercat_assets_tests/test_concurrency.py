@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from bettercat_assets.cli import MLFLOW_JOB_EXECUTION
 from bettercat_assets_tests.reliability_support import (
     BIN,
     forget_artifact_root,
@@ -186,6 +187,7 @@ def mlflow_server(tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, MLFLOW_JOB_EXECUTION: "false"},  # as deploy/docker-compose.yaml
     )
     url = f"http://127.0.0.1:{port}"
 

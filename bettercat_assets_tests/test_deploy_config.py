@@ -26,6 +26,8 @@ from dagster._serdes.config_class import ConfigurableClassData
 from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import make_url
 
+from bettercat_assets.cli import MLFLOW_JOB_EXECUTION
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -376,6 +378,7 @@ def test_compose_mlflow_server(compose):
     assert destination in {target for _source, target in _volume_specs(mlflow)}
     assert command[command.index("--port") + 1] == "5000"
     assert "mlflow:5000" in command[command.index("--allowed-hosts") + 1]
+    assert _service_env(mlflow)[MLFLOW_JOB_EXECUTION] == "false", "no MLflow job runner"
     assert "pg_isready" in " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
 
 

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bettercat_assets_tests.process_support import (
@@ -49,6 +50,10 @@ def test_mlflow_ui_runs_the_venvs_mlflow_without_the_venv_on_path(tmp_path):
         assert Path(os.readlink(proc / "exe")) == Path(sys.executable).resolve()
         argv = (proc / "cmdline").read_bytes().split(b"\0")
         assert argv[0] == os.fsencode(sys.executable) and argv[1:4] == [b"-m", b"mlflow", b"ui"]
+        # MLflow's job runner (started beside the server, before it answers) is off.
+        tree = psutil.Process(ui.popen.pid).children(recursive=True)
+        assert tree, "the UI's server process"
+        assert not [p.cmdline() for p in tree if "mlflow.server.jobs" in " ".join(p.cmdline())]
     finally:
         stop_process_group(ui.popen)
     assert ui.popen.poll() is not None

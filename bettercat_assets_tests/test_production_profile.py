@@ -285,10 +285,11 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
         for name in ("BETTERCAT_ARTIFACT_ROOT", "SPARK_REMOTE", "MLFLOW_TRACKING_URI"):
             base_env.pop(name, None)
         base_env["PATH"] = f"{VENV_BIN}{os.pathsep}{base_env.get('PATH', '')}"
+        mlflow_env = {k: v for k, v in compose_env(services["mlflow"]).items() if v is not None}
         mlflow = start_process(
             "mlflow",
             executable([*mlflow_cmd, "--workers", "1"]),
-            env=base_env,
+            env={**base_env, **mlflow_env},
             log=logs / "mlflow.log",
             cwd=root,
         )
