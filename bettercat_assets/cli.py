@@ -96,8 +96,9 @@ SHORT_JOB_INPUT_BYTES = 16 << 20
 #: Rows per Arrow batch of a short job: its few batches need no amortising, and smaller ones keep
 #: the Python worker's peak RSS near its idle size (bench section 7).
 SHORT_JOB_ARROW_BATCH = 1000
-#: MLflow 3's server starts a job runner and six huey consumers (~35 s of CPU, ~1 GB of RSS) for
-#: GenAI jobs; bettercat submits none, so its MLflow UI and the compose server turn it off.
+#: MLflow 3's server starts a job runner and huey consumers (9 processes, ~35 s of CPU, ~2 GB of
+#: RSS between them) for GenAI jobs; bettercat submits none, so its MLflow UI and the compose
+#: server turn it off.
 MLFLOW_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
@@ -395,7 +396,7 @@ def mlflow_ui(host: str, port: int) -> None:
 
     Runs this interpreter's own MLflow (`python -m mlflow`), so it works from `make`, by the
     script's full path or from any shell, whether or not the venv is on PATH. MLflow's server
-    job runner (seven processes for GenAI jobs bettercat never submits) stays off unless
+    job runner (9 processes for GenAI jobs bettercat never submits) stays off unless
     $MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
     """
     import os
