@@ -151,10 +151,13 @@ def test_makefile_and_dockerfile_install_through_the_same_script():
     assert os.access(script, os.X_OK), f"{INSTALL_SCRIPT} must be executable"
     body = script.read_text()
     assert (
-        'uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -c constraints.txt -e \'.[dev]\''
+        'uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e \'.[dev]\''
         in body
     )
-    assert "/bin/pip\" install --quiet -c constraints.txt -e '.[dev]'" in body  # the fallback
+    assert "uv_install --offline 2>/dev/null || uv_install" in body  # cache first, then online
+    # the fallback
+    assert "/bin/pip\" install --quiet --no-compile -c constraints.txt -e '.[dev]'" in body
+    assert '-m compileall -q -j 0 "$site_packages"' in body  # bytecode, as pip compiles it
 
     makefile = (ROOT / "Makefile").read_text()
     rule = re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)

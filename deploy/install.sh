@@ -17,17 +17,30 @@ cd "$(dirname "$0")/.."
 if [ ! -x "$venv/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$venv"
 fi
-# uv resolves and installs the same pinned set as pip would (constraints.txt pins every package),
-# in about a third of pip's time on a cold cache and seconds on a warm one. pip is the fallback.
-# --compile-bytecode as pip does: Dagster's run workers and Spark's Python workers start with
-# `python -B`, so without .pyc files every such process compiles Dagster and MLflow again.
+# uv resolves and installs the same pinned set as pip would (constraints.txt pins every package).
+# It tries its cache alone first: online, uv revalidates every package, and the registry answers
+# for pyspark's sdist as modified every time, so uv downloads and builds pyspark again (~25 s)
+# even with the built wheel in its cache. A cache that lacks a pin makes the offline try fail at
+# once, and the online install runs. pip is the fallback when uv itself is not installable.
+uv_install() {
+    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e '.[dev]' "$@"
+}
 if "$venv/bin/pip" install --quiet "uv==$UV_VERSION"; then
-    "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -c constraints.txt -e '.[dev]'
+    uv_install --offline 2>/dev/null || uv_install
 else
     echo "note: uv $UV_VERSION not installable; installing with pip" >&2
-    "$venv/bin/pip" install --quiet -c constraints.txt -e '.[dev]'
+    "$venv/bin/pip" install --quiet --no-compile -c constraints.txt -e '.[dev]'
 fi
+# Bytecode for every installed module, as pip compiles it: Dagster's run workers and Spark's
+# Python workers start with `python -B`, so without .pyc files every such process compiles Dagster
+# and MLflow again. It runs beside the Spark class-data archive below (both are CPU-bound, on
+# different cores). A file compileall cannot compile (some packages ship Python-2 test files)
+# is skipped, as pip and uv skip it.
+site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+"$venv/bin/python" -m compileall -q -j 0 "$site_packages" > /dev/null 2>&1 &
+compiling=$!
 # Spark's driver classes, archived once for this Java and pyspark (core/spark_cds.py): every later
 # local Spark start maps them instead of loading them again. Skipped, with a note, without Java.
 "$venv/bin/python" -m bettercat_assets.core.spark_cds > /dev/null 2>&1 \
     || echo "note: no Spark class-data archive built (is Java 17 installed?); Spark starts without it" >&2
+wait "$compiling" || true

@@ -83,7 +83,9 @@ def build_archive() -> Path | None:
         return None
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    options = f"-XX:ArchiveClassesAtExit={partial} {QUIET}"
+    # C1 only: this JVM exists to load classes, and what the optimising JIT (C2) would compile
+    # for it is thrown away (the archive holds classes, not compiled code).
+    options = f"-XX:ArchiveClassesAtExit={partial} -XX:TieredStopAtLevel=1 {QUIET}"
     with tempfile.TemporaryDirectory() as tmp:
         spark = build_spark_session(
             master="local[1]", conf={"spark.driver.extraJavaOptions": options}, use_cds=False
