@@ -391,7 +391,13 @@ def lineage(parquet_path: Path) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
-def mlflow_ui(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="uvicorn worker processes (MLflow's own default is 4; one serves a local UI).",
+)
+def mlflow_ui(host: str, port: int, workers: int) -> None:
     """Start the MLflow UI on the same tracking store the pipeline uses.
 
     Runs this interpreter's own MLflow (`python -m mlflow`), so it works from `make`, by the
@@ -408,7 +414,7 @@ def mlflow_ui(host: str, port: int) -> None:
     click.echo(f"MLflow UI for {uri} on {experiments_url(f'http://{host}:{port}')}", err=True)
     os.environ.setdefault(MLFLOW_JOB_EXECUTION, "false")
     args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    args += ["--host", host, "--port", str(port)]
+    args += ["--host", host, "--port", str(port), "--workers", str(workers)]
     if default_artifact_root():
         args += ["--default-artifact-root", default_artifact_root()]
     os.execv(sys.executable, args)

@@ -54,6 +54,9 @@ def test_mlflow_ui_runs_the_venvs_mlflow_without_the_venv_on_path(tmp_path):
         tree = psutil.Process(ui.popen.pid).children(recursive=True)
         assert tree, "the UI's server process"
         assert not [p.cmdline() for p in tree if "mlflow.server.jobs" in " ".join(p.cmdline())]
+        # One uvicorn worker (MLflow's default is four spawned worker processes).
+        spawned = [p.cmdline() for p in tree if "spawn_main" in " ".join(p.cmdline())]
+        assert len(spawned) <= 1, spawned
     finally:
         stop_process_group(ui.popen)
     assert ui.popen.poll() is not None
