@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 #: Backfill statuses (BulkActionStatus) after which nothing more will happen.
 BACKFILL_SUCCESS = frozenset({"COMPLETED", "COMPLETED_SUCCESS"})
 BACKFILL_FAILURE = frozenset({"FAILED", "COMPLETED_FAILED", "CANCELED", "CANCELING", "FAILING"})
@@ -110,6 +112,14 @@ class ManagedProcess:
 
     def stop(self, grace: float = 20) -> None:
         stop_process_group(self.popen, grace)
+
+    def descendants(self) -> list[str]:
+        """The command line of every live process below this one."""
+        found = []
+        for child in psutil.Process(self.popen.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.append(" ".join(child.cmdline()))
+        return found
 
 
 def start_process(

@@ -8,7 +8,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from bettercat_assets_tests.process_support import (
@@ -51,12 +50,11 @@ def test_mlflow_ui_runs_the_venvs_mlflow_without_the_venv_on_path(tmp_path):
         argv = (proc / "cmdline").read_bytes().split(b"\0")
         assert argv[0] == os.fsencode(sys.executable) and argv[1:4] == [b"-m", b"mlflow", b"ui"]
         # MLflow's job runner (started beside the server, before it answers) is off.
-        tree = psutil.Process(ui.popen.pid).children(recursive=True)
+        tree = ui.descendants()
         assert tree, "the UI's server process"
-        assert not [p.cmdline() for p in tree if "mlflow.server.jobs" in " ".join(p.cmdline())]
+        assert not [cmd for cmd in tree if "mlflow.server.jobs" in cmd], tree
         # One uvicorn worker (MLflow's default is four spawned worker processes).
-        spawned = [p.cmdline() for p in tree if "spawn_main" in " ".join(p.cmdline())]
-        assert len(spawned) <= 1, spawned
+        assert len([cmd for cmd in tree if "spawn_main" in cmd]) <= 1, tree
     finally:
         stop_process_group(ui.popen)
     assert ui.popen.poll() is not None

@@ -420,6 +420,9 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     assert "BETTERCAT_ARTIFACT_ROOT" not in prod.dagster_env
     told = {k: v for k, v in prod.dagster_env.items() if str(prod.artifacts_dir) in v}
     assert not told, told
+    # The compose service's environment reached the server: no MLflow job runner beside it.
+    [server] = [p for p in prod.processes if p.name == "mlflow"]
+    assert not [cmd for cmd in server.descendants() if "mlflow.server.jobs" in cmd]
     started = time.monotonic()
     keys = partition_keys(prod.url, ["registered_model"])
     assert sorted(keys) == sorted(CLIENTS), keys
