@@ -34,8 +34,8 @@ fi
 # Bytecode for every installed module, as pip compiles it: Dagster's run workers and Spark's
 # Python workers start with `python -B`, so without .pyc files every such process compiles Dagster
 # and MLflow again. It runs beside the Spark class-data archive below (both are CPU-bound, on
-# different cores). A file compileall cannot compile (some packages ship Python-2 test files)
-# is skipped, as pip and uv skip it.
+# different cores). A file that does not compile is skipped, as pip and uv skip it; the
+# install does not fail for it.
 site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "$venv/bin/python" -m compileall -q -j 0 "$site_packages" > /dev/null 2>&1 &
 compiling=$!
