@@ -51,6 +51,7 @@ from bettercat_assets_tests.process_support import (
     wait_for_backfill,
     wait_for_http,
     wait_for_webserver,
+    wait_until,
 )
 from bettercat_assets_tests.process_support import free_port as _free_port
 
@@ -115,16 +116,19 @@ def compose_env(service: Mapping[str, Any]) -> dict[str, str | None]:
     return {k: None if v is None else compose_interpolate(v) for k, v in raw.items()}
 
 
-def dockerfile_cmd() -> list[str]:
-    """The exec-form CMD of the Dockerfile (the user-code server's command)."""
+def dockerfile_exec_form(instruction: str) -> list[str]:
+    """The exec-form command of a Dockerfile `instruction`: `CMD` (the user-code server) or
+    `HEALTHCHECK` (its health check, which compose waits for before the webserver and daemon)."""
     lines = [
         line
         for line in (REPO / "Dockerfile").read_text().splitlines()
         if not line.lstrip().startswith("#")
     ]
     text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
-    [cmd] = [line.strip()[4:] for line in text.splitlines() if line.strip().startswith("CMD ")]
-    return json.loads(cmd)
+    [line] = [
+        line.strip() for line in text.splitlines() if line.strip().startswith(f"{instruction} ")
+    ]
+    return json.loads(line[line.index("[") :])
 
 
 def with_options(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -344,12 +348,37 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
             instance = DagsterInstance.from_config(str(dagster_home))
             stack.callback(instance.dispose)
 
-        code_cmd = with_options(dockerfile_cmd(), {"-h": code_host, "-p": str(code_port)})
-        processes.append(
-            start_process(
-                "user_code", executable(code_cmd), env=env, log=logs / "user_code.log", cwd=root
-            )
+        code_cmd = with_options(
+            dockerfile_exec_form("CMD"), {"-h": code_host, "-p": str(code_port)}
         )
+        user_code = start_process(
+            "user_code", executable(code_cmd), env=env, log=logs / "user_code.log", cwd=root
+        )
+        processes.append(user_code)
+        # Sample data, while the code server starts.
+        generated = subprocess.run(
+            [str(VENV_BIN / "bettercat"), "generate-data"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert generated.returncode == 0, generated.stdout + generated.stderr
+        # As compose: the webserver and daemon start once user_code passes the image's health
+        # check. (Started together, the webserver can find the port closed and show the location
+        # as unreachable until someone reloads it.)
+        wait_until(
+            lambda: "Started Dagster code proxy server" in user_code.log.read_text(),
+            STARTUP_TIMEOUT,
+            "code server listening",
+            processes=[user_code],
+        )
+        health_cmd = with_options(dockerfile_exec_form("HEALTHCHECK"), {"-p": str(code_port)})
+        healthy = subprocess.run(
+            [*executable(health_cmd), "-h", code_host], env=env, capture_output=True, text=True
+        )
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         web_cmd = with_options(
             compose_command(services["webserver"]),
             {"-h": "127.0.0.1", "-p": str(web_port), "-w": str(workspace_file)},
@@ -365,17 +394,6 @@ def production(postgres, tmp_path_factory) -> Iterator[Production]:
                 "daemon", executable(daemon_cmd), env=env, log=logs / "daemon.log", cwd=root
             )
         )
-
-        # Sample data, while the servers start.
-        generated = subprocess.run(
-            [str(VENV_BIN / "bettercat"), "generate-data"],
-            env=env,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert generated.returncode == 0, generated.stdout + generated.stderr
 
         url = f"http://127.0.0.1:{web_port}"
         wait_for_http(f"{mlflow_uri}/health", STARTUP_TIMEOUT, processes=processes)
