@@ -25,7 +25,9 @@ fi
 uv_install() {
     "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c constraints.txt -e '.[dev]' "$@"
 }
-if "$venv/bin/pip" install --quiet "uv==$UV_VERSION"; then
+# -qq: errors only. A host's pip.conf may name extra indexes that do not exist; pip warns about
+# each of them on every fresh venv, which is noise before the demo's own lines.
+if "$venv/bin/pip" install -qq "uv==$UV_VERSION"; then
     uv_install --offline 2>/dev/null || uv_install
 else
     echo "note: uv $UV_VERSION not installable; installing with pip" >&2
