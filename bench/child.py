@@ -19,7 +19,7 @@ DAY = date(2026, 1, 15)
 
 
 def _client(args: dict[str, Any]):
-    from bettercat_assets.core.config import ClientConfig
+    from bettercat_assets.core.config.clients import ClientConfig
 
     return ClientConfig.model_validate(args["client"])
 
@@ -29,11 +29,11 @@ def prepare(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     export the sklearn model (pickle, for the LIMIT) and the compact model."""
     import pickle
 
-    from bettercat_assets.core.compact_forest import CompactForest
-    from bettercat_assets.core.data import load_training_table
-    from bettercat_assets.core.evaluation import top_k_accuracy
-    from bettercat_assets.core.model_store import load_compact, load_sklearn
-    from bettercat_assets.core.training import split_train_test, train_model
+    from bettercat_assets.core.data.loading import load_training_table
+    from bettercat_assets.core.model.compact_forest import CompactForest
+    from bettercat_assets.core.model.store import load_compact, load_sklearn
+    from bettercat_assets.core.training.evaluation import top_k_accuracy
+    from bettercat_assets.core.training.train import split_train_test, train_model
 
     from .data import write_bench_client
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bettercat_assets.core.generate import TRAIN_SHARE
+from bettercat_assets.core.data.generate import TRAIN_SHARE
 
 from .rss import run_sampled
 from .workers import WorkerSampler, baseline_rss_mb
@@ -31,10 +31,10 @@ CATALOGUE = round(PRODUCTS / (1 - TRAIN_SHARE))
 
 WORKER_START_SNIPPET = """
 import json, sys, time
-from bettercat_assets.core.spark_session import build_spark_session
+from bettercat_assets.core.spark.session import build_spark_session
 spark = build_spark_session(master="local[2]")
 def touch(batches):
-    import bettercat_assets.core.batch_scorer  # what a scoring worker imports
+    import bettercat_assets.core.scoring.batch_scorer  # what a scoring worker imports
     yield from batches
 df = spark.range(1).selectExpr("id")
 times = []

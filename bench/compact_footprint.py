@@ -16,8 +16,8 @@ import time
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core import compact_forest
-from bettercat_assets.core.compact_forest import CompactForest
+from bettercat_assets.core.model import compact_forest
+from bettercat_assets.core.model.compact_forest import CompactForest
 
 
 def make_data(n_rows: int, n_features: int, n_classes: int, seed: int = 0):

@@ -1,6 +1,6 @@
 """The bench's own synthetic catalogue, written in the layout the pipeline reads.
 
-Like `bettercat_assets.core.generate` (department-grouped class prototypes plus Gaussian noise,
+Like `bettercat_assets.core.data.generate` (department-grouped class prototypes plus Gaussian noise,
 Zipf class frequencies, a little missing data) but with any number of rows to score, written
 fast with pyarrow, and a `noise` the bench calibrates so that the model-size/accuracy
 trade-off of the memory issue is reproducible (see RESULTS.md, "Model footprint").
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from bettercat_assets.core.paths import DataLayout
+from bettercat_assets.core.config.paths import DataLayout
 
 #: Calibrated on the 100-class, 20-feature, 50k-row case so that the memory issue's table
 #: reproduces: top-5 0.718 / 0.669 / 0.620 for min_samples_leaf=5 / max_leaf_nodes=1000 / 300

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.compact_forest import CompactForest
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import load_training_table
-from bettercat_assets.core.evaluation import top_k_accuracy
-from bettercat_assets.core.model_store import load_compact
-from bettercat_assets.core.training import split_train_test
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.data.loading import load_training_table
+from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.store import load_compact
+from bettercat_assets.core.tracking import runs as tracking
+from bettercat_assets.core.training.evaluation import top_k_accuracy
+from bettercat_assets.core.training.train import split_train_test
 
 from .workspace import Workspace
 

@@ -27,14 +27,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyspark import cloudpickle
 
-from bettercat_assets.core.batch_scorer import top_k_batch
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import read_header
-from bettercat_assets.core.errors import DataError
-from bettercat_assets.core.model_store import load_compact, load_sklearn
-from bettercat_assets.core.scoring import OUTPUT_SCHEMA, PREVIEW_ROWS, read_products
-from bettercat_assets.core.spark_session import default_parallelism
-from bettercat_assets.core.topk import top_k_frame
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import DataError
+from bettercat_assets.core.data.loading import read_header
+from bettercat_assets.core.model.store import load_compact, load_sklearn
+from bettercat_assets.core.model.topk import top_k_frame
+from bettercat_assets.core.scoring.batch_scorer import top_k_batch
+from bettercat_assets.core.scoring.spark_pass import OUTPUT_SCHEMA, PREVIEW_ROWS, read_products
+from bettercat_assets.core.spark.session import default_parallelism
 
 from .rss import tree_cpu_seconds
 from .workspace import Workspace

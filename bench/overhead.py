@@ -32,8 +32,8 @@ def write_backfill_clients(
     ws: Workspace, m: int, products: int = 1000, categories: int = 5
 ) -> Path:
     """A clients file with `m` tiny clients plus the broken one; generates their data."""
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.data.generate import generate_client_data
 
     sample = {"products": products, "categories": categories}
     entries = [
@@ -57,7 +57,7 @@ def run_backfill(client_ids: list[str], spark_master: str = "local[2]") -> dict[
     """
     from dagster import DagsterInstance
 
-    from bettercat_assets.core.spark_session import build_spark_session
+    from bettercat_assets.core.spark.session import build_spark_session
 
     t0 = time.perf_counter()
     spark = build_spark_session(master=spark_master)
@@ -130,10 +130,10 @@ def fixed_costs(ws: Workspace) -> dict[str, Any]:
     from dagster import DagsterInstance, job, op
     from sklearn.ensemble import RandomForestClassifier
 
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.compact_forest import CompactForest
-    from bettercat_assets.core.model_store import log_forest
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.model.compact_forest import CompactForest
+    from bettercat_assets.core.model.store import log_forest
+    from bettercat_assets.core.tracking import runs as tracking
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,7 @@ IMPORT_SNIPPET = (
 
 
 LOAD_CLIENTS_SNIPPET = (
-    "import time; from bettercat_assets.core.config import load_clients; "
+    "import time; from bettercat_assets.core.config.clients import load_clients; "
     "t = time.perf_counter(); r = load_clients(); print(time.perf_counter() - t, len(r.clients))"
 )
 

@@ -29,7 +29,7 @@ def asset_scoring(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 
     from bettercat_assets.assets import CATEGORY_PREDICTIONS
     from bettercat_assets.assets.client_assets import build_client_assets
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.definitions import build_resources
     from bettercat_assets.partitions import client_partitions
 

@@ -3,7 +3,7 @@
 * LIMIT: plain Python, no Spark: two processes each read the .csv.gz with pyarrow, keep their
   half of the rows, predict with the pickled sklearn forest, take the top 5 (argpartition) and
   write parquet. Process start (forkserver) and model load are included.
-* OURS: `bettercat_assets.core.scoring.predict_categories` on local[2].
+* OURS: `bettercat_assets.core.scoring.spark_pass.predict_categories` on local[2].
 * SEED: what the first version did: the sklearn forest broadcast from the driver, gz read plus
   repartition, full `np.argsort` per row, pandas repeat, Spark's default Arrow batch size.
 
@@ -31,12 +31,16 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyspark import cloudpickle
 
-from bettercat_assets.core.compact_forest import CompactForest
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import read_header
-from bettercat_assets.core.model_store import load_sklearn
-from bettercat_assets.core.scoring import OUTPUT_SCHEMA, predict_categories, read_products
-from bettercat_assets.core.spark_session import build_spark_session, default_parallelism
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.data.loading import read_header
+from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.store import load_sklearn
+from bettercat_assets.core.scoring.spark_pass import (
+    OUTPUT_SCHEMA,
+    predict_categories,
+    read_products,
+)
+from bettercat_assets.core.spark.session import build_spark_session, default_parallelism
 
 from .rss import tree_cpu_seconds
 from .workspace import Workspace

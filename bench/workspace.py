@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from bettercat_assets.core.config import ClientConfig, SampleData, load_clients
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.clients import ClientConfig, SampleData, load_clients
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import TrackingSettings
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_CLIENTS_FILE = REPO / "clients.yaml"

@@ -22,8 +22,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.tracking import runs as tracking
 from bettercat_assets.resources import ClientsResource, MlflowResource
 
 

@@ -16,7 +16,7 @@ from dagster import (
     PreviewWarning,
 )
 
-from bettercat_assets.core.quality import CheckOutcome
+from bettercat_assets.core.data.quality import CheckOutcome
 
 
 def check_specs(

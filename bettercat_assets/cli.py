@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from bettercat_assets.core.errors import BettercatError, TrackingUnavailableError
+from bettercat_assets.core.config.errors import BettercatError, TrackingUnavailableError
 
 _STARTED = time.perf_counter()
 
@@ -43,8 +43,8 @@ def user_errors(func):
 def _client(
     clients_file: str | None, client_id: str, features: str | None = None, params: str | None = None
 ):
-    from bettercat_assets.core.config import ClientConfig, _check_model_params, load_clients
-    from bettercat_assets.core.errors import ConfigError
+    from bettercat_assets.core.config.clients import ClientConfig, _check_model_params, load_clients
+    from bettercat_assets.core.config.errors import ConfigError
 
     cfg: ClientConfig = load_clients(clients_file).get(client_id)
     update: dict[str, Any] = {}
@@ -65,14 +65,14 @@ def _client(
 
 
 def _layout(data_prefix: str | None):
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.settings import default_data_prefix
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.config.settings import default_data_prefix
 
     return DataLayout(Path(data_prefix) if data_prefix else default_data_prefix())
 
 
 def _settings():
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.settings import TrackingSettings
 
     return TrackingSettings.from_env()
 
@@ -103,7 +103,7 @@ MLFLOW_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 def _spark(short_job: bool = False):
-    from bettercat_assets.core.spark_session import build_spark_session, spark_target
+    from bettercat_assets.core.spark.session import build_spark_session, spark_target
 
     kind, target = spark_target()
     progress(f"starting Spark ({target})")
@@ -120,7 +120,7 @@ def _spark(short_job: bool = False):
 
 
 def _is_short_job(layout, client_id: str) -> bool:
-    from bettercat_assets.core.errors import BettercatError
+    from bettercat_assets.core.config.errors import BettercatError
 
     try:
         return layout.predict_file(client_id).stat().st_size <= SHORT_JOB_INPUT_BYTES
@@ -152,9 +152,9 @@ def generate_data(
     clients_file: str | None, data_prefix: str | None, seed: int, client_ids: tuple[str, ...]
 ) -> None:
     """Write deterministic sample data for every client (or the ones given)."""
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.errors import ConfigError
-    from bettercat_assets.core.generate import generate_client_data
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.errors import ConfigError
+    from bettercat_assets.core.data.generate import generate_client_data
 
     registry = load_clients(clients_file)
     layout = _layout(data_prefix)
@@ -188,7 +188,7 @@ def generate_data(
 @user_errors
 def train(clients_file, data_prefix, client_id, training_date, features, model_params) -> None:
     """Train, track and register a client's model; exit 1 if the quality gate fails."""
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.training.train import train_model
 
     cfg = _client(clients_file, client_id, features, model_params)
     day = training_date.date() if training_date else date.today()
@@ -233,7 +233,7 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
         layout = _layout(data_prefix)
         short_job = _is_short_job(layout, client_id)
         spark_start = pool.submit(_timed_call, lambda: _spark(short_job))
-        from bettercat_assets.core.scoring import predict_categories
+        from bettercat_assets.core.scoring.spark_pass import predict_categories
 
         cfg = _client(clients_file, client_id)
         day = inference_date.date() if inference_date else date.today()
@@ -276,9 +276,9 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
     """Print a client's champion, its metrics and sample predictions."""
     import pandas as pd
 
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.inspect import read_predictions, wide_preview
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.scoring.readback import read_predictions, wide_preview
+    from bettercat_assets.core.tracking import runs as tracking
 
     cfg = _client(clients_file, client_id)
     settings = _settings()
@@ -330,8 +330,8 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
 @user_errors
 def check_config(clients_file) -> None:
     """Validate the clients file: list every problem at once; exit 2 if there is any."""
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.errors import ConfigError
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.errors import ConfigError
 
     registry = load_clients(clients_file)
     for line in registry.problems:
@@ -353,7 +353,7 @@ def check_config(clients_file) -> None:
 def promote(clients_file, client_id, version) -> None:
     """Move @champion to a given version (roll back or forward); re-scoring follows."""
     from bettercat_assets.champion_events import report_champion_change
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     cfg = _client(clients_file, client_id)
     settings = _settings()
@@ -381,7 +381,7 @@ def lineage(parquet_path: Path) -> None:
     """
     import dataclasses
 
-    from bettercat_assets.core.inspect import lineage_of
+    from bettercat_assets.core.scoring.readback import lineage_of
 
     info = lineage_of(parquet_path, _settings())
     for key, value in dataclasses.asdict(info).items():
@@ -407,8 +407,8 @@ def mlflow_ui(host: str, port: int, workers: int) -> None:
     """
     import os
 
-    from bettercat_assets.core.settings import default_artifact_root, default_tracking_uri
-    from bettercat_assets.core.tracking import experiments_url
+    from bettercat_assets.core.config.settings import default_artifact_root, default_tracking_uri
+    from bettercat_assets.core.tracking.runs import experiments_url
 
     uri = default_tracking_uri()
     click.echo(f"MLflow UI for {uri} on {experiments_url(f'http://{host}:{port}')}", err=True)
@@ -449,8 +449,8 @@ def serve(clients_file, client_id, host, port, workers, mlflow_cli) -> None:
     """Serve the client's @champion: POST /invocations answers with the top-k categories."""
     import os
 
-    from bettercat_assets.core import serving
-    from bettercat_assets.core.settings import default_home
+    from bettercat_assets.core.config.settings import default_home
+    from bettercat_assets.core.serving import server as serving
 
     cfg = _client(clients_file, client_id)
     settings = _settings()

@@ -6,7 +6,7 @@ import logging
 
 from dagster import get_dagster_logger
 
-from bettercat_assets.core.config import ClientRegistry
+from bettercat_assets.core.config.clients import ClientRegistry
 
 
 def warn_about_problems(registry: ClientRegistry, logger: logging.Logger | None = None) -> None:

@@ -14,8 +14,8 @@ import dagster as dg
 from bettercat_assets.assets.client_assets import build_client_assets
 from bettercat_assets.champion_events import build_promote_champion_job
 from bettercat_assets.config_report import warn_about_problems
-from bettercat_assets.core.config import CLIENTS_FILE_ENV, clients_file_path, load_clients
-from bettercat_assets.core.settings import (
+from bettercat_assets.core.config.clients import CLIENTS_FILE_ENV, clients_file_path, load_clients
+from bettercat_assets.core.config.settings import (
     ARTIFACT_ROOT_ENV,
     DATA_PREFIX_ENV,
     TRACKING_URI_ENV,
@@ -23,7 +23,7 @@ from bettercat_assets.core.settings import (
     default_data_prefix,
     default_tracking_uri,
 )
-from bettercat_assets.core.spark_session import SPARK_MASTER_ENV, SPARK_REMOTE_ENV, spark_target
+from bettercat_assets.core.spark.session import SPARK_MASTER_ENV, SPARK_REMOTE_ENV, spark_target
 from bettercat_assets.jobs import build_jobs
 from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource

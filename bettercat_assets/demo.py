@@ -24,11 +24,11 @@ from bettercat_assets.code_location_runs import (
     loaded_job,
     wait_for_run,
 )
-from bettercat_assets.core.config import ClientRegistry, load_clients
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.generate import generate_all
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.settings import default_data_prefix, default_home
+from bettercat_assets.core.config.clients import ClientRegistry, load_clients
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import default_data_prefix, default_home
+from bettercat_assets.core.data.generate import generate_all
 from bettercat_assets.partitions import range_tags, valid_ranges
 
 JOB_NAME = "client_pipeline"

@@ -8,7 +8,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from bettercat_assets.core.config import ClientRegistry
+from bettercat_assets.core.config.clients import ClientRegistry
 
 #: The one place that sets how many clients a backfill run covers: a run pays its fixed costs
 #: (process start, imports, a Spark session) once for up to this many clients.

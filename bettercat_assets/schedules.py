@@ -17,7 +17,7 @@ from dagster import (
     schedule,
 )
 
-from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.config.errors import BettercatError
 from bettercat_assets.jobs import SCORING_JOB, TRAINING_JOB
 from bettercat_assets.partitions import range_tags, valid_ranges
 from bettercat_assets.resources import ClientsResource

@@ -96,21 +96,21 @@ def session_root() -> Path:
 
 @pytest.fixture(scope="session")
 def registry():
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
 
     return load_clients(SESSION_ENV["BETTERCAT_CLIENTS_FILE"])
 
 
 @pytest.fixture(scope="session")
 def layout():
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.paths import DataLayout
 
     return DataLayout(Path(SESSION_ENV["DATA_PREFIX"]))
 
 
 @pytest.fixture(scope="session")
 def tracking_settings():
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.settings import TrackingSettings
 
     return TrackingSettings(
         tracking_uri=SESSION_ENV["MLFLOW_TRACKING_URI"],
@@ -121,7 +121,7 @@ def tracking_settings():
 @pytest.fixture(scope="session")
 def sample_data(registry, layout):
     """Generated data for every fixture client (fast: a few hundred rows each)."""
-    from bettercat_assets.core.generate import generate_all
+    from bettercat_assets.core.data.generate import generate_all
 
     return {g.client_id: g for g in generate_all(registry.clients.values(), layout, seed=3)}
 
@@ -129,7 +129,7 @@ def sample_data(registry, layout):
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """The one local Spark session of the test run."""
-    from bettercat_assets.core.spark_session import build_spark_session
+    from bettercat_assets.core.spark.session import build_spark_session
 
     session = build_spark_session(master="local[2]", conf={"spark.driver.memory": "1g"})
     yield session
@@ -138,6 +138,6 @@ def spark() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def mlflow_client(tracking_settings):
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     return tracking.mlflow_client(tracking_settings)

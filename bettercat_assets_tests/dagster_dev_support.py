@@ -109,9 +109,9 @@ class Workspace:
 
 def write_clients(ws: Workspace, doc: Mapping[str, object], seed: int = 3) -> list[str]:
     """Write `doc` as the workspace's clients.yaml and generate every client's sample data."""
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_all
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_all
 
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.clients_file.write_text(yaml.safe_dump(dict(doc), sort_keys=False))

@@ -38,7 +38,7 @@ def pipeline_defs(clients_file: str | None = None) -> Definitions:
 def client_assets_def(clients_file: str | None = None) -> AssetsDefinition:
     """The `client_assets` multi-asset partitioned by the clients of `clients_file`."""
     from bettercat_assets.assets.client_assets import build_client_assets
-    from bettercat_assets.core.config import clients_file_path, load_clients
+    from bettercat_assets.core.config.clients import clients_file_path, load_clients
     from bettercat_assets.partitions import client_partitions
 
     path = clients_file_path(clients_file)
@@ -72,7 +72,7 @@ def materialize_clients(
     assert ids, "no client to materialize"
     file = str(clients_file) if clients_file is not None else None
     if resources is None:
-        from bettercat_assets.core.config import clients_file_path
+        from bettercat_assets.core.config.clients import clients_file_path
 
         resources = build_resources(clients_file_path(file))
     single = len(ids) == 1
@@ -169,7 +169,7 @@ def rescore_requests(
     the client partitions of `category_predictions` it requests, and the cursor for the next."""
     from dagster import AssetSelection, evaluate_automation_conditions
 
-    from bettercat_assets.core.config import clients_file_path
+    from bettercat_assets.core.config.clients import clients_file_path
     from bettercat_assets.definitions import build_resources
 
     file = str(clients_file) if clients_file is not None else None

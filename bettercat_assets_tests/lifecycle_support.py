@@ -70,24 +70,24 @@ class Workspace:
 
     @property
     def registry(self):
-        from bettercat_assets.core.config import load_clients
+        from bettercat_assets.core.config.clients import load_clients
 
         return load_clients(self.clients_file)
 
     @property
     def layout(self):
-        from bettercat_assets.core.paths import DataLayout
+        from bettercat_assets.core.config.paths import DataLayout
 
         return DataLayout(self.data)
 
     @property
     def settings(self):
-        from bettercat_assets.core.settings import TrackingSettings
+        from bettercat_assets.core.config.settings import TrackingSettings
 
         return TrackingSettings(tracking_uri=self.tracking_uri, artifact_root=self.artifact_root)
 
     def mlflow_client(self):
-        from bettercat_assets.core import tracking
+        from bettercat_assets.core.tracking import runs as tracking
 
         return tracking.mlflow_client(self.settings)
 
@@ -127,7 +127,7 @@ class Workspace:
         )
 
     def generate(self, client_id: str, seed: int = 3) -> Path:
-        from bettercat_assets.core.generate import generate_client_data
+        from bettercat_assets.core.data.generate import generate_client_data
 
         return generate_client_data(self.registry.get(client_id), self.layout, seed).train_file
 

@@ -116,7 +116,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
 
 def mlflow_state(client, model_name: str, experiment_name: str) -> dict[str, object]:
     """What a failed command must leave unchanged: versions, champion and runs of a client."""
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     versions = sorted(
         int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")

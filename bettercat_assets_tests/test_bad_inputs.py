@@ -73,10 +73,10 @@ def _traceback(result) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark, tracking_settings) -> World:
     """One trained client with one good predictions output, shared by every case."""
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.tracking import runs as tracking
 
     root = tmp_path_factory.mktemp("bad_inputs")
     clients_file = write_clients_file(
@@ -118,7 +118,7 @@ def world(tmp_path_factory, spark, tracking_settings) -> World:
 @pytest.fixture
 def fresh(world, tracking_settings):
     """Restore the good input files after each case, then check nothing else changed."""
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     yield world
     world.train_file.write_bytes(world.good_train)
@@ -407,8 +407,8 @@ BAD_CLIENTS = {
 # entry does not (test_config_isolation.py).
 @pytest.mark.parametrize("kind", ["unsafe-id", "invalid-yaml"])
 def test_dagster_definitions_fail_to_load_with_the_config_error(tmp_path, kind):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.errors import ConfigError
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.errors import ConfigError
 
     bad = tmp_path / "clients.yaml"
     bad.write_text(BAD_CLIENTS[kind], encoding="utf-8")

@@ -123,8 +123,8 @@ def test_scoring_fast_path_still_rejects_bad_input(prepared, spark):
     beside the client's outputs nor in the shared scoring scratch area)."""
     import gzip
 
-    from bettercat_assets.core.errors import DataError
-    from bettercat_assets.core.scoring import predict_categories
+    from bettercat_assets.core.config.errors import DataError
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     ws, cfg, _ = prepared
     path = ws.layout.predict_file(cfg.client_id)

@@ -49,7 +49,7 @@ def assets(ws):
 
 
 def champion(ws: Workspace, model_name: str) -> int | None:
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     mv = tracking.champion_version(ws.mlflow_client(), model_name)
     return int(mv.version) if mv else None
@@ -206,7 +206,7 @@ def test_cli_promote_unknown_version_is_a_user_error(juliet, monkeypatch):
 
 def _promote_with_job(ws: Workspace, instance: DagsterInstance, version: int, **kwargs):
     from bettercat_assets.champion_events import build_promote_champion_job
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
 
     job = build_promote_champion_job(load_clients(ws.clients_file).client_ids)
     return job.execute_in_process(

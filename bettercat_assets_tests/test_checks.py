@@ -1,7 +1,7 @@
 """Asset checks: every check passes on good data and fails, alone, on a crafted defect.
 
-The training-data check functions (core/quality.py) are tested on crafted frames; the
-prediction checks (core/prediction_checks.py, Spark aggregations) on crafted frames turned into
+The training-data check functions (core/data/quality.py) are tested on crafted frames; the
+prediction checks (core/scoring/prediction_checks.py, Spark aggregations) on crafted frames turned into
 Spark DataFrames; one in-process Dagster run shows that a failing blocking `training_data` check
 stops `registered_model` from training.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bettercat_assets.core.config import DataChecks
-from bettercat_assets.core.quality import (
+from bettercat_assets.core.config.clients import DataChecks
+from bettercat_assets.core.data.quality import (
     PREDICTION_CHECKS,
     TRAINING_DATA_CHECKS,
     training_data_outcomes,
@@ -165,7 +165,7 @@ CLIENT = "bravo"
 
 def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
     """The long outputs and the inputs of several clients, as the shared scoring pass has them."""
-    from bettercat_assets.core.scoring import SHARED_OUTPUT_SCHEMA
+    from bettercat_assets.core.scoring.spark_pass import SHARED_OUTPUT_SCHEMA
 
     dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
     outputs = pd.concat(
@@ -182,14 +182,14 @@ def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
 
 
 def _spark_stats(spark, frames, rows_per_product):
-    from bettercat_assets.core.prediction_checks import prediction_stats
+    from bettercat_assets.core.scoring.prediction_checks import prediction_stats
 
     outputs, inputs = _spark_frames(spark, frames)
     return prediction_stats(outputs, inputs, rows_per_product)
 
 
 def _local_stats(spark, frames, rows_per_product):
-    from bettercat_assets.core.local_prediction_stats import local_prediction_stats
+    from bettercat_assets.core.scoring.local_prediction_stats import local_prediction_stats
 
     dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
     outputs = {cid: f.astype(dtypes) for cid, (f, _) in frames.items()}
@@ -208,7 +208,7 @@ def engine(request):
 
 def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION, engine="spark"):
     """client -> check name -> outcome, through the aggregations the scoring uses."""
-    from bettercat_assets.core.prediction_checks import prediction_outcomes
+    from bettercat_assets.core.scoring.prediction_checks import prediction_outcomes
 
     rows_per_product = {cid: min(K, n_classes) for cid in frames}
     out, inp = ENGINES[engine](spark, frames, rows_per_product)
@@ -427,7 +427,7 @@ def _write_gz_csv(path: Path, frame: pd.DataFrame) -> None:
 def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
     from dagster import AssetKey, instance_for_test
 
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.paths import DataLayout
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
     from bettercat_assets_tests.dagster_support import (
         checks_by_name,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core import compact_forest as cf
-from bettercat_assets.core.compact_forest import ARRAYS_FILE, META_FILE, CompactForest
+from bettercat_assets.core.model import compact_forest as cf
+from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE, CompactForest
 
 BACKENDS = [
     "numpy",

@@ -63,8 +63,8 @@ def pool():
 
 
 def _backfill(pool, registry, prefix: Path, tracking_uri: str, artifact_root: str | None):
-    from bettercat_assets.core.generate import generate_all
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_all
 
     layout = DataLayout(prefix)
     generate_all([registry.get(cid) for cid in _clients(registry)], layout, seed=3)
@@ -92,7 +92,7 @@ def _backfill(pool, registry, prefix: Path, tracking_uri: str, artifact_root: st
 
 
 def _assert_backfill_complete(registry, layout, results, client) -> None:
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     failed = [r for r in results if not r["success"]]
     assert not failed, failed
@@ -117,8 +117,8 @@ def _assert_backfill_complete(registry, layout, results, client) -> None:
 
 
 def test_backfill_against_embedded_sqlite_store(pool, registry, tmp_path):
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.tracking import runs as tracking
 
     # A brand-new store: the four workers also race to create its tables.
     settings = TrackingSettings(
@@ -216,8 +216,8 @@ def mlflow_server(tmp_path):
 
 
 def test_backfill_against_mlflow_server_on_postgres(pool, registry, tmp_path, mlflow_server):
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.tracking import runs as tracking
 
     # No artifact root: the server decides (`mlflow-artifacts:/`), the workers never learn where
     # its --artifacts-destination is.

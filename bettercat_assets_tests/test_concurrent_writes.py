@@ -38,10 +38,10 @@ PRODUCTS, COPIES = 1_000, 40
 
 @pytest.fixture(scope="module")
 def lock_world(tmp_path_factory, tracking_settings):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.training.train import train_model
 
     root = tmp_path_factory.mktemp("locks")
     clients_file = write_clients_file(
@@ -100,7 +100,7 @@ def _frame(path: Path) -> pd.DataFrame:
 def test_two_predicts_for_one_client_and_date_one_writes_the_other_fails_clearly(
     lock_world, spark, tracking_settings
 ):
-    from bettercat_assets.core.scoring import predict_categories
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     registry, layout = lock_world
     cfg = registry.get(CID)
@@ -163,8 +163,12 @@ def test_two_predicts_for_one_client_and_date_one_writes_the_other_fails_clearly
 def test_a_locked_client_fails_alone_in_a_range_run(lock_world, spark, tracking_settings):
     """Scoring several clients in one run: the one whose output another writer holds gets
     its own error and keeps its output; the others are scored."""
-    from bettercat_assets.core.output_lock import OutputLockedError, output_lock
-    from bettercat_assets.core.scoring import ScoringRequest, ScoringResult, score_clients
+    from bettercat_assets.core.scoring.output_lock import OutputLockedError, output_lock
+    from bettercat_assets.core.scoring.spark_pass import (
+        ScoringRequest,
+        ScoringResult,
+        score_clients,
+    )
 
     registry, layout = lock_world
     final = layout.predictions_dir(CID, DAY)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from bettercat_assets.core.config import (
+from bettercat_assets.core.config.clients import (
     CLIENTS_FILE_ENV,
     DEFAULT_MODEL_PARAMS,
     clients_file_path,
     load_clients,
 )
-from bettercat_assets.core.errors import ConfigError, UnknownClientError
+from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "clients.yaml"

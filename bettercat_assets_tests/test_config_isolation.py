@@ -59,7 +59,7 @@ def test_definitions_validate_passes_and_logs_the_bad_entries(workspace):
 
 
 def _partitions(workspace: Workspace):
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.partitions import client_partitions
 
     return client_partitions(load_clients(workspace.clients_file))

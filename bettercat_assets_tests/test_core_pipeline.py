@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from bettercat_assets.core.data import load_scoring_table
-from bettercat_assets.core.model_store import SKOPS_TRUSTED_TYPES, load_sklearn
-from bettercat_assets.core.scoring import predict_categories
-from bettercat_assets.core.topk import top_k_frame
-from bettercat_assets.core.training import train_model
+from bettercat_assets.core.data.loading import load_scoring_table
+from bettercat_assets.core.model.store import SKOPS_TRUSTED_TYPES, load_sklearn
+from bettercat_assets.core.model.topk import top_k_frame
+from bettercat_assets.core.scoring.spark_pass import predict_categories
+from bettercat_assets.core.training.train import train_model
 
 pytestmark = pytest.mark.integration
 
@@ -144,8 +144,8 @@ def test_scoring_refuses_a_client_without_champion(
     """A model that never passed its gate does not serve: scoring always uses @champion."""
     import shutil
 
-    from bettercat_assets.core.config import QualityGate
-    from bettercat_assets.core.errors import ModelNotFoundError
+    from bettercat_assets.core.config.clients import QualityGate
+    from bettercat_assets.core.config.errors import ModelNotFoundError
 
     base = registry.get("charlie")
     cfg = base.model_copy(

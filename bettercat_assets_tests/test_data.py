@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bettercat_assets.core.config import ClientConfig, DataChecks, QualityGate, SampleData
-from bettercat_assets.core.data import (
+from bettercat_assets.core.config.clients import ClientConfig, DataChecks, QualityGate, SampleData
+from bettercat_assets.core.config.errors import BettercatError, DataError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.data.loading import (
     check_scoring_header,
     file_fingerprint,
     load_scoring_table,
     load_training_table,
     read_header,
 )
-from bettercat_assets.core.errors import BettercatError, DataError
-from bettercat_assets.core.paths import DataLayout
 
 CID = "acme_shop"
 FEATURES = ("price", "weight_g")

@@ -157,7 +157,7 @@ def test_runs_belong_to_the_code_locations_job(demo, monkeypatch):
 
 
 def test_runs_are_ranges_of_consecutive_valid_clients(tmp_path):
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.demo import run_ranges
     from bettercat_assets.partitions import MAX_CLIENTS_PER_RUN
 
@@ -207,7 +207,7 @@ def test_failure_summary_names_the_step_and_the_first_line():
 
 
 def test_invalid_clients_are_skipped_with_their_error(tmp_path):
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.demo import invalid_rows
 
     path = tmp_path / "clients.yaml"

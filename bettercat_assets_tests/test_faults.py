@@ -39,9 +39,9 @@ KILL_CID = "fault_kill"
 
 @pytest.fixture(scope="module")
 def fault_world(tmp_path_factory):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
 
     root = tmp_path_factory.mktemp("faults")
     clients_file = write_clients_file(
@@ -73,8 +73,8 @@ def sigkilled(fault_world, spark, tracking_settings):
     """A first scoring, then `bettercat predict` SIGKILLed while Spark writes its staged output,
     then the same command again. Returns what the test steps below assert on."""
     from bettercat_assets.cli import main
-    from bettercat_assets.core.scoring import predict_categories
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
+    from bettercat_assets.core.training.train import train_model
 
     registry, layout = fault_world
     cfg = registry.get(SCORE_CID)
@@ -83,7 +83,7 @@ def sigkilled(fault_world, spark, tracking_settings):
     final = previous.output_dir
     root = final.parent
     # A scoring run's scratch folder: `products_categories/_run-date=<day>-<tag>/`, its
-    # staged output in `output/` (core/paths.py `scoring_workdir`).
+    # staged output in `output/` (core/config/paths.py `scoring_workdir`).
     area = layout.scoring_workdir(DAY, "x").parent
     before = tree_digest(final)
     before_frame = _frame(final)
@@ -281,8 +281,8 @@ def _runs(client, experiment_name: str):
 def test_training_interrupted_before_registration_ends_its_run(
     fault_world, tracking_settings, monkeypatch
 ):
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.tracking import runs as tracking
+    from bettercat_assets.core.training.train import train_model
 
     registry, layout = fault_world
     cfg = registry.get(KILL_CID)
@@ -326,10 +326,10 @@ KILL_SCRIPT = """
 import os, sys
 from datetime import date
 import mlflow
-from bettercat_assets.core.config import load_clients
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.settings import TrackingSettings
-from bettercat_assets.core.training import train_model
+from bettercat_assets.core.config.clients import load_clients
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.training.train import train_model
 
 def die(*args, **kwargs):
     sys.stdout.write("dying\\n"); sys.stdout.flush()
@@ -344,8 +344,8 @@ train_model(cfg, date(2026, 3, 2), layout=DataLayout(sys.argv[3]), settings=Trac
 def test_training_process_killed_before_registration_is_reaped_by_the_next(
     fault_world, tracking_settings
 ):
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.tracking import runs as tracking
+    from bettercat_assets.core.training.train import train_model
 
     registry, layout = fault_world
     cfg = registry.get(KILL_CID)
@@ -385,7 +385,7 @@ def test_reaper_leaves_live_and_foreign_runs_alone(tracking_settings, tmp_path):
     """Unit-level: only RUNNING runs of dead processes on this host are reaped."""
     import socket
 
-    from bettercat_assets.core import tracking
+    from bettercat_assets.core.tracking import runs as tracking
 
     client = tracking.mlflow_client(tracking_settings)
     experiment_id = client.create_experiment(f"bettercat/reaper-{os.getpid()}-{time.time_ns()}")
@@ -420,9 +420,10 @@ def test_reaper_leaves_live_and_foreign_runs_alone(tracking_settings, tmp_path):
 def test_tracking_down_is_not_mistaken_for_a_missing_model(monkeypatch, tracking_settings):
     """Scoring asks the registry for @champion: a dead server must not read as "no model yet"
     (a user error, not retried) but as a transient TrackingUnavailableError naming the URI."""
-    from bettercat_assets.core import model_store, tracking
-    from bettercat_assets.core.errors import BettercatError
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.errors import BettercatError
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.model import store as model_store
+    from bettercat_assets.core.tracking import runs as tracking
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
@@ -450,7 +451,7 @@ def test_tracking_down_is_not_mistaken_for_a_missing_model(monkeypatch, tracking
 def test_run_killed_between_the_two_renames_gets_its_previous_output_back(tmp_path):
     """`_swap_in` moves the old output aside, then the new one in; a kill in between leaves only
     `_old-*`. The next run restores it before anything else."""
-    from bettercat_assets.core.scoring import _clear_leftovers
+    from bettercat_assets.core.scoring.spark_pass import _clear_leftovers
 
     final = tmp_path / "date=2026-01-01"
     old = tmp_path / "_old-date=2026-01-01-abcd1234"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bettercat_assets.core.config import QualityGate
-from bettercat_assets.core.evaluation import (
+from bettercat_assets.core.config.clients import QualityGate
+from bettercat_assets.core.training.evaluation import (
     BASELINE_METRIC,
     GATE_METRIC,
     evaluate,
@@ -98,7 +98,7 @@ def test_the_margin_is_configurable_and_null_turns_the_rule_off():
 
 
 def test_clients_yaml_accepts_the_margin(tmp_path):
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
 
     path = tmp_path / "clients.yaml"
     path.write_text(

@@ -1,4 +1,4 @@
-"""Tests for the sample-data generator (`bettercat_assets.core.generate`)."""
+"""Tests for the sample-data generator (`bettercat_assets.core.data.generate`)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
-from bettercat_assets.core.config import ClientConfig, load_clients
-from bettercat_assets.core.generate import (
+from bettercat_assets.core.config.clients import ClientConfig, load_clients
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.data.generate import (
     GeneratedClient,
     feature_kind,
     generate_all,
     generate_client_data,
 )
-from bettercat_assets.core.paths import DataLayout
 
 IDS = {"product_id": str, "category_id": str}
 

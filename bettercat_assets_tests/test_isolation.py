@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 import pyarrow.dataset as ds
 import pytest
 
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.paths import DataLayout
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
 from bettercat_assets_tests.reliability_support import write_clients_file
 
 DAY = date(2026, 4, 1)
@@ -69,7 +69,7 @@ def test_layout_paths_stay_in_the_clients_own_folders(tmp_path):
 
 
 def test_data_prefix_from_env_is_resolved(tmp_path, monkeypatch):
-    from bettercat_assets.core.settings import default_data_prefix
+    from bettercat_assets.core.config.settings import default_data_prefix
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATA_PREFIX", "relative/../data")
@@ -103,9 +103,9 @@ def test_symlink_to_another_clients_folder_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def two_clients(tmp_path_factory, tracking_settings):
     """A (one version) and B (two) with different features, in the session MLflow store."""
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.training.train import train_model
 
     root = tmp_path_factory.mktemp("isolation")
     clients_file = write_clients_file(
@@ -172,10 +172,10 @@ def test_experiments_models_and_artifacts_never_mix(two_clients, mlflow_client, 
 def test_predict_for_a_never_loads_bs_model(two_clients, spark, tracking_settings, monkeypatch):
     import json
 
-    from bettercat_assets.core import model_store
-    from bettercat_assets.core.compact_forest import ARRAYS_FILE
-    from bettercat_assets.core.errors import ModelNotFoundError
-    from bettercat_assets.core.scoring import LINEAGE_FILE, predict_categories
+    from bettercat_assets.core.config.errors import ModelNotFoundError
+    from bettercat_assets.core.model import store as model_store
+    from bettercat_assets.core.model.compact_forest import ARRAYS_FILE
+    from bettercat_assets.core.scoring.spark_pass import LINEAGE_FILE, predict_categories
 
     registry, layout, results = two_clients
     cfg_a = registry.get(A)

@@ -65,8 +65,8 @@ def cli(ws: Workspace, monkeypatch, *args: str):
 
 def test_mlflow_run_records_dagster_run_code_and_data(golf, mlflow_run, ws):
     from bettercat_assets import __version__
-    from bettercat_assets.core.lineage import git_sha
-    from bettercat_assets.core.tracking import dagster_run_url
+    from bettercat_assets.core.tracking.lineage import git_sha
+    from bettercat_assets.core.tracking.runs import dagster_run_url
 
     tags = mlflow_run.data.tags
     assert tags["dagster_run_id"] == golf["run_id"] == golf["model_run_id"]

@@ -9,15 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bettercat_assets.core.config import QualityGate
-from bettercat_assets.core.evaluation import (
+from bettercat_assets.core.config.clients import QualityGate
+from bettercat_assets.core.config.rounding import decimals_for, round_float, round_metrics
+from bettercat_assets.core.scoring.prediction_checks import (
+    InputStats,
+    OutputStats,
+    prediction_outcomes,
+)
+from bettercat_assets.core.training.evaluation import (
     gate_check_metadata,
     per_category_table,
     quality_gate,
     weakest_categories,
 )
-from bettercat_assets.core.prediction_checks import InputStats, OutputStats, prediction_outcomes
-from bettercat_assets.core.rounding import decimals_for, round_float, round_metrics
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
 

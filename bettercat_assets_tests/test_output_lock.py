@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.output_lock import (
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.scoring.output_lock import (
     OutputLockedError,
     acquire_output_lock,
     lock_path,
     output_lock,
 )
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.tracking import runs as tracking
 
 
 def _final(tmp_path: Path) -> Path:

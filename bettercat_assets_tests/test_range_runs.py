@@ -28,9 +28,9 @@ DAY = "2026-11-30"
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_all
-    from bettercat_assets.core.paths import DataLayout
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_all
     from bettercat_assets_tests.conftest import FIXTURES
 
     root = tmp_path_factory.mktemp("range-run")
@@ -47,7 +47,7 @@ def ws(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(ws, spark):
     from bettercat_assets.assets.client_assets import build_client_assets
-    from bettercat_assets.core.config import load_clients
+    from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.partitions import client_partitions
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 

@@ -22,9 +22,9 @@ import skops.io
 import yaml
 from click.testing import CliRunner
 
-from bettercat_assets.core import model_store
-from bettercat_assets.core.compact_forest import ARRAYS_FILE, META_FILE
-from bettercat_assets.core.errors import UnsafeModelError
+from bettercat_assets.core.config.errors import UnsafeModelError
+from bettercat_assets.core.model import store as model_store
+from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE
 from bettercat_assets_tests.reliability_support import (
     REPO,
     assert_one_error_line,
@@ -72,10 +72,10 @@ def _sklearn_dir(tracking_settings, version: int) -> Path:
 
 @pytest.fixture(scope="module")
 def safe_model(tmp_path_factory, tracking_settings):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.training.train import train_model
 
     root = tmp_path_factory.mktemp("safe_loading")
     clients_file = write_clients_file(
@@ -206,7 +206,7 @@ def test_something_else_than_a_forest_is_refused(pristine, tracking_settings):
 @pytest.mark.integration
 def test_tampered_compact_model_is_refused_by_scoring(pristine, tracking_settings, spark):
     from bettercat_assets.cli import main
-    from bettercat_assets.core.scoring import predict_categories
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     registry, layout, version, model_dir = pristine
     cfg = registry.get(CID)
@@ -268,13 +268,13 @@ def test_pickled_arrays_are_refused_even_with_a_matching_checksum(pristine, trac
 # --- no unsafe deserialisation anywhere on the loading path -----------------------------------
 
 LOADING_MODULES = [
-    "scoring.py",
-    "model_store.py",
-    "compact_forest.py",
-    "serving_model.py",
-    "serving_entry.py",
-    "model_shipping.py",
-    "batch_scorer.py",
+    "scoring/spark_pass.py",
+    "model/store.py",
+    "model/compact_forest.py",
+    "model/pyfunc.py",
+    "model/pyfunc_entry.py",
+    "scoring/model_shipping.py",
+    "scoring/batch_scorer.py",
 ]
 FORBIDDEN_TEXT = [
     r"\bpickle\.loads?\b",
@@ -330,7 +330,7 @@ def test_worker_scoring_module_imports_neither_mlflow_nor_sklearn():
     # it in our modules.)
     heavy = ["mlflow", "sklearn", "skops", "joblib", "dagster"]
     code = (
-        "import sys, bettercat_assets.core.batch_scorer; "
+        "import sys, bettercat_assets.core.scoring.batch_scorer; "
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     result = subprocess.run(

@@ -21,8 +21,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModelContext
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core import model_store, serving_model
-from bettercat_assets.core.compact_forest import CompactForest
+from bettercat_assets.core.model import pyfunc as serving_model
+from bettercat_assets.core.model import store as model_store
+from bettercat_assets.core.model.compact_forest import CompactForest
 from bettercat_assets_tests import process_support
 from bettercat_assets_tests.reliability_support import assert_one_error_line, write_clients_file
 
@@ -107,10 +108,10 @@ def test_python_model_version_from_registration_or_config(tmp_path):
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory, tracking_settings):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.training.train import train_model
 
     root = tmp_path_factory.mktemp("serving")
     clients_file = write_clients_file(
@@ -133,7 +134,7 @@ def champion(tmp_path_factory, tracking_settings):
 def test_pyfunc_champion_matches_the_batch_parquet(champion, tracking_settings, spark):
     import mlflow
 
-    from bettercat_assets.core.scoring import predict_categories
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     registry, layout, version, products = champion
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
@@ -340,7 +341,7 @@ def main_cli():
 
 @pytest.mark.integration
 def test_mlflow_cli_command_is_the_venvs_mlflow_on_the_champion(champion, tracking_settings):
-    from bettercat_assets.core import serving
+    from bettercat_assets.core.serving import server as serving
 
     registry, _, version, _ = champion
     command = serving.mlflow_cli_command(tracking_settings, registry.get(CID), "127.0.0.1", 5999)
@@ -411,9 +412,9 @@ def test_versions_registered_before_serving_still_load(tracking_settings, tmp_pa
     import mlflow.sklearn
     from mlflow.tracking import MlflowClient
 
-    from bettercat_assets.core import serving
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.errors import ModelNotFoundError
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.errors import ModelNotFoundError
+    from bettercat_assets.core.serving import server as serving
 
     name = "legacy_shop_model"
     rng = np.random.default_rng(1)

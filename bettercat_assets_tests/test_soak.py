@@ -34,11 +34,11 @@ def test_repeated_materializations_replace_outputs_and_grow_by_one_version(
 ):
     from dagster import Definitions, instance_for_test
 
-    from bettercat_assets.core import tracking
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.model_store import model_artifact_uri, sklearn_artifact_uri
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.settings import TrackingSettings
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.model.store import model_artifact_uri, sklearn_artifact_uri
+    from bettercat_assets.core.tracking import runs as tracking
     from bettercat_assets.jobs import PIPELINE_JOB, build_jobs
     from bettercat_assets.partitions import range_tags
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource

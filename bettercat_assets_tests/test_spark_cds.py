@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bettercat_assets.core import spark_cds
-from bettercat_assets.core.spark_session import DRIVER_JAVA_OPTIONS, _with_class_data_sharing
+from bettercat_assets.core.spark import cds as spark_cds
+from bettercat_assets.core.spark.session import DRIVER_JAVA_OPTIONS, _with_class_data_sharing
 
 
 def test_no_archive_leaves_the_options_alone(monkeypatch, tmp_path):
@@ -54,7 +54,7 @@ def test_cli_tunes_only_a_short_job_on_its_own_jvm(monkeypatch, short_job, kind,
     """A small `bettercat predict` on local Spark: C1-only driver JIT and small Arrow batches
     (a lean worker); a big input or a Spark Connect server keeps the defaults."""
     from bettercat_assets import cli
-    from bettercat_assets.core import spark_session
+    from bettercat_assets.core.spark import session as spark_session
 
     seen = {}
     monkeypatch.setattr(spark_session, "spark_target", lambda: (kind, "local[1]"))

@@ -52,10 +52,10 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster_world(tmp_path_factory, tracking_settings):
-    from bettercat_assets.core.config import load_clients
-    from bettercat_assets.core.generate import generate_client_data
-    from bettercat_assets.core.paths import DataLayout
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_client_data
+    from bettercat_assets.core.training.train import train_model
 
     root = tmp_path_factory.mktemp("cluster-data")
     clients_file = write_clients_file(
@@ -121,7 +121,7 @@ def _frame(path) -> pd.DataFrame:
 def test_scoring_through_dagster_runs_on_both_workers_and_matches_local(
     cluster, cluster_world, spark, tracking_settings
 ):
-    from bettercat_assets.core.scoring import predict_categories
+    from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     root, registry, layout = cluster_world
     cluster.wait_ready()

@@ -80,7 +80,7 @@ def connect_url(tmp_path_factory):
 def test_cli_scores_a_client_through_spark_connect(
     connect_url, registry, layout, tracking_settings, sample_data
 ):
-    from bettercat_assets.core.training import train_model
+    from bettercat_assets.core.training.train import train_model
 
     cfg = registry.get("golf")
     trained = train_model(cfg, date(2026, 3, 1), layout=layout, settings=tracking_settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.tracking import runs as tracking
 from bettercat_assets.resources import MlflowResource
 
 SQLITE = TrackingSettings(tracking_uri="sqlite:///tmp/x/mlflow.db")

@@ -22,13 +22,13 @@ from bettercat_assets.assets import (
 )
 from bettercat_assets.assets.outcomes import ClientOutcome
 from bettercat_assets.checks import check_specs
-from bettercat_assets.core import tracking
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.quality import PREDICTION_CHECKS
-from bettercat_assets.core.scoring import ScoringRequest, ScoringResult, score_clients
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.data.quality import PREDICTION_CHECKS
+from bettercat_assets.core.scoring.spark_pass import ScoringRequest, ScoringResult, score_clients
+from bettercat_assets.core.tracking import runs as tracking
 
 #: Re-score a client once its champion changed (its `registered_model` was materialized by a
 #: run that did not also score it), when nothing for it is in progress.

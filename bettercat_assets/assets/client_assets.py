@@ -44,9 +44,9 @@ from bettercat_assets.assets.training_data import (
     training_data_spec,
     validate_training_data,
 )
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.training import train_model
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.training.train import train_model
 from bettercat_assets.partitions import BACKFILL_POLICY
 from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 

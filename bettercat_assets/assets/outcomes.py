@@ -24,7 +24,7 @@ from dagster import (
 )
 
 from bettercat_assets.checks import to_check_evaluation
-from bettercat_assets.core.quality import CheckOutcome
+from bettercat_assets.core.data.quality import CheckOutcome
 
 
 @dataclass

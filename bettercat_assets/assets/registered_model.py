@@ -15,12 +15,16 @@ from dagster import AssetSpec, MetadataValue, PartitionsDefinition
 from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, REGISTERED_MODEL, TRAINING_DATA
 from bettercat_assets.assets.outcomes import ClientOutcome
 from bettercat_assets.checks import check_specs
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.evaluation import GateResult, WeakestCategories, gate_check_metadata
-from bettercat_assets.core.quality import CheckOutcome
-from bettercat_assets.core.rounding import round_metrics
-from bettercat_assets.core.training import TrainingResult, train_model
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.rounding import round_metrics
+from bettercat_assets.core.data.quality import CheckOutcome
+from bettercat_assets.core.training.evaluation import (
+    GateResult,
+    WeakestCategories,
+    gate_check_metadata,
+)
+from bettercat_assets.core.training.train import TrainingResult, train_model
 
 QUALITY_GATE = "quality_gate"
 
@@ -52,7 +56,7 @@ def registered_model_checks(partitions: PartitionsDefinition):
 def model_metadata(result: TrainingResult) -> dict[str, object]:
     """Materialization metadata: links to MLflow, the version, the gate and the metrics.
 
-    Metrics are rounded (`core/rounding.py`); `champion_version` is left out while the client
+    Metrics are rounded (`core/config/rounding.py`); `champion_version` is left out while the client
     has no champion at all.
     """
     weakest = WeakestCategories(result.weakest_categories, result.weakest_summary)

@@ -7,11 +7,11 @@ from dagster import AssetSpec, MetadataValue, PartitionsDefinition
 from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, TRAINING_DATA
 from bettercat_assets.assets.outcomes import ClientOutcome
 from bettercat_assets.checks import check_specs
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import file_fingerprint, read_raw_training_file
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.quality import TRAINING_DATA_CHECKS, training_data_outcomes
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.data.loading import file_fingerprint, read_raw_training_file
+from bettercat_assets.core.data.quality import TRAINING_DATA_CHECKS, training_data_outcomes
 
 
 def training_data_spec(partitions: PartitionsDefinition) -> AssetSpec:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from bettercat_assets.core.config import ClientConfig, ClientRegistry, load_clients
-from bettercat_assets.core.paths import DataLayout
+from bettercat_assets.core.config.clients import ClientConfig, ClientRegistry, load_clients
+from bettercat_assets.core.config.paths import DataLayout
 
 
 class ClientsResource(ConfigurableResource):

@@ -9,8 +9,8 @@ from datetime import date
 
 from dagster import ConfigurableResource
 
-from bettercat_assets.core.settings import TrackingSettings
-from bettercat_assets.core.tracking import dagster_run_url
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.tracking.runs import dagster_run_url
 
 
 class MlflowResource(ConfigurableResource):

@@ -9,7 +9,7 @@ from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 
-from bettercat_assets.core.spark_session import DEFAULT_MASTER, build_spark_session
+from bettercat_assets.core.spark.session import DEFAULT_MASTER, build_spark_session
 
 
 def parse_spark_conf(raw: str) -> dict[str, str]:

@@ -20,10 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bettercat_assets.core import model_store, tracking
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import ConfigError, ModelNotFoundError
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import ConfigError, ModelNotFoundError
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.model import store as model_store
+from bettercat_assets.core.tracking import runs as tracking
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bettercat_assets.core.compact_forest import CompactForest
-from bettercat_assets.core.topk import top_k_indices
+from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.topk import top_k_indices
 
 CLIENT_COLUMN = "client_id"
 ID_COLUMN = "product_id"

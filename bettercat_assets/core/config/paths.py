@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from bettercat_assets.core.config import CLIENT_ID_PATTERN
-from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.config.clients import CLIENT_ID_PATTERN
+from bettercat_assets.core.config.errors import BettercatError
 
 _SAFE_ID = re.compile(CLIENT_ID_PATTERN)
 

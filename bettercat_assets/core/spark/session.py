@@ -53,7 +53,7 @@ def build_spark_session(
     """Get or create a session. `remote` (sc://host:port) selects Spark Connect.
 
     A driver JVM started here maps the class-data archive when one was built for this Java and
-    pyspark (`core/spark_cds.py`), unless `use_cds` is False."""
+    pyspark (`core/spark/cds.py`), unless `use_cds` is False."""
     os.environ.setdefault("PYSPARK_PYTHON", python_for_workers())
     if (
         os.environ.get(SPARK_REMOTE_ENV) == ""
@@ -77,7 +77,7 @@ def build_spark_session(
 
 
 def _with_class_data_sharing(settings: dict[str, Any]) -> dict[str, Any]:
-    from bettercat_assets.core.spark_cds import driver_java_options
+    from bettercat_assets.core.spark.cds import driver_java_options
 
     options = driver_java_options()
     if not options:

@@ -14,9 +14,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from bettercat_assets.core.config import QualityGate
-from bettercat_assets.core.rounding import METRIC_DECIMALS, round_float
-from bettercat_assets.core.topk import top_k_indices
+from bettercat_assets.core.config.clients import QualityGate
+from bettercat_assets.core.config.rounding import METRIC_DECIMALS, round_float
+from bettercat_assets.core.model.topk import top_k_indices
 
 GATE_METRIC = "top5_accuracy"
 #: Top-5 accuracy of always predicting the 5 most frequent training categories.

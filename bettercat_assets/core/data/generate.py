@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.paths import DataLayout
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
 
 #: Share of products that go to the training file; the rest (at least one) are to be predicted.
 TRAIN_SHARE = 0.8

@@ -3,7 +3,7 @@
 Layout of a training's run (since top-k serving, `LAYOUT`):
 
 * logged model `model` (registered as `<client>_model`): the pyfunc of
-  `core/serving_model.py`, logged as code, carrying only the compact form
+  `core/model/pyfunc.py`, logged as code, carrying only the compact form
   (`artifacts/compact/`) and `artifacts/registration.json`. Serving and loading it never
   touch the sklearn forest;
 * logged model `sklearn_model` (same run, not registered): the sklearn flavour (skops), for
@@ -31,10 +31,11 @@ from mlflow.entities import LoggedModel
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
-from bettercat_assets.core import serving_model, tracking
-from bettercat_assets.core.compact_forest import CompactForest
-from bettercat_assets.core.errors import ModelNotFoundError, UnsafeModelError
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.errors import ModelNotFoundError, UnsafeModelError
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.model import pyfunc as serving_model
+from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.tracking import runs as tracking
 
 if TYPE_CHECKING:  # scikit-learn and skops load only where a forest is logged or loaded
     from sklearn.ensemble import RandomForestClassifier
@@ -54,7 +55,7 @@ REGISTRATION_ARTIFACT_DIR = "artifacts"
 #: parts of a registered version `_download_model_artifact` can fetch
 COMPACT_PART = "compact"
 SKOPS_PART = "skops"
-ENTRY_FILE = Path(__file__).with_name("serving_entry.py")
+ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 
 #: Given explicitly: MLflow would otherwise spend ~10 s inferring them per model.
 PIP_REQUIREMENTS = [

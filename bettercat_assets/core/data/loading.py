@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import DataError
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Feature cells (lower-cased) that mean "missing"; RandomForest handles NaN natively.

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from bettercat_assets.core.batch_scorer import ShippedModel
-from bettercat_assets.core.compact_forest import ARRAYS_FILE, META_FILE
-from bettercat_assets.core.model_store import fetch_compact
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE
+from bettercat_assets.core.model.store import fetch_compact
+from bettercat_assets.core.scoring.batch_scorer import ShippedModel
 
 
 @functools.cache

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import MISSING_MARKERS
-from bettercat_assets.core.rounding import round_float
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.rounding import round_float
+from bettercat_assets.core.data.loading import MISSING_MARKERS
 
 
 @dataclass(frozen=True)

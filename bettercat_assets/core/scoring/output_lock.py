@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from bettercat_assets.core.errors import BettercatError
+from bettercat_assets.core.config.errors import BettercatError
 
 LOCK_PREFIX = "_lock-"
 

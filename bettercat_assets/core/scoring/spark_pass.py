@@ -5,13 +5,13 @@ Many clients share one Spark pass (bench/RESULTS.md has the measurements):
 * the driver resolves each client's version (`@champion` unless one is given), checks the
   scoring file's header, decompresses it beside the output (a `.csv.gz` is one Spark split;
   plain CSV splits across the cores) and ships the compact model to the executors
-  (`core/model_shipping.py`);
+  (`core/scoring/model_shipping.py`);
 * one DataFrame holds every client's products with its `client_id`, its features in the
   generic columns `f0..fN`; one `mapInPandas` job scores each client's rows with its own model
-  (`core/batch_scorer.py`, whose workers import neither MLflow nor scikit-learn) and writes
+  (`core/scoring/batch_scorer.py`, whose workers import neither MLflow nor scikit-learn) and writes
   parquet partitioned by client;
-* the checks aggregate the written output: one Spark job (`core/prediction_checks.py`), or
-  for small inputs the same numbers on the driver (`core/local_prediction_stats.py`);
+* the checks aggregate the written output: one Spark job (`core/scoring/prediction_checks.py`), or
+  for small inputs the same numbers on the driver (`core/scoring/local_prediction_stats.py`);
 * each client's folder is then swapped into place on its own, so a reader never sees a
   half-written output, and one client's bad file fails only that client: if the shared job
   fails, every client is scored again in a job of its own.
@@ -43,8 +43,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.batch_scorer import (
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import BettercatError, DataError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.data.loading import check_scoring_header, load_scoring_table, read_header
+from bettercat_assets.core.data.quality import CheckOutcome
+from bettercat_assets.core.scoring.batch_scorer import (
     CLIENT_COLUMN,
     ID_COLUMN,
     ShippedModel,
@@ -52,31 +57,26 @@ from bettercat_assets.core.batch_scorer import (
     score_batches,
     top_k_batch,
 )
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.data import check_scoring_header, load_scoring_table, read_header
-from bettercat_assets.core.errors import BettercatError, DataError
-from bettercat_assets.core.local_prediction_stats import (
+from bettercat_assets.core.scoring.local_prediction_stats import (
     LOCAL_CHECKS_MAX_BYTES,
     local_prediction_stats,
     read_input_ids,
     read_output,
 )
-from bettercat_assets.core.model_shipping import StagedModel, ship_model, stage_model
-from bettercat_assets.core.output_lock import (
+from bettercat_assets.core.scoring.model_shipping import StagedModel, ship_model, stage_model
+from bettercat_assets.core.scoring.output_lock import (
     OutputLock,
     OutputLockedError,
     acquire_output_lock,
     output_lock,
 )
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.prediction_checks import (
+from bettercat_assets.core.scoring.prediction_checks import (
     InputStats,
     OutputStats,
     prediction_outcomes,
     prediction_stats,
 )
-from bettercat_assets.core.quality import CheckOutcome
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.tracking import runs as tracking
 
 __all__ = ["ScoringRequest", "ScoringResult", "predict_categories", "score_clients", "top_k_batch"]
 

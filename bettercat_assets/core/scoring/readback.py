@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 
-from bettercat_assets.core import tracking
-from bettercat_assets.core.errors import BettercatError
-from bettercat_assets.core.paths import DataLayout
-from bettercat_assets.core.scoring import LINEAGE_FILE
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.errors import BettercatError
+from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.scoring.spark_pass import LINEAGE_FILE
+from bettercat_assets.core.tracking import runs as tracking
 
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _CLIENT_DIR = re.compile(r"^client_id=([A-Za-z0-9_-]{1,64})$")

@@ -23,10 +23,19 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
 from bettercat_assets.core import tracking  # noqa: E402
-from bettercat_assets.core.compact_forest import CompactForest  # noqa: E402
-from bettercat_assets.core.config import ClientConfig  # noqa: E402
-from bettercat_assets.core.data import TrainingTable, load_training_table  # noqa: E402
-from bettercat_assets.core.evaluation import (  # noqa: E402
+from bettercat_assets.core.config.clients import ClientConfig  # noqa: E402
+from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
+from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
+from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
+from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
+from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
+from bettercat_assets.core.model.store import (  # noqa: E402
+    load_compact,
+    log_forest,
+    record_registration,
+)
+from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
+from bettercat_assets.core.training.evaluation import (  # noqa: E402
     BASELINE_METRIC,
     GATE_METRIC,
     GateResult,
@@ -38,15 +47,6 @@ from bettercat_assets.core.evaluation import (  # noqa: E402
     top_k_accuracy,
     weakest_categories,
 )
-from bettercat_assets.core.lineage import code_version, git_sha  # noqa: E402
-from bettercat_assets.core.model_store import (  # noqa: E402
-    load_compact,
-    log_forest,
-    record_registration,
-)
-from bettercat_assets.core.paths import DataLayout  # noqa: E402
-from bettercat_assets.core.rounding import round_metrics  # noqa: E402
-from bettercat_assets.core.settings import TrackingSettings  # noqa: E402
 
 Progress = Callable[[str], None]
 _log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sklearn.ensemble import RandomForestClassifier
 
-from bettercat_assets.core.errors import ConfigError, UnknownClientError
+from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
 
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"

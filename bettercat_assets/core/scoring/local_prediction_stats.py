@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bettercat_assets.core.batch_scorer import ID_COLUMN
-from bettercat_assets.core.prediction_checks import InputStats, OutputStats
+from bettercat_assets.core.scoring.batch_scorer import ID_COLUMN
+from bettercat_assets.core.scoring.prediction_checks import InputStats, OutputStats
 
 #: Scoring inputs up to this size (decompressed CSV, all clients of the run) are checked here.
 LOCAL_CHECKS_MAX_BYTES = 32 << 20

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from bettercat_assets.core.batch_scorer import CLIENT_COLUMN, ID_COLUMN
-from bettercat_assets.core.quality import CheckOutcome
+from bettercat_assets.core.data.quality import CheckOutcome
+from bettercat_assets.core.scoring.batch_scorer import CLIENT_COLUMN, ID_COLUMN
 
 SCORE_SUM_TOLERANCE = 1e-6
 

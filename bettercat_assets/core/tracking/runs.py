@@ -25,9 +25,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from bettercat_assets.core.config import ClientConfig
-from bettercat_assets.core.errors import ModelNotFoundError, TrackingUnavailableError
-from bettercat_assets.core.settings import TrackingSettings
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.errors import ModelNotFoundError, TrackingUnavailableError
+from bettercat_assets.core.config.settings import TrackingSettings
 
 CHAMPION_ALIAS = "champion"
 MLFLOW_UI_URL_ENV = "BETTERCAT_MLFLOW_UI_URL"

@@ -6,6 +6,6 @@ model runs it, and `set_model` hands MLflow the `TopKCategoriesModel` to load th
 
 from mlflow.models import set_model
 
-from bettercat_assets.core.serving_model import TopKCategoriesModel
+from bettercat_assets.core.model.pyfunc import TopKCategoriesModel
 
 set_model(TopKCategoriesModel())

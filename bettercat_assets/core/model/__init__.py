@@ -1,0 +1,28 @@
+"""The model: the compact (pickle-free) forest, top-k, the registered pyfunc and the MLflow model store.
+
+`compact_forest` and `topk` run in Spark workers: they import numpy only.
+
+Offers:
+- `compact_forest`: CompactForest
+- `topk`: top_k_indices, top_k_frame
+- `pyfunc`: TopKCategoriesModel, serving_signature
+- `store`: log_forest, load_compact, fetch_compact, download_compact, load_sklearn
+"""
+
+from bettercat_assets.core._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "CompactForest": "compact_forest",
+        "top_k_indices": "topk",
+        "top_k_frame": "topk",
+        "TopKCategoriesModel": "pyfunc",
+        "serving_signature": "pyfunc",
+        "log_forest": "store",
+        "load_compact": "store",
+        "fetch_compact": "store",
+        "download_compact": "store",
+        "load_sklearn": "store",
+    },
+)

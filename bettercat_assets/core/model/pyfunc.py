@@ -1,0 +1,168 @@
+"""The registered `<client>_model`: an MLflow pyfunc answering with the top-k categories.
+
+`predict(df)` returns the rows batch scoring writes (`product_id`, `pred_label`, `pred_score`,
+`rank`, `model_version`; k rows per product) from the compact form alone: `CompactForest.load`
+checks the checksum and reads the arrays with `allow_pickle=False`. No sklearn, no skops, no
+pickle: the model is logged as code (`pyfunc_entry.py`), which MLflow runs at load time.
+
+Where things come from at load time:
+
+* `artifacts["compact"]`: the compact forest (the registered model's `artifacts/compact/`);
+* `artifacts["registration"]`: `registration.json`, rewritten by `model_store.record_registration`
+  once the registry has numbered the version. A model loaded before that (or never
+  registered) reports `model_version` -1; `model_config={"model_version": N}` overrides it;
+* `model_config`: `id_column` (the client's id column, e.g. `product_id`) and `top_k`.
+
+Params (`params={"output": ...}` in `predict`, in the JSON body or in `spark_udf`):
+
+* `"rows"` (default): the batch layout, k rows per product;
+* `"per_product"`: one row per input row (`product_id`, `pred_labels`, `pred_scores`,
+  `model_version`, the arrays best first), which is what `mlflow.pyfunc.spark_udf` needs.
+
+No Dagster, MLflow-tracking, sklearn or Spark imports here: a serving process stays small.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.topk import top_k_frame, top_k_indices
+
+COMPACT_ARTIFACT = "compact"
+REGISTRATION_ARTIFACT = "registration"
+REGISTRATION_FILE = "registration.json"
+UNREGISTERED_VERSION = -1
+OUTPUT_PARAM = "output"
+OUTPUT_ROWS = "rows"
+OUTPUT_PER_PRODUCT = "per_product"
+OUTPUTS = (OUTPUT_ROWS, OUTPUT_PER_PRODUCT)
+#: Up to this many rows a request is scored with the numpy kernel (well under a millisecond
+#: for a request of a few products), so a server answering requests never imports numba
+#: (~60 MB); larger batches (spark_udf) use the default kernel, numba when installed.
+NUMPY_MAX_ROWS = 1000
+
+
+def serving_signature(features: list[str], id_column: str) -> ModelSignature:
+    """Input: the id column (string) and every feature (double; a column must be there, a value
+    may be missing, as in batch scoring); output: the batch's top-k rows."""
+    inputs = Schema([ColSpec("string", id_column)] + [ColSpec("double", f) for f in features])
+    outputs = Schema(
+        [
+            ColSpec("string", "product_id"),
+            ColSpec("string", "pred_label"),
+            ColSpec("float", "pred_score"),
+            ColSpec("integer", "rank"),
+            ColSpec("integer", "model_version"),
+        ]
+    )
+    params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_ROWS)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def registration_document(model_name: str | None, version: int | None) -> str:
+    """Content of `registration.json`: which registered version this model is."""
+    return json.dumps({"model_name": model_name, "model_version": version}) + "\n"
+
+
+def _invalid(message: str) -> MlflowException:
+    """A 400 in `mlflow models serve`, with our message."""
+    return MlflowException.invalid_parameter_value(message)
+
+
+def _read_version(path: Path) -> int:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MlflowException(f"cannot read {path}: {exc}") from None
+    version = doc.get("model_version") if isinstance(doc, dict) else None
+    if version is None:
+        return UNREGISTERED_VERSION
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MlflowException(f"{path}: model_version must be a positive integer, got {version!r}")
+    return version
+
+
+class TopKCategoriesModel(PythonModel):
+    """Top-k categories per product from a client's compact forest (see module docstring)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        config = context.model_config or {}
+        try:
+            self._forest = CompactForest.load(Path(context.artifacts[COMPACT_ARTIFACT]))
+        except ValueError as exc:
+            raise MlflowException(f"compact model refused: {exc}") from None
+        self._id_column = str(config.get("id_column", "product_id"))
+        self._k = int(config.get("top_k", 5))
+        override = config.get("model_version")
+        self._version = (
+            int(override)
+            if override is not None
+            else _read_version(Path(context.artifacts[REGISTRATION_ARTIFACT]))
+        )
+        self._features = [str(f) for f in self._forest.feature_names]
+        # Touch every array once now rather than in the first request.
+        self._forest.predict_proba(
+            np.zeros((1, len(self._features)), dtype=np.float32), backend="numpy"
+        )
+
+    @property
+    def model_version(self) -> int:
+        return self._version
+
+    def _features_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The feature matrix as float32, as batch scoring builds it; errors name the column."""
+        missing = [c for c in [self._id_column, *self._features] if c not in frame.columns]
+        if missing:
+            raise _invalid(f"missing column(s) {', '.join(repr(c) for c in missing)}")
+        try:  # after MLflow's schema enforcement the columns are float64 already
+            X = frame[self._features].to_numpy(dtype=np.float32, na_value=np.nan)
+        except (TypeError, ValueError):
+            for name in self._features:
+                try:
+                    pd.to_numeric(frame[name], errors="raise")
+                except (TypeError, ValueError):
+                    raise _invalid(f"column '{name}' must be numeric") from None
+            raise
+        bad = np.isinf(X)
+        if bad.any():
+            name = self._features[int(np.flatnonzero(bad.any(axis=0))[0])]
+            raise _invalid(f"column '{name}' holds infinity or a value too large for float32")
+        return np.ascontiguousarray(X)
+
+    def predict(
+        self,
+        context: PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Top-k rows per product (or one row per product with `output="per_product"`)."""
+        output = (params or {}).get(OUTPUT_PARAM) or OUTPUT_ROWS
+        if output not in OUTPUTS:
+            raise _invalid(f"param '{OUTPUT_PARAM}' must be one of {list(OUTPUTS)}, got {output!r}")
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        X = self._features_of(model_input)
+        ids = model_input[self._id_column].astype(object).to_numpy()
+        backend = "numpy" if len(X) <= NUMPY_MAX_ROWS else None
+        proba = self._forest.predict_proba(X, backend=backend)
+        if output == OUTPUT_ROWS:
+            return top_k_frame(ids, proba, self._forest.classes_, self._k, self._version)
+        best = top_k_indices(proba, self._k)
+        return pd.DataFrame(
+            {
+                "product_id": ids,
+                "pred_labels": list(self._forest.classes_[best]),
+                "pred_scores": list(np.take_along_axis(proba, best, axis=1).astype(np.float32)),
+                "model_version": np.full(len(ids), self._version, dtype=np.int32),
+            }
+        )

@@ -1,0 +1,21 @@
+"""Training: split, fit, evaluate, log to MLflow, register, and the quality gate that moves `@champion`.
+
+Offers:
+- `train`: TrainingResult, train_model, split_train_test
+- `evaluation`: evaluate, quality_gate, GateResult, top_k_accuracy
+"""
+
+from bettercat_assets.core._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "TrainingResult": "train",
+        "train_model": "train",
+        "split_train_test": "train",
+        "evaluate": "evaluation",
+        "quality_gate": "evaluation",
+        "GateResult": "evaluation",
+        "top_k_accuracy": "evaluation",
+    },
+)
