@@ -28,7 +28,7 @@ from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
-from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn  # noqa: E402
 from bettercat_assets.core.model.store import (  # noqa: E402
     load_compact,
     log_forest,
@@ -217,7 +217,7 @@ def train_model(
         started = time.perf_counter()
         forest = RandomForestClassifier(**client.model_params).fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started
-        compact = CompactForest.from_sklearn(forest)
+        compact = compact_from_sklearn(forest)
 
         proba = forest.predict_proba(x_test)
         raw = {
