@@ -102,7 +102,7 @@ def compare_counts(
     """PSI of `current` against `reference`, with its sample-size-aware threshold."""
     reference = np.asarray(reference, dtype=np.float64)
     current = np.asarray(current, dtype=np.float64)
-    n, m = current.sum(), reference.sum()
+    n, m = float(current.sum()), float(reference.sum())
     if n == 0 or m == 0:
         return Shift(name, 0.0, float("inf"))
     ref, cur = pooled(reference, current, int(min(n, m)))
@@ -110,7 +110,7 @@ def compare_counts(
     if used <= 1:
         return Shift(name, psi(ref, cur), float("inf") if used == 0 else floor)
     critical = float(stats.chi2.isf(alpha, used - 1)) * (1.0 / n + 1.0 / m)
-    return Shift(name, psi(ref, cur), max(critical, floor))
+    return Shift(name, psi(ref, cur), float(max(critical, floor)))
 
 
 def _total_variation(reference: np.ndarray, current: np.ndarray) -> float:

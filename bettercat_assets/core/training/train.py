@@ -32,6 +32,10 @@ from bettercat_assets.core.model.store import (  # noqa: E402
     log_forest,
     record_registration,
 )
+from bettercat_assets.core.monitoring.reference import (  # noqa: E402
+    ReferenceProfile,
+    build_reference,
+)
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
 from bettercat_assets.core.training.diagnostics import log_diagnostics  # noqa: E402
@@ -341,6 +345,20 @@ def _log_evaluation(
         )
 
 
+def _reference(
+    client: ClientConfig, split: _Split, fitted: _Fitted, evaluation: _Evaluation
+) -> ReferenceProfile:
+    """The monitoring reference: every training row's features, the test split's predictions."""
+    features = split.table.features
+    return build_reference(
+        {str(name): features[name].to_numpy(dtype=np.float64) for name in features.columns},
+        evaluation.proba,
+        [str(c) for c in fitted.forest.classes_],
+        np.asarray(split.y_test),
+        client.monitoring.bins,
+    )
+
+
 def _register_and_gate(
     run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation, champion: int | None
 ) -> _Registered:
@@ -367,6 +385,7 @@ def _register_and_gate(
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
+            profile=_reference(client, split, fitted, evaluation),
         )
         mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
         version = int(mv.version)

@@ -1,0 +1,131 @@
+"""Monitoring through the Dagster API: a shifted feature warns for its client only.
+
+A private workspace of two clients trained and scored in one range run; then one client's
+prediction file gets a unit change on one feature (grams sent as milligrams) and both are
+scored again. The drifted client gets a WARN `input_drift` naming that feature and only it;
+the other client's checks pass; the numbers land on each client's partition.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import yaml
+
+from bettercat_assets.partitions import range_tags
+
+pytestmark = pytest.mark.integration
+
+CLIENTS = ["mon_a", "mon_b"]
+FEATURES = ["price", "weight_g", "n_reviews", "rating"]
+MONITORING = ("input_drift", "prediction_drift", "estimated_accuracy")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.data.generate import generate_all
+    from bettercat_assets_tests.conftest import FIXTURES
+
+    root = tmp_path_factory.mktemp("monitoring")
+    doc = yaml.safe_load((FIXTURES / "clients.yaml").read_text())
+    doc["clients"] = [
+        {
+            "client_id": cid,
+            "features": FEATURES,
+            "sample_data": {"products": 3000, "categories": 10},
+        }
+        for cid in CLIENTS
+    ]
+    (root / "clients.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    generate_all(
+        load_clients(root / "clients.yaml").clients.values(), DataLayout(root / "data"), 11
+    )
+    return root
+
+
+def _run(ws: Path, instance, selection: list[str], day: str):
+    from bettercat_assets.assets.client_assets import build_client_assets
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.partitions import client_partitions
+    from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
+
+    assets = build_client_assets(client_partitions(load_clients(ws / "clients.yaml")))
+    resources = {
+        "clients": ClientsResource(
+            clients_file=str(ws / "clients.yaml"), data_prefix=str(ws / "data")
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=f"sqlite:///{ws / 'mlflow.db'}",
+            artifact_root=(ws / "mlartifacts").as_uri(),
+        ),
+        "spark": SparkResource(master="local[2]"),
+    }
+    return dg.materialize(
+        [assets],
+        selection=[dg.AssetKey(s) for s in selection],
+        instance=instance,
+        resources=resources,
+        tags=range_tags(CLIENTS),
+        run_config={"ops": {"client_assets": {"config": {"day": day}}}},
+    )
+
+
+def _monitoring_checks(result, cid: str) -> dict[str, dg.AssetCheckEvaluation]:
+    found = result.get_asset_check_evaluations()
+    return {e.check_name: e for e in found if e.partition == cid and e.check_name in MONITORING}
+
+
+@pytest.fixture(scope="module")
+def runs(ws, spark):
+    instance = dg.DagsterInstance.ephemeral()
+    clean = _run(
+        ws, instance, ["training_data", "registered_model", "category_predictions"], "2026-12-01"
+    )
+    path = ws / "data/prediction/client_id=mon_a/data_predict.csv.gz"
+    frame = pd.read_csv(path)
+    frame["weight_g"] = frame["weight_g"] * 1000  # a unit change: grams sent as milligrams
+    with gzip.open(path, "wt") as fh:
+        frame.to_csv(fh, index=False)
+    shifted = _run(ws, instance, ["category_predictions"], "2026-12-02")
+    return clean, shifted, instance
+
+
+def test_clean_scoring_passes_every_monitoring_check(runs):
+    clean, _, _ = runs
+    for cid in CLIENTS:
+        checks = _monitoring_checks(clean, cid)
+        assert set(checks) == set(MONITORING), cid
+        assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
+
+
+def test_shifted_feature_warns_naming_it_for_that_client_only(runs):
+    _, shifted, _ = runs
+    drifted = _monitoring_checks(shifted, "mon_a")["input_drift"]
+    assert not drifted.passed
+    assert drifted.severity == dg.AssetCheckSeverity.WARN
+    assert "weight_g" in drifted.description
+    assert not {"price", "n_reviews", "rating"} & set(drifted.metadata["drifted_features"].value)
+    other = _monitoring_checks(shifted, "mon_b")
+    assert all(c.passed for c in other.values()), {n: c.description for n, c in other.items()}
+
+
+def test_numbers_land_on_each_clients_partition(runs):
+    _, _, instance = runs
+    for cid, drifted in (("mon_a", 1), ("mon_b", 0)):
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("category_predictions"), asset_partitions=[cid]
+            ),
+            limit=1,
+        ).records[0]
+        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        assert meta["monitor_drifted_features"] == drifted
+        assert meta["monitor_products"] == 600
+        assert (meta["psi_weight_g"] > 1.0) == bool(drifted)
+        assert 0.0 < meta["monitor_estimated_top5"] <= 1.0
