@@ -4,7 +4,7 @@ A local or client-mode Spark driver loads several thousand classes from pyspark'
 start. Java's application class-data sharing (AppCDS, JDK 13+) archives them once; each later
 JVM maps the archive instead of parsing and verifying the classes again, which takes seconds off
 every Spark start (bench/RESULTS.md, section 7). The archive is built by
-`python -m bettercat_assets.core.spark.cds` (`deploy/install.sh` runs it): a throwaway session
+`python -m bettercat_assets.core.spark.build_cds` (`deploy/install.sh` runs it): a throwaway session
 runs the kinds of jobs scoring runs (CSV in, `mapInPandas`, parquet out and back), and its JVM
 dumps the classes it loaded when it exits.
 
