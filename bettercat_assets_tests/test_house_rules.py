@@ -86,3 +86,20 @@ def test_a_wrong_import_breaks_its_contract(tmp_path, module, line, broken):
     )
     assert bad.returncode != 0, bad.stdout
     assert broken in bad.stdout.replace("\n", " "), bad.stdout
+
+
+def test_no_import_cycles_in_the_package_or_the_bench():
+    import grimp
+
+    graph = grimp.build_graph("bettercat_assets", "bench")
+    cycles = sorted(
+        {
+            tuple(sorted((importer, imported)))
+            for importer in graph.modules
+            for imported in graph.find_modules_directly_imported_by(importer)
+            if imported != importer
+            and imported in graph.modules
+            and graph.chain_exists(importer=imported, imported=importer)
+        }
+    )
+    assert not cycles, cycles
