@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from bettercat_assets.assets.client_assets import build_client_assets
+from bettercat_assets.assets.fleet import build_fleet_asset
 from bettercat_assets.champion_events import build_promote_champion_job
 from bettercat_assets.config_report import warn_about_problems
 from bettercat_assets.core.config.clients import CLIENTS_FILE_ENV, clients_file_path, load_clients
@@ -64,7 +65,7 @@ def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.
     warn_about_problems(registry)  # bad entries keep their partition; their runs fail clearly
     partitions = client_partitions(registry)
     return dg.Definitions(
-        assets=[build_client_assets(partitions)],
+        assets=[build_client_assets(partitions), build_fleet_asset(partitions)],
         jobs=[*build_jobs(partitions), build_promote_champion_job(partitions.get_partition_keys())],
         schedules=build_schedules(partitions),
         sensors=[build_rescore_sensor()],

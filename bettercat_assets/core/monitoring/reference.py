@@ -157,21 +157,32 @@ def _from_body(body: dict) -> ReferenceProfile:
     return ReferenceProfile(tuple(features), predictions, int(body["bins"]))
 
 
+def as_scored(values: np.ndarray) -> np.ndarray:
+    """Values as the scorer sees them (float32, as the forest does), held in float64.
+
+    Reference and scoring bin the same numbers: 3.3 in float32 is below 3.3 in float64, so
+    an edge at 3.3 would otherwise put every scored 3.3 in the bin below its reference bin.
+    """
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
 def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Interior edges that split the finite `values` into `bins` equal-mass bins (ties merged)."""
+    """Interior edges that split the finite `values` into `bins` equal-mass bins (ties merged),
+    each a float32 value."""
+    values = as_scored(values)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.array([], dtype=np.float64)
     inner = np.quantile(finite.astype(np.float64), np.arange(1, bins) / bins, method="linear")
     # A value equal to an edge counts in the upper bin: the lowest edge at the minimum would
     # leave the first bin empty, so it goes.
-    edges = np.unique(inner)
+    edges = np.unique(as_scored(inner))
     return edges[edges > finite.min()] if edges.size else edges
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts per bin of `edges` (upper bin on ties), then the count of missing values."""
-    values = np.asarray(values, dtype=np.float64)
+    values = as_scored(values)
     missing = ~np.isfinite(values)
     codes = np.searchsorted(edges, values, side="right")
     codes[missing] = edges.size + 1

@@ -345,14 +345,13 @@ def _log_evaluation(
         )
 
 
-def _reference(
-    client: ClientConfig, split: _Split, fitted: _Fitted, evaluation: _Evaluation
-) -> ReferenceProfile:
-    """The monitoring reference: every training row's features, the test split's predictions."""
+def _reference(client: ClientConfig, split: _Split, fitted: _Fitted) -> ReferenceProfile:
+    """The monitoring reference: every training row's features, and the test split's
+    predictions as scoring makes them (the compact forest on float32 features)."""
     features = split.table.features
     return build_reference(
         {str(name): features[name].to_numpy(dtype=np.float64) for name in features.columns},
-        evaluation.proba,
+        fitted.compact.predict_proba(split.x_test.to_numpy(dtype=np.float32)),
         [str(c) for c in fitted.forest.classes_],
         np.asarray(split.y_test),
         client.monitoring.bins,
@@ -385,7 +384,7 @@ def _register_and_gate(
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
-            profile=_reference(client, split, fitted, evaluation),
+            profile=_reference(client, split, fitted),
         )
         mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
         version = int(mv.version)
