@@ -129,3 +129,60 @@ def test_numbers_land_on_each_clients_partition(runs):
         assert meta["monitor_products"] == 600
         assert (meta["psi_weight_g"] > 1.0) == bool(drifted)
         assert 0.0 < meta["monitor_estimated_top5"] <= 1.0
+
+
+def test_fleet_asset_and_cli_rank_the_drifted_client_first(ws, runs, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from bettercat_assets.assets.fleet import build_fleet_asset
+    from bettercat_assets.cli import main
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.partitions import client_partitions
+    from bettercat_assets.resources import ClientsResource, MlflowResource
+
+    _, _, instance = runs
+    tracking_uri = f"sqlite:///{ws / 'mlflow.db'}"
+    fleet = build_fleet_asset(client_partitions(load_clients(ws / "clients.yaml")))
+    result = dg.materialize(
+        [fleet],
+        instance=instance,
+        resources={
+            "clients": ClientsResource(
+                clients_file=str(ws / "clients.yaml"), data_prefix=str(ws / "data")
+            ),
+            "mlflow": MlflowResource(
+                tracking_uri=tracking_uri, artifact_root=(ws / "mlartifacts").as_uri()
+            ),
+        },
+    )
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    ranking = meta["ranking"].value.records
+    assert [r.data["client_id"] for r in ranking] == ["mon_a", "mon_b"]
+    assert ranking[0].data["reasons"] == "input drift"
+    assert "weight_g" in ranking[0].data["drifted_features"]
+    assert ranking[1].data["reasons"] == ""
+    assert meta["needing_attention"].value == 1
+    parquet = pd.read_parquet(meta["path"].value)
+    assert parquet["client_id"].tolist() == ["mon_a", "mon_b"]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("BETTERCAT_ARTIFACT_ROOT", (ws / "mlartifacts").as_uri())
+    out = tmp_path / "fleet.parquet"
+    printed = CliRunner().invoke(
+        main,
+        [
+            "fleet",
+            "--clients-file",
+            str(ws / "clients.yaml"),
+            "--data-prefix",
+            str(ws / "data"),
+            "--all",
+            "--output",
+            str(out),
+        ],
+    )
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.splitlines()
+    assert lines[0] == "1 of 2 client(s) need attention"
+    assert lines[2].split()[0] == "mon_a" and "input drift" in lines[2]
+    assert pd.read_parquet(out)["client_id"].tolist() == ["mon_a", "mon_b"]

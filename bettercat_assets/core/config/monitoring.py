@@ -10,6 +10,8 @@ class Monitoring(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: Compare each scoring with the model's reference (false: no monitoring checks or numbers).
+    enabled: bool = True
     #: Quantile bins per numeric feature in the reference profile (made at training).
     bins: int = Field(10, ge=2, le=50)
     #: Chance that one scoring of an unchanged catalogue warns on any signal (split over them).

@@ -166,6 +166,8 @@ def fleet_frame(rows: Iterable[FleetRow]) -> pd.DataFrame:
     frame = pd.DataFrame([{k: v for k, v in asdict(r).items() if k != "extra"} for r in rows])
     if frame.empty:
         return frame
+    for column in ("champion", "scored_version"):
+        frame[column] = frame[column].astype("Int64")
     frame["_drop"] = frame["estimated_top5_drop"].fillna(0.0)
     frame = frame.sort_values(["attention", "_drop", "client_id"], ascending=[False, False, True])
     return frame.drop(columns="_drop").reset_index(drop=True)

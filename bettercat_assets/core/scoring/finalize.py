@@ -171,7 +171,7 @@ def _finalize(
 def _monitor(p: Prepared, states: Mapping[str, State], client_dir: Path) -> DriftReport | None:
     """Compare the pass's counts with the version's reference; write `_monitoring.json`."""
     profile, state = p.staged.profile, states.get(MonitoringStatistic.name)
-    if profile is None or not state:
+    if profile is None or not state or not p.client.monitoring.enabled:
         return None
     report = compare(profile, state, p.client.monitoring)
     write_summary(client_dir, p.model.version, report)

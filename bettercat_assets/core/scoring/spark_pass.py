@@ -184,7 +184,11 @@ def score_clients(
 def monitoring_statistic(prepared: Iterable[Prepared]) -> MonitoringStatistic:
     """Counts on each client's reference bins, for the clients whose version has a profile."""
     return MonitoringStatistic(
-        {p.client.client_id: MonitorSpec.of(p.staged.profile) for p in prepared if p.staged.profile}
+        {
+            p.client.client_id: MonitorSpec.of(p.staged.profile)
+            for p in prepared
+            if p.staged.profile and p.client.monitoring.enabled
+        }
     )
 
 
