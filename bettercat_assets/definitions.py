@@ -29,7 +29,7 @@ from bettercat_assets.jobs import build_jobs
 from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 from bettercat_assets.schedules import build_schedules
-from bettercat_assets.sensors import build_rescore_sensor
+from bettercat_assets.sensors import build_monitoring_sensor, build_rescore_sensor
 
 SPARK_CONF_ENV = "BETTERCAT_SPARK_CONF"
 
@@ -68,7 +68,7 @@ def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.
         assets=[build_client_assets(partitions), build_fleet_asset(partitions)],
         jobs=[*build_jobs(partitions), build_promote_champion_job(partitions.get_partition_keys())],
         schedules=build_schedules(partitions),
-        sensors=[build_rescore_sensor()],
+        sensors=[build_rescore_sensor(), build_monitoring_sensor()],
         resources=build_resources(path),
         executor=dg.in_process_executor,
     )

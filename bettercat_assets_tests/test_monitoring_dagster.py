@@ -158,7 +158,8 @@ def test_fleet_asset_and_cli_rank_the_drifted_client_first(ws, runs, monkeypatch
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     ranking = meta["ranking"].value.records
     assert [r.data["client_id"] for r in ranking] == ["mon_a", "mon_b"]
-    assert ranking[0].data["reasons"] == "input drift"
+    assert "input drift" in ranking[0].data["reasons"]  # with prediction drift: a unit change
+    # sends every product down the trees' extreme-weight branches
     assert "weight_g" in ranking[0].data["drifted_features"]
     assert ranking[1].data["reasons"] == ""
     assert meta["needing_attention"].value == 1
