@@ -49,14 +49,10 @@ def ws(tmp_path_factory) -> Path:
     return root
 
 
-def _run(ws: Path, instance, selection: list[str], day: str):
-    from bettercat_assets.assets.client_assets import build_client_assets
-    from bettercat_assets.core.config.clients import load_clients
-    from bettercat_assets.partitions import client_partitions
+def _resources(ws: Path) -> dict[str, object]:
     from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 
-    assets = build_client_assets(client_partitions(load_clients(ws / "clients.yaml")))
-    resources = {
+    return {
         "clients": ClientsResource(
             clients_file=str(ws / "clients.yaml"), data_prefix=str(ws / "data")
         ),
@@ -66,6 +62,15 @@ def _run(ws: Path, instance, selection: list[str], day: str):
         ),
         "spark": SparkResource(master="local[2]"),
     }
+
+
+def _run(ws: Path, instance, selection: list[str], day: str):
+    from bettercat_assets.assets.client_assets import build_client_assets
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.partitions import client_partitions
+
+    assets = build_client_assets(client_partitions(load_clients(ws / "clients.yaml")))
+    resources = _resources(ws)
     return dg.materialize(
         [assets],
         selection=[dg.AssetKey(s) for s in selection],
@@ -187,3 +192,42 @@ def test_fleet_asset_and_cli_rank_the_drifted_client_first(ws, runs, monkeypatch
     assert lines[0] == "1 of 2 client(s) need attention"
     assert lines[2].split()[0] == "mon_a" and "input drift" in lines[2]
     assert pd.read_parquet(out)["client_id"].tolist() == ["mon_a", "mon_b"]
+
+
+def _retrain_requests(ws: Path, instance, cursor):
+    from bettercat_assets.assets.client_assets import build_client_assets
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.partitions import client_partitions
+
+    assets = build_client_assets(client_partitions(load_clients(ws / "clients.yaml")))
+    result = dg.evaluate_automation_conditions(
+        defs=dg.Definitions(assets=[assets], resources=_resources(ws)),
+        instance=instance,
+        asset_selection=dg.AssetSelection.assets("registered_model"),
+        cursor=cursor,
+    )
+    return sorted(result.get_requested_partitions(dg.AssetKey("registered_model"))), result.cursor
+
+
+def test_retrain_on_drift_asks_once_per_new_training_file(ws, runs, monkeypatch, tmp_path):
+    _, _, instance = runs
+    doc = yaml.safe_load((ws / "clients.yaml").read_text())
+    for entry in doc["clients"]:
+        entry["monitoring"] = {"retrain_on_drift": True}
+    opted_in = tmp_path / "clients.yaml"
+    opted_in.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("BETTERCAT_CLIENTS_FILE", str(opted_in))
+    monkeypatch.setenv("DATA_PREFIX", str(ws / "data"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'mlflow.db'}")
+
+    requested, cursor = _retrain_requests(ws, instance, None)
+    assert requested == []  # mon_a drifted, but its model was trained on this very file
+    for cid in CLIENTS:  # new labelled products arrive for both clients
+        path = ws / f"data/train/client_id={cid}/data_train.csv.gz"
+        frame = pd.read_csv(path)
+        with gzip.open(path, "wt") as fh:
+            frame.iloc[:-10].to_csv(fh, index=False)
+    requested, cursor = _retrain_requests(ws, instance, cursor)
+    assert requested == ["mon_a"]  # mon_b has new data too, but its scoring did not drift
+    requested, _ = _retrain_requests(ws, instance, cursor)
+    assert requested == []  # once per new training file
