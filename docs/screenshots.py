@@ -8,8 +8,11 @@ Needs a running `dagster dev` (`make dev`, http://127.0.0.1:3000) and MLflow UI
     .venv/bin/python docs/screenshots.py --only partitions.png --out /tmp/shots
 
 The shots: `asset_graph.png` (Lineage), `partitions.png` (registered_model's Partitions tab on
-`--client-id`), both used by README.md and docs/ui.md, and `mlflow_runs.png` (the client's
-MLflow experiment in the "Model training" view).
+`--client-id`), both used by README.md and docs/ui.md, `mlflow_runs.png` (the client's
+MLflow experiment in the "Model training" view), and for docs/monitoring.md
+`monitoring_check.png` (the `input_drift` check of `--drifted-client`), `monitoring_plot.png`
+(category_predictions' metadata plots) and `fleet.png` (the `client_fleet` ranking); those need
+a client scored a few times, the last time with a drifted feature.
 """
 
 from __future__ import annotations
@@ -105,8 +108,15 @@ def experiment_id(mlflow_url: str, client_id: str) -> str:
     return answer["experiment"]["experiment_id"]
 
 
-def shots(dagster_url: str, mlflow_url: str, client_id: str, mlflow_experiment: str) -> list[Shot]:
+def shots(
+    dagster_url: str,
+    mlflow_url: str,
+    client_id: str,
+    mlflow_experiment: str,
+    drifted_client: str = "acme_fashion",
+) -> list[Shot]:
     partition = urllib.parse.quote(client_id)
+    drifted = urllib.parse.quote(drifted_client)
     return [
         Shot("asset_graph.png", f"{dagster_url}/asset-groups"),
         Shot(
@@ -117,6 +127,16 @@ def shots(dagster_url: str, mlflow_url: str, client_id: str, mlflow_experiment: 
             "mlflow_runs.png",
             f"{mlflow_url}/#/experiments/{mlflow_experiment}/runs?workflowType=machine_learning",
         ),
+        Shot(
+            "monitoring_check.png",
+            f"{dagster_url}/assets/category_predictions?view=checks&checkDetail=input_drift"
+            f"&partition={drifted}",
+        ),
+        Shot(
+            "monitoring_plot.png",
+            f"{dagster_url}/assets/category_predictions?view=plots&partition={drifted}",
+        ),
+        Shot("fleet.png", f"{dagster_url}/assets/client_fleet?view=events"),
     ]
 
 
@@ -162,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dagster-url", default="http://127.0.0.1:3000")
     parser.add_argument("--mlflow-url", default="http://127.0.0.1:5000")
     parser.add_argument("--client-id", default="acme_fashion", help="The partition to show.")
+    parser.add_argument(
+        "--drifted-client", default="acme_fashion", help="The client whose drift to show."
+    )
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="Default docs/img.")
     parser.add_argument("--only", action="append", default=[], help="Only this file (repeatable).")
     parser.add_argument("--budget-ms", type=int, default=20_000, help="Render time per page.")
@@ -176,7 +199,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     require_up(f"{mlflow_url}/health", "the MLflow UI", "make mlflow-ui")
     dismiss_dagster_welcome(dagster_url)
     selected = shots(
-        dagster_url, mlflow_url, args.client_id, experiment_id(mlflow_url, args.client_id)
+        dagster_url,
+        mlflow_url,
+        args.client_id,
+        experiment_id(mlflow_url, args.client_id),
+        args.drifted_client,
     )
     unknown = set(args.only) - {s.file for s in selected}
     if unknown:

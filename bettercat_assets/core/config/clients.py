@@ -35,6 +35,8 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 
 def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
+    if not params:
+        return params
     for key in params:
         if key not in RANDOM_FOREST_PARAMS:
             close = difflib.get_close_matches(key, RANDOM_FOREST_PARAMS, n=1)
@@ -124,10 +126,6 @@ class ClientEntry(BaseModel):
         if dupes:
             raise ValueError(f"duplicate feature(s): {', '.join(dupes)}")
         return features
-
-    _check_params = field_validator("model_params")(
-        classmethod(lambda cls, v: _check_model_params(v))
-    )
 
 
 class ClientConfig(BaseModel):
@@ -297,8 +295,9 @@ def _validate_entry(raw: dict[str, Any], defaults: ClientDefaults) -> ClientEntr
         entry = ClientEntry.model_validate(raw)
     except ValidationError as exc:
         return [_describe_error(err, ClientEntry) for err in exc.errors()]
-    try:
-        _check_model_params({**defaults.model_params, **entry.model_params})
+    try:  # an entry without its own parameters has the defaults, validated once
+        if entry.model_params:
+            _check_model_params({**defaults.model_params, **entry.model_params})
     except ValueError as exc:
         return [f"model_params: {exc}"]
     return entry
