@@ -348,9 +348,9 @@ def _log_evaluation(
 def _reference(client: ClientConfig, split: _Split, fitted: _Fitted) -> ReferenceProfile:
     """The monitoring reference: every training row's features, and the test split's
     predictions as scoring makes them (the compact forest on float32 features)."""
-    features = split.table.features
+    numeric = split.table.features.select_dtypes("number")  # other kinds: not profiled yet
     return build_reference(
-        {str(name): features[name].to_numpy(dtype=np.float64) for name in features.columns},
+        {str(name): numeric[name].to_numpy(dtype=np.float64) for name in numeric.columns},
         fitted.compact.predict_proba(split.x_test.to_numpy(dtype=np.float32)),
         [str(c) for c in fitted.forest.classes_],
         np.asarray(split.y_test),
