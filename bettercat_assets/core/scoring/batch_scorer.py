@@ -69,7 +69,11 @@ def top_k_batch(
         {
             "product_id": pd.arrays.ArrowExtensionArray(ids.take(np.repeat(np.arange(n_rows), kk))),
             "pred_label": pd.arrays.ArrowExtensionArray(labels.take(best.ravel())),
-            "pred_score": np.take_along_axis(proba, best, axis=1).ravel().astype(np.float32),
+            # Arrow-backed: a NaN score stays a NaN (the checks' score_bounds fails on it),
+            # where a numpy column would reach Spark as a null, refused by the schema.
+            "pred_score": pd.arrays.ArrowExtensionArray(
+                pa.array(np.take_along_axis(proba, best, axis=1).ravel().astype(np.float32))
+            ),
             "rank": np.tile(np.arange(kk, dtype=np.int32), n_rows),
             "model_version": np.full(n_rows * kk, model_version, dtype=np.int32),
         }
