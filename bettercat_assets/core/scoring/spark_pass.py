@@ -138,17 +138,9 @@ def score_clients(
     workdir, owner = _claim_workdir(layout, inference_date)
     locks: list[OutputLock] = [owner]
     try:
-        prepared: dict[str, Prepared] = {}
-        for request in requests:
-            cid = request.client.client_id
-            try:
-                # One writer per (client, date): held until this client's output is swapped in.
-                locks.append(acquire_output_lock(cid, layout.predictions_dir(cid, inference_date)))
-                prepared[cid] = prepare(
-                    request.client, request.version, settings, layout, workdir, timings
-                )
-            except BettercatError as exc:
-                outcomes[cid] = exc
+        prepared = _prepare_all(
+            requests, inference_date, settings, layout, workdir, locks, outcomes, timings
+        )
         if not prepared:  # every client failed before Spark was needed: do not wait for it
             return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
         session = _session(spark, timings)
@@ -177,6 +169,31 @@ def score_clients(
         for lock in locks:
             lock.release()
     return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
+
+
+def _prepare_all(
+    requests: list[ScoringRequest],
+    day: date,
+    settings: TrackingSettings,
+    layout: DataLayout,
+    workdir: Path,
+    locks: list[OutputLock],
+    failures: dict[str, ScoringResult | BettercatError],
+    timings: dict[str, float],
+) -> dict[str, Prepared]:
+    """Lock and prepare each client; one that fails gets its error in `failures`."""
+    prepared: dict[str, Prepared] = {}
+    for request in requests:
+        cid = request.client.client_id
+        try:
+            # One writer per (client, date): held until this client's output is swapped in.
+            locks.append(acquire_output_lock(cid, layout.predictions_dir(cid, day)))
+            prepared[cid] = prepare(
+                request.client, request.version, settings, layout, workdir, timings
+            )
+        except BettercatError as exc:
+            failures[cid] = exc
+    return prepared
 
 
 def _session(spark: SparkSource, timings: dict[str, float]) -> SparkSession:
