@@ -100,3 +100,30 @@ def test_cli_scores_a_client_through_spark_connect(
     assert table["product_id"].nunique() == products
     assert len(table) == products * 5
     assert set(table["model_version"]) == {trained.version}
+
+
+@pytest.fixture(scope="module")
+def connect_session(connect_url):
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(connect_url).getOrCreate()
+    yield session
+    session.stop()
+
+
+def test_wrong_outputs_fail_their_client_only_under_spark_connect(
+    connect_session, registry, layout, tracking_settings, sample_data, monkeypatch
+):
+    """The pass statistics reach the driver without accumulators: each wrong output injected
+    into the Connect server's workers fails its own client's checks, and only those."""
+    from bettercat_assets.core.spark.session import is_connect
+    from bettercat_assets_tests import pass_checks_support as support
+
+    assert is_connect(connect_session)
+    support.train_clients(registry, layout, tracking_settings)
+    results = support.score_with_defects(
+        connect_session, registry, layout, tracking_settings, monkeypatch
+    )
+    support.assert_each_defect_fails_its_client_only(results)
+    good = results[support.GOOD]
+    assert good.products_scored == sample_data[support.GOOD].predict_rows

@@ -85,7 +85,7 @@ def _in_scorer_layout(ids: pd.Series, output: pd.DataFrame, kk: int) -> bool:
     rank = output["rank"].to_numpy()
     if n and not np.array_equal(rank.reshape(n, kk), np.broadcast_to(np.arange(kk), (n, kk))):
         return False
-    written = pa.chunked_array([pa.array(output[ID_COLUMN], type=pa.string(), from_pandas=True)])
+    written = pa.array(output[ID_COLUMN], type=pa.string(), from_pandas=True)
     expected = pa.array(ids, type=pa.string(), from_pandas=True).take(np.repeat(np.arange(n), kk))
     if written.null_count or expected.null_count:
         return False

@@ -83,6 +83,8 @@ class TaskStats:
 
     def __init__(self, statistics: Sequence[PassStatistic]) -> None:
         self._statistics = {s.name: s for s in statistics}
+        if len(self._statistics) != len(statistics):
+            raise ValueError(f"pass statistics need distinct names: {[s.name for s in statistics]}")
         self._pending: dict[tuple[str, str], list[State]] = {}
 
     def observe(self, scored: ScoredSlice) -> None:
@@ -110,6 +112,10 @@ class TaskStats:
 
 def write_states(path: Path, states: Mapping[tuple[str, str], State]) -> None:
     """Write (client, statistic) -> state as one Arrow IPC file."""
+    for (cid, name), state in states.items():
+        for key, array in state.items():
+            if array.dtype.kind not in "biufU":  # raw bytes of objects would be pointers
+                raise TypeError(f"pass statistic {name!r} ({cid}): {key} has dtype {array.dtype}")
     rows = [
         (cid, name, key, array.dtype.str, list(array.shape), np.ascontiguousarray(array).tobytes())
         for (cid, name), state in states.items()

@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 from bettercat_assets.core.config.errors import BettercatError, DataError
 from bettercat_assets.core.data.loading import load_scoring_table
 from bettercat_assets.core.scoring.batch_scorer import CLIENT_COLUMN, OutputTransform, score_batches
-from bettercat_assets.core.scoring.pass_stats import PassStatistic
+from bettercat_assets.core.scoring.pass_stats import PassStatistic, TaskStats
 from bettercat_assets.core.scoring.scoring_inputs import Prepared, shared_frame
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def scorer_for(
     transform: OutputTransform | None = None,
 ) -> Scorer:
     """The `mapInPandas` function of one job (`transform`: see `batch_scorer.score_batches`)."""
+    TaskStats(statistics)  # distinct names: checked here rather than in every task
     return functools.partial(
         score_batches,
         models={p.client.client_id: p.model for p in prepared},

@@ -140,7 +140,7 @@ def score_clients(
     locks: list[OutputLock] = [owner]
     try:
         prepared = _prepare_all(
-            requests, inference_date, settings, layout, workdir, timings, locks, outcomes
+            requests, inference_date, settings, layout, workdir, locks, outcomes, timings
         )
         if not prepared:  # every client failed before Spark was needed: do not wait for it
             return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
@@ -179,11 +179,11 @@ def _prepare_all(
     settings: TrackingSettings,
     layout: DataLayout,
     workdir: Path,
-    timings: dict[str, float],
     locks: list[OutputLock],
-    outcomes: dict[str, ScoringResult | BettercatError],
+    failures: dict[str, ScoringResult | BettercatError],
+    timings: dict[str, float],
 ) -> dict[str, Prepared]:
-    """Lock, resolve, download and decompress each client; a failure goes to `outcomes`."""
+    """Lock and prepare each client; one that fails gets its error in `failures`."""
     prepared: dict[str, Prepared] = {}
     for request in requests:
         cid = request.client.client_id
@@ -194,7 +194,7 @@ def _prepare_all(
                 request.client, request.version, settings, layout, workdir, timings
             )
         except BettercatError as exc:
-            outcomes[cid] = exc
+            failures[cid] = exc
     return prepared
 
 
