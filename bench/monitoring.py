@@ -123,13 +123,74 @@ def fleet_time(root: Path, clients: int, repeats: int) -> dict[str, object]:
     return {"clients": clients, "wall_s": statistics.median(walls), "walls": walls, "head": out}
 
 
+def worker_cpu(products: int, train_rows: int = 50_000, chunk: int = 4096) -> dict[str, object]:
+    """In-process, labelled as such: CPU seconds a Spark worker spends scoring (compact forest
+    + top-5 rows) and counting the monitoring profile, chunk by chunk as the workers do.
+    CPU time is far less disturbed than wall time by other processes on a shared machine."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from sklearn.ensemble import RandomForestClassifier
+
+    from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
+    from bettercat_assets.core.monitoring.reference import build_reference
+    from bettercat_assets.core.monitoring.statistic import MonitorSpec, count_slice, merge_states
+    from bettercat_assets.core.scoring.batch_scorer import top_k_batch
+
+    from .data import class_labels, make_arrays
+
+    X, y = make_arrays(train_rows, 20, 100)
+    labels = class_labels(100)[y]
+    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, n_jobs=-1, random_state=0)
+    forest.fit(X[: int(train_rows * 0.8)], labels[: int(train_rows * 0.8)])
+    compact = compact_from_sklearn(forest)
+    test = slice(int(train_rows * 0.8), None)
+    profile = build_reference(
+        {f"f{j}": X[:, j] for j in range(20)},
+        compact.predict_proba(X[test].astype(np.float32)),
+        compact.classes_,
+        labels[test],
+        10,
+    )
+    spec = MonitorSpec.of(profile)
+    names = pa.array(compact.classes_.tolist(), type=pa.string())
+    Xp, _ = make_arrays(products, 20, 100, stream=1000)
+    Xp = Xp.astype(np.float32)
+    ids = pd.Series([f"P-{i:09d}" for i in range(products)])
+    scoring = monitoring = 0.0
+    states = []
+    for start in range(0, products, chunk):
+        rows = Xp[start : start + chunk]
+        t0 = time.process_time()
+        proba = compact.predict_proba(rows)
+        top_k_batch(ids.iloc[start : start + chunk], proba, names, 5, 1)
+        t1 = time.process_time()
+        states.append(count_slice(spec, rows, proba))
+        if len(states) >= 16:
+            states = [merge_states(states)]
+        t2 = time.process_time()
+        scoring += t1 - t0
+        monitoring += t2 - t1
+    return {
+        "products": products,
+        "scoring_cpu_s": scoring,
+        "monitoring_cpu_s": monitoring,
+        "ratio": monitoring / scoring,
+        "label": "in-process, CPU seconds, one worker's loop",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-scoring", action="store_true")
+    parser.add_argument("--worker-cpu", action="store_true", help="Only the in-process CPU split.")
     args = parser.parse_args()
+    if args.worker_cpu:
+        print(json.dumps(worker_cpu(args.products), indent=1), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
         results = {"fleet": fleet_time(Path(tmp), args.clients, args.repeats)}
         print(json.dumps(results["fleet"], indent=1), flush=True)
