@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -67,7 +67,6 @@ class FleetRow:
     drifted_features: str = ""
     estimated_top5: float | None = None
     estimated_top5_drop: float | None = None
-    extra: dict = field(default_factory=dict, repr=False)
 
 
 def registry_health(settings: TrackingSettings) -> dict[str, RegistryHealth]:
@@ -163,7 +162,7 @@ def client_row(
 
 def fleet_frame(rows: Iterable[FleetRow]) -> pd.DataFrame:
     """The ranking: most attention first, then the largest estimated accuracy drop."""
-    frame = pd.DataFrame([{k: v for k, v in asdict(r).items() if k != "extra"} for r in rows])
+    frame = pd.DataFrame([asdict(r) for r in rows])
     if frame.empty:
         return frame
     for column in ("champion", "scored_version"):
