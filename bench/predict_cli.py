@@ -103,7 +103,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
             "10 predict CLI",
             "peak Python worker RSS above an idle Python with pandas+pyarrow+sklearn+mlflow, "
             f"{r['products']:,} products",
-            f"+{r['worker_above_baseline_mb']:.0f} MB",
+            f"{r['worker_above_baseline_mb']:+.0f} MB",
             "<= +50 MB",
             status(r["worker_above_baseline_mb"] <= 50),
             f"worker {large['worker_peak_mb']:.0f} MB, baseline {r['baseline_rss_mb']:.0f} MB",

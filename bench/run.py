@@ -225,7 +225,7 @@ def section_predict_cli(ws: Workspace, cfg_json: dict, sizes: dict, results: dic
     results["predict_cli"] = out
     log(
         f"   checks {out['checks_share']:.1%} of score_and_write; "
-        f"{out['over_sklearn']:.2f}x sklearn; worker +{out['worker_above_baseline_mb']:.0f} MB"
+        f"{out['over_sklearn']:.2f}x sklearn; worker {out['worker_above_baseline_mb']:+.0f} MB"
     )
 
 

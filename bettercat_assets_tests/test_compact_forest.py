@@ -22,7 +22,8 @@ BACKENDS = [
     pytest.param(
         "compiled",
         marks=pytest.mark.skipif(
-            forest_kernel_aot._compiled_module() is None, reason="no compiled kernel: make install"
+            forest_kernel_aot.compiled_module(cf._accumulate_python) is None,
+            reason="no compiled kernel: make install",
         ),
     ),
 ]
@@ -332,12 +333,12 @@ def test_install_built_the_compiled_kernel_and_workers_score_without_numba(tmp_p
     import subprocess
     import sys
 
-    assert forest_kernel_aot._compiled_module() is not None, "run make install"
+    assert forest_kernel_aot.compiled_module(cf._accumulate_python) is not None, "run make install"
     for feature in ("i2", "i4"):
         for indptr in ("i4", "i8"):
             for classes in ("u2", "i4"):
                 name = forest_kernel_aot.export_name(feature, indptr, classes)
-                assert hasattr(forest_kernel_aot._compiled_module(), name), name
+                assert hasattr(forest_kernel_aot.compiled_module(cf._accumulate_python), name), name
     X, y = _data()
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     compact_from_sklearn(forest).save(tmp_path)

@@ -48,6 +48,6 @@ compiling=$!
 # The forest's prediction kernel compiled ahead of time (core/model/forest_kernel_aot.py): Spark's
 # Python workers then score without importing numba (~120 MB less per worker). Skipped, with a
 # note, without a C compiler; workers then use numba's JIT.
-"$venv/bin/python" -m bettercat_assets.core.model.forest_kernel_aot > /dev/null 2>&1 \
+"$venv/bin/python" -m bettercat_assets.core.model.build_forest_kernel > /dev/null 2>&1 \
     || echo "note: no compiled forest kernel built (is a C compiler installed?); workers use numba's JIT" >&2
 wait "$compiling" || true

@@ -200,7 +200,11 @@ class CompactForest:
         default the compiled kernel when it was built, else numba when installed.
         """
         X = self._check_X(X)
-        compiled = compiled_kernel(self._arrays) if backend in (None, "compiled") else None
+        compiled = (
+            compiled_kernel(_accumulate_python, self._arrays)
+            if backend in (None, "compiled")
+            else None
+        )
         if backend is None:
             backend = "compiled" if compiled else "numba" if HAVE_NUMBA else "numpy"
         out = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)

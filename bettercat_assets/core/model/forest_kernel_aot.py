@@ -5,7 +5,7 @@ even a cached kernel into LLVM), more than the model and its batches together. T
 kernel (`compact_forest._accumulate_python`), compiled once by `numba.pycc` into a plain
 extension module, is imported in a fraction of a MB and predicts bit-identically.
 
-`make install` builds it (`python -m bettercat_assets.core.model.forest_kernel_aot`) beside the
+`make install` builds it (`python -m bettercat_assets.core.model.build_forest_kernel`) beside the
 interpreter, one export per supported combination of array dtypes. A process that finds none
 (a numba or kernel change since, no C compiler) uses the numba JIT as before.
 """
@@ -45,24 +45,21 @@ _VARIANTS = {
 }
 
 
-def _kernel_source() -> str:
-    from bettercat_assets.core.model.compact_forest import _accumulate_python
-
-    return inspect.getsource(_accumulate_python)
+Kernel = Callable[..., None]
 
 
-def module_name() -> str | None:
+def module_name(kernel: Kernel) -> str | None:
     """The compiled module's name for this kernel source, numba and numpy (None: no numba)."""
     try:
         numba_version = importlib.metadata.version("numba")
     except importlib.metadata.PackageNotFoundError:
         return None
-    key = f"{_kernel_source()}|{_SIGNATURE}|{numba_version}|{np.__version__}"
+    key = f"{inspect.getsource(kernel)}|{_SIGNATURE}|{numba_version}|{np.__version__}"
     return f"bettercat_forest_kernel_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def kernel_path() -> Path | None:
-    name = module_name()
+def kernel_path(kernel: Kernel) -> Path | None:
+    name = module_name(kernel)
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     return KERNEL_DIR / f"{name}{suffix}" if name else None
 
@@ -72,9 +69,9 @@ def export_name(feature: str, indptr: str, classes: str) -> str:
 
 
 @functools.cache
-def _compiled_module():
+def compiled_module(kernel: Kernel):
     """The compiled module, or None when it was not built for this kernel, numba and numpy."""
-    path = kernel_path()
+    path = kernel_path(kernel)
     if path is None or not path.is_file():
         return None
     loader = importlib.machinery.ExtensionFileLoader(path.name.split(".")[0], str(path))
@@ -89,9 +86,9 @@ def _compiled_module():
     return module
 
 
-def compiled_kernel(arrays: Mapping[str, np.ndarray]) -> Callable[..., None] | None:
-    """The compiled kernel for these arrays' dtypes, or None (then the JIT kernel is used)."""
-    module = _compiled_module()
+def compiled_kernel(kernel: Kernel, arrays: Mapping[str, np.ndarray]) -> Kernel | None:
+    """`kernel` compiled for these arrays' dtypes, or None (then the JIT kernel is used)."""
+    module = compiled_module(kernel)
     if module is None:
         return None
     try:
@@ -101,33 +98,25 @@ def compiled_kernel(arrays: Mapping[str, np.ndarray]) -> Callable[..., None] | N
     return getattr(module, export_name(*codes), None)
 
 
-def build() -> Path | None:
-    """Compile every dtype combination with numba.pycc into `kernel_path()`."""
+def build(kernel: Kernel) -> Path | None:
+    """Compile every dtype combination of `kernel` with numba.pycc into `kernel_path(kernel)`."""
     import warnings
 
-    from bettercat_assets.core.model.compact_forest import _accumulate_python
-
-    path = kernel_path()
+    path = kernel_path(kernel)
     if path is None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
         from numba.pycc import CC
 
-        cc = CC(module_name())
+        cc = CC(module_name(kernel))
         cc.output_dir = str(KERNEL_DIR)
         cc.verbose = False
         for feature in _VARIANTS["feature"]:
             for indptr in _VARIANTS["leaf_indptr"]:
                 for classes in _VARIANTS["leaf_classes"]:
                     signature = _SIGNATURE.format(feature=feature, indptr=indptr, classes=classes)
-                    cc.export(export_name(feature, indptr, classes), signature)(_accumulate_python)
+                    cc.export(export_name(feature, indptr, classes), signature)(kernel)
         KERNEL_DIR.mkdir(parents=True, exist_ok=True)
         cc.compile()
     return path if path.is_file() else None
-
-
-if __name__ == "__main__":
-    built = build()
-    print(built or "no compiled kernel (numba is not installed)")
-    raise SystemExit(0 if built else 1)
