@@ -231,3 +231,34 @@ def test_retrain_on_drift_asks_once_per_new_training_file(ws, runs, monkeypatch,
     assert requested == ["mon_a"]  # mon_b has new data too, but its scoring did not drift
     requested, _ = _retrain_requests(ws, instance, cursor)
     assert requested == []  # once per new training file
+
+
+def test_cli_predict_warns_about_the_drifted_feature(ws, runs):
+    import os
+    import subprocess
+    import sys
+
+    bettercat = Path(sys.executable).with_name("bettercat")
+    env = {
+        **os.environ,
+        "BETTERCAT_CLIENTS_FILE": str(ws / "clients.yaml"),
+        "DATA_PREFIX": str(ws / "data"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{ws / 'mlflow.db'}",
+        "BETTERCAT_ARTIFACT_ROOT": (ws / "mlartifacts").as_uri(),
+    }
+    outputs = {}
+    for cid in CLIENTS:
+        done = subprocess.run(
+            [str(bettercat), "predict", "--client-id", cid, "--inference-date", "2026-12-03"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs[cid] = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert any(
+        line.startswith("warning: input_drift: client 'mon_a'") and "weight_g" in line
+        for line in outputs["mon_a"]
+    ), outputs
+    assert outputs["mon_b"] == []
