@@ -227,6 +227,29 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
     return _download_model_artifact(settings, model_name, version, COMPACT_PART, dst)
 
 
+def download_serving_model(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> Path:
+    """Download a registered version's whole MLflow model (the top-k pyfunc) into `dst`;
+    ModelNotFoundError when the version predates serving (sklearn-only layout)."""
+
+    def find(client: MlflowClient) -> tuple[bool, str]:
+        logged = _logged_model(client, model_name, version)
+        return logged.tags.get(LAYOUT_TAG) == LAYOUT, logged.artifact_location
+
+    servable, location = _ask_registry(settings, model_name, version, find)
+    if not servable:
+        raise ModelNotFoundError(
+            f"{model_name} v{version} was registered before top-k serving (sklearn flavour "
+            "only); train again to register a servable version"
+        )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=dst, tracking_uri=settings.tracking_uri
+    )
+    return Path(local)
+
+
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
 _CACHE_LOCK = threading.Lock()
 

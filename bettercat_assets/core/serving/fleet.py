@@ -1,0 +1,208 @@
+"""One server for every client: `bettercat serve` without `--client-id`.
+
+Endpoints (FastAPI on uvicorn, one process):
+
+* `POST /clients/<client_id>/invocations`: MLflow's scoring-server JSON (`dataframe_split` or
+  `dataframe_records`, optional `params`) in, `{"predictions": [...]}` out: the batch's top-k
+  rows with `model_version`, computed by the client's registered pyfunc through MLflow's own
+  request handling (`mlflow.pyfunc.scoring_server.invocations`). Headers say which version
+  answered and whether its model was loaded already (`X-Bettercat-Cache: hit|miss`);
+* `GET /clients/<client_id>`: which version serves and since when; `GET /clients`: all;
+* `GET /health` (`/ping`): up, with the registry's state; `GET /metrics`: Prometheus text.
+
+Errors are `{"error_code", "message"}` with one sentence, as MLflow's server answers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.serving.champion_watch import DEFAULT_INTERVAL_S, ChampionWatch
+from bettercat_assets.core.serving.fleet_metrics import CONTENT_TYPE, FleetMetrics
+from bettercat_assets.core.serving.fleet_models import FleetModels
+from bettercat_assets.core.serving.fleet_requests import (
+    ServingError,
+    check_content_type,
+    parse_payload,
+    read_body,
+)
+from bettercat_assets.core.serving.model_cache import ModelCache
+from bettercat_assets.core.serving.model_loader import ModelLoader
+
+LOG = logging.getLogger(__name__)
+DEFAULT_CACHE_MB = 1024
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BODY_MB = 16.0
+
+
+@dataclass(frozen=True)
+class FleetLimits:
+    """The server's knobs (the `bettercat serve` options of the same names)."""
+
+    cache_mb: float = DEFAULT_CACHE_MB
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_body_mb: float = DEFAULT_MAX_BODY_MB
+    poll_seconds: float = DEFAULT_INTERVAL_S
+
+
+def build_models(
+    settings: TrackingSettings, clients_file: Path, local_dir: Path, limits: FleetLimits
+) -> FleetModels:
+    """The fleet's models: clients file, champion watch, cache and loader (watch not started)."""
+    from bettercat_assets.core.tracking import runs as tracking
+
+    watch = ChampionWatch(tracking.mlflow_client(settings), interval=limits.poll_seconds)
+    cache = ModelCache(int(limits.cache_mb * 2**20))
+    models = FleetModels(clients_file, watch, cache, ModelLoader(settings, local_dir))
+    watch.on_sweep = models.on_sweep
+    return models
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tuple[str, int, bool]:
+    """(JSON answer, version, cache hit) for one parsed request; runs in a worker thread."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    cfg = models.client(client_id)
+    version = models.serving_version(cfg)
+    entry, hit = models.model(cfg, version)
+    model = entry.model  # this request finishes with this model, whatever swaps meanwhile
+    try:
+        answer = scoring_server.invocations(
+            payload, "application/json", model, model.metadata.get_input_schema()
+        )
+    except MlflowException as exc:
+        status = exc.get_http_status_code()
+        raise ServingError(status if 400 <= status < 500 else 400, f"client '{client_id}': {exc.message}") from None
+    if answer.status != 200:
+        raise ServingError(answer.status, f"client '{client_id}': {answer.response}")
+    return answer.response, entry.version, hit
+
+
+def _client_status(models: FleetModels, client_id: str) -> dict[str, Any]:
+    cfg = models.client(client_id)
+    champion = models.champion(cfg)
+    version = models.serving_version(cfg)
+    entry = models.cache.peek((cfg.model_name, version))
+    return {
+        "client_id": client_id,
+        "model_name": cfg.model_name,
+        "champion_version": champion.version,
+        "serving_version": version,
+        "serving_since": _iso(champion.seen_at if version == champion.version else None),
+        "loaded": entry is not None,
+        "loaded_at": _iso(entry.loaded_at) if entry else None,
+        "model_bytes": entry.nbytes if entry else None,
+    }
+
+
+def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
+    """The FastAPI app over `models`; starting it starts the champion watch."""
+    metrics = FleetMetrics(models.cache, models.watch)
+    models.on_load = metrics.loads.observe
+    max_body = int(limits.max_body_mb * 2**20)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(models.watch.start)
+        yield
+        models.watch.stop()
+        models.close()
+
+    app = FastAPI(title="bettercat fleet server", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = f"{request.method} {request.url.path[:100]}: {exc.detail}"
+        return JSONResponse(ServingError(exc.status_code, message).body(), status_code=exc.status_code)
+
+    @app.post("/clients/{client_id:path}/invocations")
+    async def invocations(client_id: str, request: Request) -> Response:
+        started, status, cache = time.perf_counter(), 500, "none"
+        try:
+            models.client(client_id)  # 400/404 before the body is read
+            check_content_type(request.headers.get("content-type"))
+            body = await read_body(request.stream(), request.headers.get("content-length"), max_body)
+            payload = parse_payload(body, limits.max_rows)
+            answer, version, hit = await run_in_threadpool(_predict, models, client_id, payload)
+            status, cache = 200, "hit" if hit else "miss"
+            headers = {"X-Bettercat-Model-Version": str(version), "X-Bettercat-Cache": cache}
+            return Response(answer, media_type="application/json", headers=headers)
+        except ServingError as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe(status, cache, time.perf_counter() - started)
+
+    @app.get("/clients/{client_id:path}")
+    async def client_status(client_id: str) -> dict[str, Any]:
+        return _client_status(models, client_id)
+
+    @app.get("/clients")
+    async def all_clients() -> dict[str, Any]:
+        out = {}
+        for client_id in list(models.registry.clients):
+            try:
+                out[client_id] = _client_status(models, client_id)
+            except ServingError as exc:
+                out[client_id] = {"client_id": client_id, "error": exc.message}
+        return {"clients": out}
+
+    @app.get("/health")
+    @app.get("/ping")
+    async def health() -> JSONResponse:
+        watch = models.watch
+        stats = models.cache.stats()
+        body = {
+            "status": "ok" if watch.sweeps and not watch.last_error else "degraded",
+            "clients": len(models.registry.clients),
+            "last_champion_sweep": _iso(watch.last_sweep_at),
+            "registry_error": watch.last_error,
+            "loaded_models": stats.loaded,
+            "loaded_mb": round(stats.bytes / 2**20, 1),
+            "cache_budget_mb": round(models.cache.budget_bytes / 2**20, 1),
+        }
+        return JSONResponse(body, status_code=200 if watch.sweeps else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def serve(
+    settings: TrackingSettings,
+    clients_file: Path,
+    local_dir: Path,
+    limits: FleetLimits,
+    host: str,
+    port: int,
+) -> None:
+    """Run the fleet server until interrupted (uvicorn, one process)."""
+    import uvicorn
+
+    app = create_app(build_models(settings, clients_file, local_dir, limits), limits)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
