@@ -22,7 +22,7 @@ from bettercat_assets.core.tracking.runs import CHAMPION_ALIAS
 
 LOG = logging.getLogger(__name__)
 PAGE_SIZE = 1000  # the registry's largest page
-DEFAULT_INTERVAL_S = 2.0
+DEFAULT_INTERVAL_S = 2.0  # the fleet server passes --poll-seconds
 
 
 @dataclass(frozen=True)

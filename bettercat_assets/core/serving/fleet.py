@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bettercat_assets.core.config.settings import TrackingSettings
-from bettercat_assets.core.serving.champion_watch import DEFAULT_INTERVAL_S, ChampionWatch
+from bettercat_assets.core.serving.champion_watch import ChampionWatch
+from bettercat_assets.core.serving.fleet_limits import FleetLimits
 from bettercat_assets.core.serving.fleet_metrics import CONTENT_TYPE, FleetMetrics
 from bettercat_assets.core.serving.fleet_models import FleetModels
 from bettercat_assets.core.serving.fleet_requests import (
     ServingError,
     check_content_type,
+    one_sentence,
     parse_payload,
     read_body,
 )
@@ -42,19 +43,6 @@ from bettercat_assets.core.serving.model_cache import ModelCache
 from bettercat_assets.core.serving.model_loader import ModelLoader
 
 LOG = logging.getLogger(__name__)
-DEFAULT_CACHE_MB = 1024
-DEFAULT_MAX_ROWS = 10_000
-DEFAULT_MAX_BODY_MB = 16.0
-
-
-@dataclass(frozen=True)
-class FleetLimits:
-    """The server's knobs (the `bettercat serve` options of the same names)."""
-
-    cache_mb: float = DEFAULT_CACHE_MB
-    max_rows: int = DEFAULT_MAX_ROWS
-    max_body_mb: float = DEFAULT_MAX_BODY_MB
-    poll_seconds: float = DEFAULT_INTERVAL_S
 
 
 def build_models(
@@ -91,7 +79,10 @@ def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tu
         )
     except MlflowException as exc:
         status = exc.get_http_status_code()
-        raise ServingError(status if 400 <= status < 500 else 400, f"client '{client_id}': {exc.message}") from None
+        message = one_sentence(exc.message)
+        raise ServingError(
+            status if 400 <= status < 500 else 400, f"client '{client_id}': {message}"
+        ) from None
     if answer.status != 200:
         raise ServingError(answer.status, f"client '{client_id}': {answer.response}")
     return answer.response, entry.version, hit
@@ -136,15 +127,19 @@ def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path[:100]}: {exc.detail}"
-        return JSONResponse(ServingError(exc.status_code, message).body(), status_code=exc.status_code)
+        return JSONResponse(
+            ServingError(exc.status_code, message).body(), status_code=exc.status_code
+        )
 
     @app.post("/clients/{client_id:path}/invocations")
     async def invocations(client_id: str, request: Request) -> Response:
         started, status, cache = time.perf_counter(), 500, "none"
         try:
-            models.client(client_id)  # 400/404 before the body is read
+            models.champion(models.client(client_id))  # 400/404 before the body is read
             check_content_type(request.headers.get("content-type"))
-            body = await read_body(request.stream(), request.headers.get("content-length"), max_body)
+            body = await read_body(
+                request.stream(), request.headers.get("content-length"), max_body
+            )
             payload = parse_payload(body, limits.max_rows)
             answer, version, hit = await run_in_threadpool(_predict, models, client_id, payload)
             status, cache = 200, "hit" if hit else "miss"
@@ -204,5 +199,7 @@ def serve(
     """Run the fleet server until interrupted (uvicorn, one process)."""
     import uvicorn
 
+    # MLflow warns about `instances` inputs on every refused frame: noise for this server.
+    logging.getLogger("mlflow.pyfunc.scoring_server").setLevel(logging.ERROR)
     app = create_app(build_models(settings, clients_file, local_dir, limits), limits)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

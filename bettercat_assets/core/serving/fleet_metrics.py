@@ -38,14 +38,18 @@ class _StateCollector(Collector):
         ):
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
         yield GaugeMetricFamily(f"{PREFIX}_loaded_models", "Models in the cache.", stats.loaded)
-        yield GaugeMetricFamily(f"{PREFIX}_loaded_bytes", "Bytes of the cached models.", stats.bytes)
         yield GaugeMetricFamily(
-            f"{PREFIX}_cache_budget_bytes", "The cache's budget (--cache-mb).", self._cache.budget_bytes
+            f"{PREFIX}_loaded_bytes", "Bytes of the cached models.", stats.bytes
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_cache_budget_bytes",
+            "The cache's budget (--cache-mb).",
+            self._cache.budget_bytes,
         )
         per_model = GaugeMetricFamily(
             f"{PREFIX}_model_bytes", "Bytes of each loaded model.", labels=["model", "version"]
         )
-        for model_name, version in self._cache.keys():
+        for model_name, version in self._cache.loaded_keys():
             entry = self._cache.peek((model_name, version))
             if entry is not None:
                 per_model.add_metric([model_name, str(version)], entry.nbytes)

@@ -74,26 +74,31 @@ class FleetModels:
             return cfg
         if client_id in self._registry.client_ids:
             raise ServingError(
-                404, f"client '{client_id}' has an invalid entry in the clients file; "
-                "`bettercat check-config` lists its problems"
+                404,
+                f"client '{client_id}' has an invalid entry in the clients file; "
+                "`bettercat check-config` lists its problems",
             )
         raise ServingError(404, f"unknown client '{client_id}': not in this server's clients file")
 
     def champion(self, cfg: ClientConfig) -> Champion:
         """The client's champion; 404 saying why there is none, 503 before the registry answered."""
         if self.watch.sweeps == 0:
-            raise ServingError(503, f"the model registry has not answered yet: {self.watch.last_error}")
+            raise ServingError(
+                503, f"the model registry has not answered yet: {self.watch.last_error}"
+            )
         found = self.watch.get(cfg.model_name)
         if found is None:
             raise ServingError(
-                404, f"client '{cfg.client_id}' has no servable champion: no registered model "
-                f"'{cfg.model_name}' yet (run `bettercat train --client-id {cfg.client_id}`)"
+                404,
+                f"client '{cfg.client_id}' has no servable champion: no registered model "
+                f"'{cfg.model_name}' yet (run `bettercat train --client-id {cfg.client_id}`)",
             )
         if found.version is None:
             raise ServingError(
-                404, f"client '{cfg.client_id}' has no servable champion: '{cfg.model_name}' has "
+                404,
+                f"client '{cfg.client_id}' has no servable champion: '{cfg.model_name}' has "
                 "no @champion alias (no version passed its quality gate; retrain or "
-                f"`bettercat promote --client-id {cfg.client_id} --version N`)"
+                f"`bettercat promote --client-id {cfg.client_id} --version N`)",
             )
         return found
 

@@ -10,6 +10,7 @@ values are then checked by the model itself (MLflow's schema enforcement and the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ RECORDS = "dataframe_records"
 FORMATS = (SPLIT, RECORDS)
 PARAMS = "params"
 MAX_MESSAGE_CHARS = 300
+#: MLflow's wrapping of a model's error, which repeats the whole input frame
+_MLFLOW_ECHO = re.compile(r"\s*Failed to (?:predict|enforce schema of) data .*?Error: ", re.S)
 #: MLflow error codes by HTTP status, as its scoring server answers them
 ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -38,14 +41,17 @@ class ServingError(Exception):
         self.message = one_sentence(message)
 
     def body(self) -> dict[str, str]:
-        return {"error_code": ERROR_CODES.get(self.status, "INTERNAL_ERROR"), "message": self.message}
+        return {
+            "error_code": ERROR_CODES.get(self.status, "INTERNAL_ERROR"),
+            "message": self.message,
+        }
 
 
 def one_sentence(message: str) -> str:
     """The useful first line of an error message, without MLflow's echo of the whole input."""
     text = str(message)
-    if "\nError: " in text:  # MLflow: "Failed to predict data '<the frame>'. \nError: ..."
-        text = text.split("\nError: ", 1)[1]
+    while echo := _MLFLOW_ECHO.match(text):  # "Failed to predict data '<the frame>'. Error: ..."
+        text = text[echo.end() :]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     text = lines[0] if lines else "error"
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
@@ -66,7 +72,9 @@ async def read_body(
         try:
             declared = int(content_length)
         except ValueError:
-            raise ServingError(400, f"Content-Length {content_length[:40]!r} is not a number") from None
+            raise ServingError(
+                400, f"Content-Length {content_length[:40]!r} is not a number"
+            ) from None
         if declared > max_bytes:
             raise ServingError(413, f"request body of {declared} bytes is over {limit}")
     chunks, size = [], 0
@@ -89,7 +97,8 @@ def _rows_of_split(frame: Any) -> int:
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise ServingError(
-                400, f"'{SPLIT}.data' row {i} must be a list of {len(columns)} values, one per column"
+                400,
+                f"'{SPLIT}.data' row {i} must be a list of {len(columns)} values, one per column",
             )
     return len(data)
 
@@ -108,21 +117,36 @@ def parse_payload(body: bytes, max_rows: int) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise ServingError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ServingError(
+            400,
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
     except (UnicodeDecodeError, RecursionError):
         raise ServingError(400, "request body is not valid UTF-8 JSON") from None
     if not isinstance(payload, dict):
-        raise ServingError(400, f"request body must be a JSON object with '{SPLIT}' or '{RECORDS}', got {type(payload).__name__}")
+        raise ServingError(
+            400,
+            f"request body must be a JSON object with '{SPLIT}' or '{RECORDS}', got {type(payload).__name__}",
+        )
     formats = [key for key in FORMATS if key in payload]
     unknown = sorted(set(payload) - {*FORMATS, PARAMS})
     if len(formats) != 1 or unknown:
         found = ", ".join(repr(k) for k in sorted(payload)[:5]) or "no keys"
-        raise ServingError(400, f"request body must hold exactly one of '{SPLIT}' or '{RECORDS}' (and optionally '{PARAMS}'); found {found}")
+        raise ServingError(
+            400,
+            f"request body must hold exactly one of '{SPLIT}' or '{RECORDS}' (and optionally '{PARAMS}'); found {found}",
+        )
     if PARAMS in payload and not isinstance(payload[PARAMS], dict):
-        raise ServingError(400, f"'{PARAMS}' must be an object, e.g. {{\"output\": \"rows\"}}")
-    rows = _rows_of_split(payload[SPLIT]) if formats[0] == SPLIT else _rows_of_records(payload[RECORDS])
+        raise ServingError(400, f'\'{PARAMS}\' must be an object, e.g. {{"output": "rows"}}')
+    rows = (
+        _rows_of_split(payload[SPLIT])
+        if formats[0] == SPLIT
+        else _rows_of_records(payload[RECORDS])
+    )
     if rows == 0:
         raise ServingError(400, "the request holds no products (0 rows)")
     if rows > max_rows:
-        raise ServingError(413, f"the request holds {rows} rows, over the limit of {max_rows} (--max-rows)")
+        raise ServingError(
+            413, f"the request holds {rows} rows, over the limit of {max_rows} (--max-rows)"
+        )
     return payload

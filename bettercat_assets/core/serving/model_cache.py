@@ -105,7 +105,7 @@ class ModelCache:
         with self._lock:
             return self._remove(key) is not None
 
-    def keys(self) -> list[Hashable]:
+    def loaded_keys(self) -> list[Hashable]:
         with self._lock:
             return [*self._probation, *self._protected]
 
