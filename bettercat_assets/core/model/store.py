@@ -103,6 +103,25 @@ def log_forest(
     """Log the sklearn model, then the top-k pyfunc on the compact form; returns the pyfunc's
     ModelInfo, the one to register (then call `record_registration`)."""
     sklearn_info = _log_sklearn(forest, example)
+    return log_compact(
+        compact,
+        example,
+        id_column=id_column,
+        top_k=top_k,
+        tags={SKLEARN_MODEL_TAG: sklearn_info.model_id},
+    )
+
+
+def log_compact(
+    compact: CompactForest,
+    example: pd.DataFrame,
+    *,
+    id_column: str = "product_id",
+    top_k: int = 5,
+    tags: dict[str, str] | None = None,
+) -> ModelInfo:
+    """Log the top-k pyfunc on a compact forest alone (the model that is registered and
+    served), in the active run."""
     features = [str(f) for f in compact.feature_names]
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
@@ -120,7 +139,7 @@ def log_forest(
             signature=serving_model.serving_signature(features, id_column),
             input_example=serving_example(example, id_column),
             pip_requirements=SERVING_PIP_REQUIREMENTS,
-            tags={LAYOUT_TAG: LAYOUT, SKLEARN_MODEL_TAG: sklearn_info.model_id},
+            tags={LAYOUT_TAG: LAYOUT, **(tags or {})},
         )
 
 
