@@ -81,7 +81,9 @@ def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tu
         status = exc.get_http_status_code()
         message = one_sentence(exc.message)
         raise ServingError(
-            status if 400 <= status < 500 else 400, f"client '{client_id}': {message}"
+            status if 400 <= status < 500 else 400,
+            f"client '{client_id}': {message}",
+            exc.error_code,
         ) from None
     if answer.status != 200:
         raise ServingError(answer.status, f"client '{client_id}': {answer.response}")

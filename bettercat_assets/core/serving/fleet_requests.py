@@ -35,16 +35,14 @@ ERROR_CODES = {
 class ServingError(Exception):
     """A request the server answers with `status` and one sentence."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = one_sentence(message)
+        self.error_code = error_code or ERROR_CODES.get(status, "INTERNAL_ERROR")
 
     def body(self) -> dict[str, str]:
-        return {
-            "error_code": ERROR_CODES.get(self.status, "INTERNAL_ERROR"),
-            "message": self.message,
-        }
+        return {"error_code": self.error_code, "message": self.message}
 
 
 def one_sentence(message: str) -> str:
