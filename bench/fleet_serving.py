@@ -149,6 +149,12 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _get(port: int, path: str) -> str:
     import urllib.request
 
@@ -205,29 +211,33 @@ def summarize_load(records: list[list[Any]], wall_s: float) -> dict[str, Any]:
     }
 
 
-def _watch_alias(ws: Workspace, model_name: str, version: int, timeout: float = 60) -> float:
-    """perf_counter time at which `model_name@champion` is `version` (polled at 20 Hz)."""
+def _watch_alias(ws: Workspace, model_name: str, version: int, timeout: float = 180) -> float:
+    """Unix time at which `model_name@champion` is seen to be `version` (polled at 20 Hz)."""
     from bettercat_assets.core.tracking import runs as tracking
 
     client = tracking.mlflow_client(ws.settings)
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if int(client.get_model_version_by_alias(model_name, "champion").version) == version:
-            return time.perf_counter()
+            return time.time()
         time.sleep(0.05)
     raise TimeoutError(f"{model_name}@champion never became v{version}")
 
 
 def measure_swap(ws: Workspace, port: int, plan: Path, workdir: Path, client: str) -> dict[str, Any]:  # fmt: skip
-    """Promote `client` to v2 with `bettercat promote` under load; see module docstring."""
+    """Promote `client` (v1 <-> v2) with `bettercat promote` under load; see module docstring."""
+    from bettercat_assets.core.tracking import runs as tracking
+
+    current = tracking.champion_version(tracking.mlflow_client(ws.settings), f"{client}_model")
+    target = 1 if int(current.version) == 2 else 2
     stop, out = workdir / "swap.stop", workdir / "swap.json"
     stop.unlink(missing_ok=True)
     load = _run_load(ws, port, plan, out, "--until-file", str(stop), "--pinned-client", client, "--seed", "99")  # fmt: skip
     time.sleep(5)  # traffic before the promote
     load_t0 = time.time()
-    cli = [str(Path(sys.executable).parent / "bettercat"), "promote", "--client-id", client, "--version", "2"]  # fmt: skip
+    cli = [str(Path(sys.executable).parent / "bettercat"), "promote", "--client-id", client, "--version", str(target)]  # fmt: skip
     promote = subprocess.Popen(cli, cwd=REPO, env=ws.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    alias_at_unix = time.time() + (_watch_alias(ws, f"{client}_model", 2) - time.perf_counter())
+    alias_at_unix = _watch_alias(ws, f"{client}_model", target)
     promote.wait(120)
     time.sleep(12)  # traffic after it
     stop.touch()
@@ -235,7 +245,7 @@ def measure_swap(ws: Workspace, port: int, plan: Path, workdir: Path, client: st
     data = json.loads(out.read_text())
     started_unix = data["started_unix"]
     pinned = sorted((r[6] + started_unix, r[4]) for r in data["records"] if r[0] == client and r[1] == 200)  # fmt: skip
-    first_new = next((t for t, v in pinned if v == 2), None)
+    first_new = next((t for t, v in pinned if v == target), None)
     summary = summarize_load(data["records"], data["wall_s"])
     return {
         "client": client,
@@ -243,8 +253,9 @@ def measure_swap(ws: Workspace, port: int, plan: Path, workdir: Path, client: st
         "alias_to_first_new_answer_s": round(first_new - alias_at_unix, 2) if first_new else None,
         "promote_started_to_alias_s": round(alias_at_unix - load_t0, 2),
         "old_answers_after_first_new": sum(
-            1 for t, v in pinned if first_new and t > first_new and v != 2
-        ),  # fmt: skip
+            1 for t, v in pinned if first_new and t > first_new and v != target
+        ),
+        "versions": f"v{current.version} -> v{target}",
         "requests": summary["requests"],
         "failed": summary["failed"],
         "failures": summary["failures"],
@@ -288,10 +299,13 @@ def section_fleet(
         idle = _server_state(port, proc.pid)
         log(f"server ready in {ready_s:.1f} s, RSS {idle['rss_mb']:.0f} MB; {requests} requests")
         out = workdir / "load.json"
+        cpu_before, load_before = _cpu_s(proc.pid), os.getloadavg()[0]
         if _run_load(ws, port, plan, out, "--requests", str(requests)).wait() != 0:
             raise RuntimeError("load generator failed")
         data = json.loads(out.read_text())
         load = summarize_load(data["records"], data["wall_s"])
+        load["server_cpu_ms_per_request"] = round((_cpu_s(proc.pid) - cpu_before) / load["requests"] * 1000, 2)  # fmt: skip
+        load["loadavg"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         after_load = _server_state(port, proc.pid)
         log(f"load: {load}; server {after_load}")
         swap = measure_swap(ws, port, plan, workdir, prep["popular"][0])
@@ -319,14 +333,14 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
     return [
         ["10 fleet", "cache hits: p50 / p99", f"{hit['p50_ms']:.1f} / {hit['p99_ms']:.1f} ms", f"p99 <= {GOAL_HIT_P99_MS:.0f} ms", _status(hit["p99_ms"] <= GOAL_HIT_P99_MS), f"{hit['n']:,} hits; {where}"],
         ["10 fleet", "cache misses (download or disk + load + answer): p50 / p99", f"{miss['p50_ms']:.1f} / {miss['p99_ms']:.1f} ms", f"p99 <= {GOAL_MISS_P99_MS:.0f} ms", _status(miss["p99_ms"] <= GOAL_MISS_P99_MS), f"{miss['n']:,} misses (max {miss.get('max_ms', 0):.0f} ms); {final['evictions']:,} evictions by the end"],
-        ["10 fleet", "throughput", f"{load['requests_per_s']:.0f} requests/s", "info", "", f"{load['failed']} failed; server ready {fs['ready_s']:.1f} s after start"],
+        ["10 fleet", "throughput", f"{load['requests_per_s']:.0f} requests/s", "info", "", f"{load['failed']} failed; server CPU {load.get('server_cpu_ms_per_request', 0):.1f} ms/request (hits and misses); load average {' -> '.join(str(v) for v in load.get('loadavg', []))} on {os.cpu_count()} cores; server ready {fs['ready_s']:.1f} s after start"],
         ["10 fleet", "server peak RSS (VmHWM), default budget", f"{final['peak_rss_mb']:.0f} MB", f"<= {GOAL_RSS_MB:.0f} MB", _status(final["peak_rss_mb"] <= GOAL_RSS_MB), f"budget {final['budget_mb']:.0f} MB; at the end {final['loaded_models']} models loaded, {final['loaded_mb']:.0f} MB; idle {fs['idle']['rss_mb']:.0f} MB; all {n:,} models {prep['all_models_mb']:.0f} MB (each {prep['model_mb']['min']}-{prep['model_mb']['max']} MB, mean {prep['model_mb']['mean']})"],
         ["10 fleet", "`bettercat promote` -> first answer from the new version", f"{swap['alias_to_first_new_answer_s']} s", f"<= {GOAL_SWAP_S:.0f} s, 0 failed", _status(swap["alias_to_first_new_answer_s"] is not None and swap["alias_to_first_new_answer_s"] <= GOAL_SWAP_S and swap["failed"] == 0), f"from the alias moving in the registry (the promote command itself took {swap['promote_started_to_alias_s']} s to get there); {swap['requests']:,} requests during the swap, {swap['failed']} failed, {swap['old_answers_after_first_new']} old-version answers after the first new one"],
     ]  # fmt: skip
 
 
 def render_block(results: dict[str, Any]) -> str:
-    from .run import _table
+    from .runner import markdown_table
 
     fs = results["fleet_serving"]
     prep = fs["prepare"]
@@ -335,7 +349,9 @@ def render_block(results: dict[str, Any]) -> str:
         f"{prep['distinct_forests']} distinct forests registered as each client's own champion "
         f"through the store functions; run of {results.get('started', '?')})"
     )
-    table = _table(["section", "measure", "value", "goal", "status", "note"], summary_rows(results))
+    table = markdown_table(
+        ["section", "measure", "value", "goal", "status", "note"], summary_rows(results)
+    )
     return f"{BLOCK_START}\n{header}\n\n{table}\n{BLOCK_END}"
 
 

@@ -107,11 +107,72 @@ def _client_status(models: FleetModels, client_id: str) -> dict[str, Any]:
     }
 
 
+def _health(models: FleetModels) -> JSONResponse:
+    watch, stats = models.watch, models.cache.stats()
+    body = {
+        "status": "ok" if watch.sweeps and not watch.last_error else "degraded",
+        "clients": len(models.registry.clients),
+        "last_champion_sweep": _iso(watch.last_sweep_at),
+        "registry_error": watch.last_error,
+        "loaded_models": stats.loaded,
+        "loaded_mb": round(stats.bytes / 2**20, 1),
+        "cache_budget_mb": round(models.cache.budget_bytes / 2**20, 1),
+    }
+    return JSONResponse(body, status_code=200 if watch.sweeps else 503)
+
+
+def _add_invocations(
+    app: FastAPI, models: FleetModels, limits: FleetLimits, metrics: FleetMetrics
+) -> None:
+    max_body = int(limits.max_body_mb * 2**20)
+
+    @app.post("/clients/{client_id:path}/invocations")
+    async def invocations(client_id: str, request: Request) -> Response:
+        started, status, cache = time.perf_counter(), 500, "none"
+        try:
+            models.champion(models.client(client_id))  # 400/404 before the body is read
+            check_content_type(request.headers.get("content-type"))
+            length = request.headers.get("content-length")
+            body = await read_body(request.stream(), length, max_body)
+            payload = parse_payload(body, limits.max_rows)
+            answer, version, hit = await run_in_threadpool(_predict, models, client_id, payload)
+            status, cache = 200, "hit" if hit else "miss"
+            headers = {"X-Bettercat-Model-Version": str(version), "X-Bettercat-Cache": cache}
+            return Response(answer, media_type="application/json", headers=headers)
+        except ServingError as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe(status, cache, time.perf_counter() - started)
+
+
+def _add_status_routes(app: FastAPI, models: FleetModels, metrics: FleetMetrics) -> None:
+    @app.get("/clients/{client_id:path}")
+    async def client_status(client_id: str) -> dict[str, Any]:
+        return _client_status(models, client_id)
+
+    @app.get("/clients")
+    async def all_clients() -> dict[str, Any]:
+        out = {}
+        for client_id in list(models.registry.clients):
+            try:
+                out[client_id] = _client_status(models, client_id)
+            except ServingError as exc:
+                out[client_id] = {"client_id": client_id, "error": exc.message}
+        return {"clients": out}
+
+    app.get("/health")(lambda: _health(models))
+    app.get("/ping")(lambda: _health(models))
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
 def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
     """The FastAPI app over `models`; starting it starts the champion watch."""
     metrics = FleetMetrics(models.cache, models.watch)
     models.on_load = metrics.loads.observe
-    max_body = int(limits.max_body_mb * 2**20)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -129,64 +190,11 @@ def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path[:100]}: {exc.detail}"
-        return JSONResponse(
-            ServingError(exc.status_code, message).body(), status_code=exc.status_code
-        )
+        error = ServingError(exc.status_code, message)
+        return JSONResponse(error.body(), status_code=exc.status_code)
 
-    @app.post("/clients/{client_id:path}/invocations")
-    async def invocations(client_id: str, request: Request) -> Response:
-        started, status, cache = time.perf_counter(), 500, "none"
-        try:
-            models.champion(models.client(client_id))  # 400/404 before the body is read
-            check_content_type(request.headers.get("content-type"))
-            body = await read_body(
-                request.stream(), request.headers.get("content-length"), max_body
-            )
-            payload = parse_payload(body, limits.max_rows)
-            answer, version, hit = await run_in_threadpool(_predict, models, client_id, payload)
-            status, cache = 200, "hit" if hit else "miss"
-            headers = {"X-Bettercat-Model-Version": str(version), "X-Bettercat-Cache": cache}
-            return Response(answer, media_type="application/json", headers=headers)
-        except ServingError as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.observe(status, cache, time.perf_counter() - started)
-
-    @app.get("/clients/{client_id:path}")
-    async def client_status(client_id: str) -> dict[str, Any]:
-        return _client_status(models, client_id)
-
-    @app.get("/clients")
-    async def all_clients() -> dict[str, Any]:
-        out = {}
-        for client_id in list(models.registry.clients):
-            try:
-                out[client_id] = _client_status(models, client_id)
-            except ServingError as exc:
-                out[client_id] = {"client_id": client_id, "error": exc.message}
-        return {"clients": out}
-
-    @app.get("/health")
-    @app.get("/ping")
-    async def health() -> JSONResponse:
-        watch = models.watch
-        stats = models.cache.stats()
-        body = {
-            "status": "ok" if watch.sweeps and not watch.last_error else "degraded",
-            "clients": len(models.registry.clients),
-            "last_champion_sweep": _iso(watch.last_sweep_at),
-            "registry_error": watch.last_error,
-            "loaded_models": stats.loaded,
-            "loaded_mb": round(stats.bytes / 2**20, 1),
-            "cache_budget_mb": round(models.cache.budget_bytes / 2**20, 1),
-        }
-        return JSONResponse(body, status_code=200 if watch.sweeps else 503)
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
+    _add_invocations(app, models, limits, metrics)
+    _add_status_routes(app, models, metrics)
     return app
 
 
