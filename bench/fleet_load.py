@@ -50,10 +50,11 @@ class Worker(threading.Thread):
             latency = time.perf_counter() - started
             version = response.getheader("X-Bettercat-Model-Version")
             rows = len(json.loads(payload)["predictions"]) if response.status == 200 else 0
-            return [client, response.status, latency, response.getheader("X-Bettercat-Cache"), int(version) if version else None, rows, started - self.t0]  # fmt: skip
+            timing = dict(part.strip().split(";dur=") for part in (response.getheader("Server-Timing") or "").split(",") if ";dur=" in part)  # fmt: skip
+            return [client, response.status, latency, response.getheader("X-Bettercat-Cache"), int(version) if version else None, rows, started - self.t0, float(timing.get("cpu", "nan")), float(timing.get("app", "nan"))]  # fmt: skip
         except (OSError, http.client.HTTPException, ValueError) as exc:
             conn.close()
-            return [client, 0, time.perf_counter() - started, repr(exc)[:200], None, 0, started - self.t0]  # fmt: skip
+            return [client, 0, time.perf_counter() - started, repr(exc)[:200], None, 0, started - self.t0, float("nan"), float("nan")]  # fmt: skip
 
     def run(self) -> None:
         clients, weights = self.plan["clients"], np.asarray(self.plan["weights"])

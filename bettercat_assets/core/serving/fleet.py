@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,33 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One request's answer and how it was made."""
+
+    body: str
+    version: int
+    hit: bool
+    cpu_ms: float  # CPU time of the worker thread: parsing, loading on a miss, predicting
+
+    def headers(self, wall_ms: float) -> dict[str, str]:
+        return {
+            "X-Bettercat-Model-Version": str(self.version),
+            "X-Bettercat-Cache": "hit" if self.hit else "miss",
+            "Server-Timing": f"app;dur={wall_ms:.2f}, cpu;dur={self.cpu_ms:.2f}",
+        }
+
+
+def _answer(models: FleetModels, client_id: str, body: bytes, max_rows: int) -> Answer:
+    """Parse, load on a miss, predict; runs in a worker thread (off the event loop)."""
+    cpu_started = time.thread_time()
+    payload = parse_payload(body, max_rows)
+    answer, version, hit = _predict(models, client_id, payload)
+    return Answer(answer, version, hit, (time.thread_time() - cpu_started) * 1000)
+
+
 def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tuple[str, int, bool]:
-    """(JSON answer, version, cache hit) for one parsed request; runs in a worker thread."""
+    """(JSON answer, version, cache hit) for one parsed request."""
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
@@ -134,11 +160,10 @@ def _add_invocations(
             check_content_type(request.headers.get("content-type"))
             length = request.headers.get("content-length")
             body = await read_body(request.stream(), length, max_body)
-            payload = parse_payload(body, limits.max_rows)
-            answer, version, hit = await run_in_threadpool(_predict, models, client_id, payload)
-            status, cache = 200, "hit" if hit else "miss"
-            headers = {"X-Bettercat-Model-Version": str(version), "X-Bettercat-Cache": cache}
-            return Response(answer, media_type="application/json", headers=headers)
+            answer = await run_in_threadpool(_answer, models, client_id, body, limits.max_rows)
+            status, cache = 200, "hit" if answer.hit else "miss"
+            headers = answer.headers((time.perf_counter() - started) * 1000)
+            return Response(answer.body, media_type="application/json", headers=headers)
         except ServingError as exc:
             status = exc.status
             raise
