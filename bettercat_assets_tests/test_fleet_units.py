@@ -127,6 +127,23 @@ def test_one_sentence_drops_mlflows_echo_of_the_frame():
     assert one_sentence("x" * 1000).endswith("...") and len(one_sentence("x" * 1000)) == 300
 
 
+def test_body_budget_refuses_a_burst_of_large_bodies_not_small_ones():
+    from bettercat_assets.core.serving.fleet import BodyBudget
+
+    budget = BodyBudget(limit=100)
+    with budget.reserve("60", 80), budget.reserve("30", 80):
+        # an unknown length counts as the largest allowed
+        with (
+            pytest.raises(ServingError, match="too many large") as caught,
+            budget.reserve(None, 80),
+        ):
+            pass
+        assert caught.value.status == 503
+        with budget.reserve("10", 80), budget.reserve("500", 80):  # 500: a 413 later, not here
+            assert budget.used == 100
+    assert budget.used == 0
+
+
 # --- champion sweep -------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,8 @@ from bettercat_assets.core.serving.model_cache import ModelCache
 from bettercat_assets.core.serving.model_loader import ModelLoader
 
 LOG = logging.getLogger(__name__)
+#: request bodies of the largest allowed size that may be read or answered at once
+IN_FLIGHT_BODIES = 2
 
 
 def build_models(
@@ -133,6 +136,29 @@ def _client_status(models: FleetModels, client_id: str) -> dict[str, Any]:
     }
 
 
+class BodyBudget:
+    """Bytes of request bodies being read or answered at once (the event loop's counter): a
+    burst of large requests is answered 503 rather than parsed side by side past the memory
+    the server has. A body counts its Content-Length, or the --max-body-mb when unknown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    @contextmanager
+    def reserve(self, content_length: str | None, max_body: int) -> Iterator[None]:
+        size = int(content_length) if (content_length or "").isdigit() else max_body
+        size = 0 if size > max_body else size  # refused with 413 as it is read
+        if self.used and self.used + size > self.limit:
+            raise ServingError(
+                503, "too many large requests in flight; retry shortly", "TEMPORARILY_UNAVAILABLE"
+            )
+        self.used += size
+        try:
+            yield
+        finally:
+            self.used -= size
+
+
 def _health(models: FleetModels) -> JSONResponse:
     watch, stats = models.watch, models.cache.stats()
     body = {
@@ -151,6 +177,7 @@ def _add_invocations(
     app: FastAPI, models: FleetModels, limits: FleetLimits, metrics: FleetMetrics
 ) -> None:
     max_body = int(limits.max_body_mb * 2**20)
+    in_flight = BodyBudget(IN_FLIGHT_BODIES * max_body)
 
     @app.post("/clients/{client_id:path}/invocations")
     async def invocations(client_id: str, request: Request) -> Response:
@@ -159,8 +186,9 @@ def _add_invocations(
             models.champion(models.client(client_id))  # 400/404 before the body is read
             check_content_type(request.headers.get("content-type"))
             length = request.headers.get("content-length")
-            body = await read_body(request.stream(), length, max_body)
-            answer = await run_in_threadpool(_answer, models, client_id, body, limits.max_rows)
+            with in_flight.reserve(length, max_body):
+                body = await read_body(request.stream(), length, max_body)
+                answer = await run_in_threadpool(_answer, models, client_id, body, limits.max_rows)
             status, cache = 200, "hit" if answer.hit else "miss"
             headers = answer.headers((time.perf_counter() - started) * 1000)
             return Response(answer.body, media_type="application/json", headers=headers)
