@@ -6,6 +6,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from bettercat_assets.core.serving.champion_watch import ChampionWatch, sweep
@@ -202,3 +203,25 @@ def test_watch_reports_moves_before_publishing_and_keeps_state_when_the_registry
     registry.fail = True
     assert watch.refresh() == []
     assert "registry down" in watch.last_error and watch.get("a_model").version == 5
+
+
+# --- the bench's load summary -----------------------------------------------------------------
+
+
+def test_fleet_bench_draws_zipf_popularity_and_splits_hits_from_misses():
+    from bench.fleet_serving import summarize_load, zipf_weights
+
+    weights = zipf_weights(1000)
+    top = np.sort(weights)[::-1]
+    assert abs(weights.sum() - 1) < 1e-9 and top[0] / top[9] == pytest.approx(10**1.1)
+    records = [  # client, status, latency s, cache, version, rows, start, cpu ms, app ms
+        ["a", 200, 0.010, "hit", 1, 5, 0.0, 1.0, 2.0],
+        ["a", 200, 0.020, "hit", 1, 5, 0.1, 1.0, 2.0],
+        ["b", 200, 0.200, "miss", 1, 5, 0.2, 80.0, 90.0],
+        ["c", 404, 0.001, None, None, 0, 0.3, float("nan"), float("nan")],
+        ["d", 200, 0.001, "hit", 1, 3, 0.4, 1.0, 1.0],  # fewer rows than top-5: not a success
+    ]
+    summary = summarize_load(records, wall_s=1.0)
+    assert (summary["requests"], summary["failed"], summary["requests_per_s"]) == (5, 2, 5.0)
+    assert summary["hit"]["n"] == 2 and summary["miss"]["n"] == 1
+    assert summary["miss"]["p50_ms"] == 200.0 and summary["miss_cpu"]["p50_ms"] == 80.0
