@@ -366,3 +366,6 @@ def test_fleet_options_that_apply_to_one_client_are_refused():
     result = CliRunner().invoke(main, ["serve", "--workers", "2"])
     line = assert_one_error_line(result.exit_code, result.stdout, result.stderr)
     assert "--workers and --mlflow-cli apply to one client" in line
+    result = CliRunner().invoke(main, ["serve", "--clients-file", "/nonexistent/clients.yaml"])
+    line = assert_one_error_line(result.exit_code, result.stdout, result.stderr)
+    assert "/nonexistent/clients.yaml" in line
