@@ -165,6 +165,7 @@ def _health(models: FleetModels) -> JSONResponse:
         "status": "ok" if watch.sweeps and not watch.last_error else "degraded",
         "clients": len(models.registry.clients),
         "last_champion_sweep": _iso(watch.last_sweep_at),
+        "champion_sweep_seconds": watch.last_sweep_seconds,
         "registry_error": watch.last_error,
         "loaded_models": stats.loaded,
         "loaded_mb": round(stats.bytes / 2**20, 1),

@@ -59,6 +59,11 @@ class _StateCollector(Collector):
             f"{PREFIX}_champion_sweep_age_seconds", "Seconds since the last good sweep.", age
         )
         yield GaugeMetricFamily(
+            f"{PREFIX}_champion_sweep_seconds",
+            "Duration of the last good sweep of the registry.",
+            self._watch.last_sweep_seconds or float("nan"),
+        )
+        yield GaugeMetricFamily(
             f"{PREFIX}_champion_sweep_error",
             "1 when the last champion sweep failed.",
             1 if self._watch.last_error else 0,
