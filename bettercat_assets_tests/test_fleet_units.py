@@ -225,3 +225,11 @@ def test_fleet_bench_draws_zipf_popularity_and_splits_hits_from_misses():
     assert (summary["requests"], summary["failed"], summary["requests_per_s"]) == (5, 2, 5.0)
     assert summary["hit"]["n"] == 2 and summary["miss"]["n"] == 1
     assert summary["miss"]["p50_ms"] == 200.0 and summary["miss_cpu"]["p50_ms"] == 80.0
+
+
+def test_freed_memory_is_handed_back_at_most_once_per_interval():
+    from bettercat_assets.core.serving.process_memory import release_free_memory
+
+    release_free_memory(interval=0)  # whatever ran before
+    assert release_free_memory(interval=60) is False  # just ran
+    assert release_free_memory(interval=0) is True  # glibc here: malloc_trim ran

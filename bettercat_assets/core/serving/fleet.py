@@ -43,6 +43,7 @@ from bettercat_assets.core.serving.fleet_requests import (
 )
 from bettercat_assets.core.serving.model_cache import ModelCache
 from bettercat_assets.core.serving.model_loader import ModelLoader
+from bettercat_assets.core.serving.process_memory import limit_arenas
 
 LOG = logging.getLogger(__name__)
 #: request bodies of the largest allowed size that may be read or answered at once
@@ -263,6 +264,7 @@ def serve(
     """Run the fleet server until interrupted (uvicorn, one process)."""
     import uvicorn
 
+    limit_arenas()  # before uvicorn starts its threads (see process_memory)
     # MLflow warns about `instances` inputs on every refused frame: noise for this server.
     logging.getLogger("mlflow.pyfunc.scoring_server").setLevel(logging.ERROR)
     app = create_app(build_models(settings, clients_file, local_dir, limits), limits)

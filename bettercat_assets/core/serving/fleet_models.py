@@ -29,6 +29,7 @@ from bettercat_assets.core.serving.champion_watch import Champion, ChampionChang
 from bettercat_assets.core.serving.fleet_requests import ServingError
 from bettercat_assets.core.serving.model_cache import CachedModel, ModelCache, ModelTooLargeError
 from bettercat_assets.core.serving.model_loader import ModelLoader, ModelNotServableError
+from bettercat_assets.core.serving.process_memory import release_free_memory
 
 LOG = logging.getLogger(__name__)
 MAX_PARALLEL_LOADS = 2
@@ -143,6 +144,7 @@ class FleetModels:
                 self.on_load(entry.load_seconds)
             if evicted:
                 LOG.info("loaded %s v%s; evicted %s", key[0], key[1], evicted)
+                release_free_memory()
             return entry
 
     # ---------------------------------------------------------------- following champions
