@@ -298,6 +298,8 @@ def section_fleet(
     ids = client_ids(clients)
     plan = workdir / "plan.json"
     plan.write_text(json.dumps({"clients": ids, "weights": zipf_weights(clients).tolist(), "features": {c: FEATURES for c in ids}}))  # fmt: skip
+    # a cold server: no model downloaded yet (the server keeps downloads in BETTERCAT_HOME)
+    shutil.rmtree(ws.home / "serving" / "fleet", ignore_errors=True)
     proc, port, ready_s = start_server(ws, workdir)
     try:
         idle = _server_state(port, proc.pid)
