@@ -233,3 +233,36 @@ def test_freed_memory_is_handed_back_at_most_once_per_interval():
     release_free_memory(interval=0)  # whatever ran before
     assert release_free_memory(interval=60) is False  # just ran
     assert release_free_memory(interval=0) is True  # glibc here: malloc_trim ran
+
+
+def test_requests_wait_for_the_registry_and_name_what_is_missing(tmp_path):
+    """Before any sweep succeeded: 503 naming the registry's error; then 404s that say why."""
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.serving.fleet_models import FleetModels
+    from bettercat_assets.core.serving.model_loader import ModelLoader
+    from bettercat_assets_tests.reliability_support import write_clients_file
+
+    clients = write_clients_file(
+        tmp_path / "clients.yaml",
+        ["{client_id: shop_a, features: [price]}", "{client_id: shop_b, features: [price]}"],
+    )
+    registry = _FakeRegistry({"shop_b_model": None})
+    registry.fail = True
+    watch = ChampionWatch(registry, interval=60)
+    loader = ModelLoader(TrackingSettings(tracking_uri="sqlite:///unused.db"), tmp_path)
+    models = FleetModels(clients, watch, ModelCache(2**20), loader)
+    watch.refresh()
+    cfg = models.client("shop_a")
+    with pytest.raises(ServingError, match="registry has not answered yet.*registry down") as e:
+        models.champion(cfg)
+    assert e.value.status == 503
+    registry.fail = False
+    watch.refresh()
+    with pytest.raises(ServingError, match="no registered model 'shop_a_model'"):
+        models.champion(cfg)
+    with pytest.raises(ServingError, match="'shop_b_model' has no @champion alias"):
+        models.champion(models.client("shop_b"))
+    for bad, status in (("nobody", 404), ("../x", 400), ("a" * 65, 400)):
+        with pytest.raises(ServingError) as e:
+            models.client(bad)
+        assert e.value.status == status
