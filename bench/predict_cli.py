@@ -1,4 +1,4 @@
-"""Section 10: `bettercat predict --timings` at 10k and 1M products, against scikit-learn.
+"""Section 11: `bettercat predict --timings` at 10k and 1M products, against scikit-learn.
 
 The CLI as a user runs it, a fresh process per run, over the bench client (100 categories,
 20 features, the project's default model): its `--timings` breakdown (the checks against
@@ -80,7 +80,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
 
     return [
         [
-            "10 predict CLI",
+            "11 predict CLI",
             f"checks / score_and_write, bettercat predict --timings, {r['products']:,} products",
             f"{r['checks_share']:.1%}",
             f"<= {GOAL_CHECKS_SHARE:.0%}",
@@ -89,7 +89,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
             f"{breakdown}",
         ],
         [
-            "10 predict CLI",
+            "11 predict CLI",
             "CLI marginal products/s (1M minus 10k, fresh processes) / sklearn predict_proba + "
             "top-5 on 2 processes",
             f"{r['over_sklearn']:.2f}",
@@ -100,7 +100,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
             f"{r['sklearn_rows_per_s']:,.0f}/s in {r['sklearn']['wall_s']:.1f} s",
         ],
         [
-            "10 predict CLI",
+            "11 predict CLI",
             "peak Python worker RSS above an idle Python with pandas+pyarrow+sklearn+mlflow, "
             f"{r['products']:,} products",
             f"{r['worker_above_baseline_mb']:+.0f} MB",

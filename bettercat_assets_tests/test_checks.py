@@ -571,3 +571,18 @@ def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
         records = instance.fetch_materializations(AssetKey("registered_model"), limit=1).records
         assert records == []
     assert not db.exists(), "nothing may have been tracked in MLflow"
+
+
+def test_a_retried_task_counts_once(tmp_path):
+    """A task attempt that Spark retried (or ran speculatively) wrote the same states again:
+    the driver keeps one file per partition."""
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
+    from bettercat_assets.core.scoring.pass_stats import read_pass_stats, write_states
+
+    statistic = CheckStatistic()
+    state = statistic.observe(_slice(CLIENT, prediction_frame(), INPUTS, K))
+    for name in ("0-0", "0-1", "1-0"):  # partition 0 twice (attempts 0 and 1), partition 1 once
+        write_states(tmp_path / f"{name}.arrow", {(CLIENT, statistic.name): state})
+    merged = read_pass_stats([tmp_path], [statistic])[CLIENT][statistic.name]
+    assert int(merged["input_rows"][0]) == 2 * len(INPUTS)
+    assert int(merged["rows"][0]) == 2 * len(prediction_frame())
