@@ -112,6 +112,7 @@ def log_forest(
         id_column=id_column,
         top_k=top_k,
         tags={SKLEARN_MODEL_TAG: sklearn_info.model_id},
+        profile=profile,
     )
 
 
@@ -122,9 +123,10 @@ def log_compact(
     id_column: str = "product_id",
     top_k: int = 5,
     tags: dict[str, str] | None = None,
+    profile: ReferenceProfile | None = None,
 ) -> ModelInfo:
     """Log the top-k pyfunc on a compact forest alone (the model that is registered and
-    served), in the active run."""
+    served), in the active run, with the monitoring reference `profile` beside it if given."""
     features = [str(f) for f in compact.feature_names]
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
