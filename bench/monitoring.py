@@ -186,14 +186,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-scoring", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--worker-cpu", action="store_true", help="Only the in-process CPU split.")
     args = parser.parse_args()
     if args.worker_cpu:
         print(json.dumps(worker_cpu(args.products), indent=1), flush=True)
         return
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
-        results = {"fleet": fleet_time(Path(tmp), args.clients, args.repeats)}
-        print(json.dumps(results["fleet"], indent=1), flush=True)
+        results = {}
+        if not args.skip_fleet:
+            results["fleet"] = fleet_time(Path(tmp), args.clients, args.repeats)
+            print(json.dumps(results["fleet"], indent=1), flush=True)
         if not args.skip_scoring:
             results["scoring"] = scoring_overhead(Path(tmp), args.products, args.repeats)
             print(json.dumps(results["scoring"], indent=1), flush=True)
