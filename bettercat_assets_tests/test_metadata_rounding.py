@@ -140,3 +140,21 @@ def test_prediction_check_metadata_is_rounded_and_omits_a_missing_champion():
     assert outcomes["score_bounds"].metadata["max_per_product_sum"] == 1.0
     assert outcomes["model_is_champion"].metadata == {"output_versions": [2]}
     assert not outcomes["model_is_champion"].passed
+
+
+def test_preview_scores_are_rounded_like_metrics():
+    from bettercat_assets.core.config.rounding import round_frame
+
+    preview = pd.DataFrame(
+        {
+            "product_id": ["p1", "p1"],
+            "pred_label": ["a", "b"],
+            "pred_score": np.array([0.9264535307884216, 0.023578884080052376], dtype=np.float32),
+            "rank": np.array([0, 1], dtype=np.int32),
+        }
+    )
+    text = round_frame(preview).to_markdown(index=False)
+    assert "0.9265" in text and "0.0236" in text
+    assert "0.0235789" not in text and "0.92645" not in text
+    assert preview["pred_score"].dtype == np.float32, "the original frame is left alone"
+    assert round_frame(preview)["rank"].tolist() == [0, 1]
