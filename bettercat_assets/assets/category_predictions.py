@@ -51,9 +51,9 @@ def category_predictions_spec(partitions: PartitionsDefinition) -> AssetSpec:
         code_version=CODE_VERSION,
         skippable=True,
         automation_condition=RESCORE_ON_NEW_CHAMPION,
-        description="Top-k categories per product (`product_id`, `pred_label`, `pred_score`, "
-        "`rank`, `model_version`), scored by the client's `@champion` with Spark `mapInPandas` "
-        "and written to `products_categories/client_id=<id>/date=<day>/`.",
+        description="Top-k categories per product (product_id, pred_label, pred_score, rank, "
+        "model_version), scored by the client's @champion with Spark mapInPandas and written "
+        "as parquet to products_categories/client_id=<id>/date=<day>/.",
     )
 
 

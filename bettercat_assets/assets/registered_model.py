@@ -40,8 +40,8 @@ def registered_model_spec(partitions: PartitionsDefinition) -> AssetSpec:
         code_version=CODE_VERSION,
         skippable=True,
         description="A RandomForest trained on the client's data, logged to the client's MLflow "
-        "experiment and registered as `<client_id>_model`. Materialized when the new version "
-        "passes the blocking quality gate and becomes `@champion`.",
+        "experiment and registered as <client_id>_model. Materialized when the new version "
+        "passes the blocking quality gate and becomes @champion.",
     )
 
 
