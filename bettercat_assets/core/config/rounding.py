@@ -47,6 +47,6 @@ def round_frame(frame: pd.DataFrame) -> pd.DataFrame:
     (`pred_score` 0.0235789 -> 0.0236), as float64 so a float32 does not print 0.023600001."""
     rounded = frame.copy()
     for name in frame.select_dtypes("floating").columns:
-        decimals = decimals_for(str(name))
-        rounded[name] = frame[name].astype("float64").map(lambda v: round_float(v, decimals))
+        values = frame[name].astype("float64").tolist()
+        rounded[name] = [round_float(v, decimals_for(str(name))) for v in values]
     return rounded
