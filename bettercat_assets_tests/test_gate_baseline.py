@@ -12,8 +12,8 @@ from bettercat_assets.core.training.evaluation import (
     GATE_METRIC,
     evaluate,
     prior_top_k_accuracy,
-    quality_gate,
 )
+from bettercat_assets.core.training.gate import quality_gate
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
 

@@ -16,12 +16,8 @@ from bettercat_assets.core.scoring.prediction_checks import (
     OutputStats,
     prediction_outcomes,
 )
-from bettercat_assets.core.training.evaluation import (
-    gate_check_metadata,
-    per_category_table,
-    quality_gate,
-    weakest_categories,
-)
+from bettercat_assets.core.training.evaluation import per_category_table, weakest_categories
+from bettercat_assets.core.training.gate import gate_check_metadata, quality_gate
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
 
@@ -63,6 +59,7 @@ def test_gate_metadata_without_a_champion_has_no_champion_keys_and_no_nan():
         "value": 0.8123,
         "floor": 0.3,
         "tolerance": 0.02,
+        "baseline_metric": "prior_top5_accuracy",
         "baseline_value": 0.4123,
     }
 
