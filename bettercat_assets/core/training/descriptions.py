@@ -11,7 +11,7 @@ from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.tracking import runs as tracking
 from bettercat_assets.core.tracking.views import set_gate_view
-from bettercat_assets.core.training.gate import GateResult
+from bettercat_assets.core.training.gate import GateResult, p_text
 
 #: The tag MLflow shows as a run's description.
 RUN_DESCRIPTION_TAG = "mlflow.note.content"
@@ -23,7 +23,7 @@ def gate_summary(gate: GateResult) -> str:
     if gate.floor is not None:
         values.append(f"floor {gate.floor:.4f}")
     if gate.baseline_value is not None:
-        chance = f", p = {gate.p_value:.4f}" if gate.p_value is not None else ""
+        chance = f", {p_text(gate.p_value)}" if gate.p_value is not None else ""
         values.append(f"baseline {gate.baseline_metric} {gate.baseline_value:.4f}{chance}")
     if gate.champion_value is not None:
         values.append(f"champion v{gate.champion_version} {gate.champion_value:.4f}")

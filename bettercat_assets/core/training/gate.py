@@ -186,10 +186,15 @@ def _regressed(result: GateResult) -> bool:
     return champion is not None and result.value < champion - result.tolerance
 
 
+def p_text(p_value: float) -> str:
+    """`p = 0.0123`, or `p < 0.0001` rather than a p-value of 0."""
+    return "p < 0.0001" if p_value < 0.0001 else f"p = {p_value:.4f}"
+
+
 def _chance_text(result: GateResult) -> str:
     if result.p_value is None:
         return ""
-    return f" beyond chance (p = {result.p_value:.4f} on {result.test_rows} test rows)"
+    return f" beyond chance ({p_text(result.p_value)} on {result.test_rows} test rows)"
 
 
 def _gate_problems(result: GateResult, gate: QualityGate, metric: GateMetric) -> list[str]:
@@ -203,7 +208,7 @@ def _gate_problems(result: GateResult, gate: QualityGate, metric: GateMetric) ->
     if baseline is not None and (value - baseline <= min_lift or by_chance):
         margin = f" by more than {min_lift:.4f}" if min_lift else ""
         chance = (
-            f"{margin} beyond chance (p = {result.p_value:.4f} >= {CHANCE_LEVEL} on "
+            f"{margin} beyond chance ({p_text(result.p_value)} >= {CHANCE_LEVEL} on "
             f"{result.test_rows} test rows)"
             if result.p_value is not None
             else margin
