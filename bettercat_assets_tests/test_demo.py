@@ -16,7 +16,7 @@ from bettercat_assets_tests.reliability_support import BIN, REPO, subprocess_env
 CLIENTS_YAML = """\
 defaults:
   model_params: {n_estimators: 8, min_samples_leaf: 3, n_jobs: 1, random_state: 7}
-  quality_gate: {min_top5_accuracy: 0.0, max_top5_regression: 1.0}
+  quality_gate: {min_top5_accuracy: 0.0, max_top5_regression: 1.0, min_lift_over_prior: null}
 clients:
   - {client_id: demo_a, features: [price, weight_g], sample_data: {products: 200, categories: 6}}
   - {client_id: demo_b, features: [price], sample_data: {products: 150, categories: 4}}
