@@ -19,15 +19,15 @@ from bettercat_assets.core.tracking.runs import ML_VIEW_QUERY, ui_base_url
 
 SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 GATE_VIEW_KEY = "bettercat-gate"
-#: MLflow's default columns of the runs table, kept in the shared view.
-DEFAULT_COLUMNS = ("attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`")
 
 
 def gate_view_state(metric: str, baseline: str) -> dict[str, object]:
-    """The runs table's state: the gate's columns first, then MLflow's defaults."""
+    """The runs table's state: the gate's columns, newest first. MLflow's default columns
+    (Source, Models, Dataset) are left out: the table shows them before the metrics, and in a
+    laptop-wide window they push the gate's columns out of sight."""
     columns = [f"metrics.`{metric}`", f"metrics.`{baseline}`", "tags.`gate_status`"]
     return {
-        "selectedColumns": [*columns, *DEFAULT_COLUMNS],
+        "selectedColumns": columns,
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
     }
