@@ -478,3 +478,8 @@ def test_useful_message_is_the_innermost_error():
     ours = f"Failed to predict data '{table}'. \nError: column 'price' must be numeric"
     assert useful_message(ours) == "column 'price' must be numeric"
     assert useful_message("plain message") == "plain message"
+    conversion = (
+        "Invalid input. Data is not compatible with model signature. Failed to convert column "
+        "price to type 'float64'. Error: 'ValueError(\"could not convert string to float\")'"
+    )
+    assert useful_message(f"Failed to predict data '{table}'. \nError: {conversion}") == conversion

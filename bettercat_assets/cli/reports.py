@@ -32,7 +32,9 @@ def gate_line(tags: dict[str, str]) -> str:
     """The version's verdict and the metric that judged it (runs before gate_metric was
     recorded were judged on top5_accuracy)."""
     metric = tags.get("gate_metric", "top5_accuracy")
-    return f"quality gate {tags['gate_status']} (judged on {metric}): {tags.get('gate_reason', '')}"
+    reason = tags.get("gate_reason", "")
+    judged = "" if "judged on" in reason else f" (judged on {metric})"  # the reason may say it
+    return f"quality gate {tags['gate_status']}{judged}: {reason}"
 
 
 def metrics_table(metrics: dict[str, float], params: dict[str, str]) -> str:
@@ -136,5 +138,7 @@ def lineage(parquet_path: Path) -> None:
     if not parquet_path.exists():
         raise BettercatError(f"{parquet_path}: no such file or directory")
     info = lineage_of(parquet_path, tracking_settings())
-    for key, value in dataclasses.asdict(info).items():
-        click.echo(f"{key:22} {value if value is not None else '-'}")
+    fields = dataclasses.asdict(info)
+    width = max(len(key) for key in fields)
+    for key, value in fields.items():
+        click.echo(f"{key:{width}} {value if value is not None else '-'}")

@@ -4,7 +4,7 @@ MLflow wraps every error of `/invocations` as `Failed to predict data '<the whol
 table>'. Error: Failed to enforce schema of data '<the table again>' with schema '<every
 column>'. Error: Model is missing inputs ['title_length'].`: with a real request that is pages
 of text around one useful sentence. `TrimmedErrors` keeps MLflow's answer (status,
-`error_code`, JSON) and replaces `message` with that last sentence. `bettercat serve` runs
+`error_code`, JSON) and replaces `message` with what is inside MLflow's wrappers. `bettercat serve` runs
 MLflow's app through it (`bettercat_assets.core.serving.app:app`); `mlflow models serve`
 (`bettercat serve --mlflow-cli`) answers with MLflow's own text.
 """
@@ -12,7 +12,6 @@ MLflow's app through it (`bettercat_assets.core.serving.app:app`); `mlflow model
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,15 +21,35 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: MLflow's separator before each wrapped error: "...'. Error: " or "'. \nError: ".
-_WRAPPED = re.compile(r"\.\s*\n?\s*Error: ")
+#: MLflow's wrappers around the useful message: `Failed to predict data '<table>'. \nError: `
+#: (every error of `/invocations`) and `Failed to enforce schema of data '<table>' with schema
+#: '<columns>'. Error: ` (schema enforcement).
+_PREDICT_PREFIX, _PREDICT_END = "Failed to predict data '", "'. \nError: "
+_SCHEMA_PREFIX, _SCHEMA_MIDDLE, _SCHEMA_END = (
+    "Failed to enforce schema of data '",
+    "' with schema '",
+    "'. Error: ",
+)
+
+
+def _strip(message: str, prefix: str, *ends: str) -> str:
+    """`message` without a leading `prefix ... ends[0] ... ends[-1]`, if it has one."""
+    if not message.startswith(prefix):
+        return message
+    at = len(prefix)
+    for end in ends:
+        found = message.find(end, at)
+        if found < 0:
+            return message
+        at = found + len(end)
+    return message[at:]
 
 
 def useful_message(message: str) -> str:
-    """The innermost error of MLflow's wrapped message (the text after its last `Error: `)."""
-    parts = _WRAPPED.split(message)
-    inner = parts[-1].strip() if len(parts) > 1 else message.strip()
-    return inner or message
+    """MLflow's message without the wrappers that repeat the input table and the schema."""
+    inner = _strip(message, _PREDICT_PREFIX, _PREDICT_END)
+    inner = _strip(inner, _SCHEMA_PREFIX, _SCHEMA_MIDDLE, _SCHEMA_END)
+    return inner.strip() or message
 
 
 class TrimmedErrors:
