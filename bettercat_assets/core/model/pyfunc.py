@@ -119,6 +119,11 @@ class TopKCategoriesModel(PythonModel):
     def model_version(self) -> int:
         return self._version
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this model holds: what a serving cache budgets for it."""
+        return int(self._forest.nbytes)
+
     def _features_of(self, frame: pd.DataFrame) -> np.ndarray:
         """The feature matrix as float32, as batch scoring builds it; errors name the column."""
         missing = [c for c in [self._id_column, *self._features] if c not in frame.columns]

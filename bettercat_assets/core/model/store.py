@@ -103,6 +103,25 @@ def log_forest(
     """Log the sklearn model, then the top-k pyfunc on the compact form; returns the pyfunc's
     ModelInfo, the one to register (then call `record_registration`)."""
     sklearn_info = _log_sklearn(forest, example)
+    return log_compact(
+        compact,
+        example,
+        id_column=id_column,
+        top_k=top_k,
+        tags={SKLEARN_MODEL_TAG: sklearn_info.model_id},
+    )
+
+
+def log_compact(
+    compact: CompactForest,
+    example: pd.DataFrame,
+    *,
+    id_column: str = "product_id",
+    top_k: int = 5,
+    tags: dict[str, str] | None = None,
+) -> ModelInfo:
+    """Log the top-k pyfunc on a compact forest alone (the model that is registered and
+    served), in the active run."""
     features = [str(f) for f in compact.feature_names]
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
@@ -120,7 +139,7 @@ def log_forest(
             signature=serving_model.serving_signature(features, id_column),
             input_example=serving_example(example, id_column),
             pip_requirements=SERVING_PIP_REQUIREMENTS,
-            tags={LAYOUT_TAG: LAYOUT, SKLEARN_MODEL_TAG: sklearn_info.model_id},
+            tags={LAYOUT_TAG: LAYOUT, **(tags or {})},
         )
 
 
@@ -225,6 +244,29 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
     layout): batch scoring downloads it in the driver and ships the folder to the executors.
     """
     return _download_model_artifact(settings, model_name, version, COMPACT_PART, dst)
+
+
+def download_serving_model(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> Path:
+    """Download a registered version's whole MLflow model (the top-k pyfunc) into `dst`;
+    ModelNotFoundError when the version predates serving (sklearn-only layout)."""
+
+    def find(client: MlflowClient) -> tuple[bool, str]:
+        logged = _logged_model(client, model_name, version)
+        return logged.tags.get(LAYOUT_TAG) == LAYOUT, logged.artifact_location
+
+    servable, location = _ask_registry(settings, model_name, version, find)
+    if not servable:
+        raise ModelNotFoundError(
+            f"{model_name} v{version} was registered before top-k serving (sklearn flavour "
+            "only); train again to register a servable version"
+        )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=dst, tracking_uri=settings.tracking_uri
+    )
+    return Path(local)
 
 
 _CACHE: dict[tuple[str, str, int], CompactForest] = {}
