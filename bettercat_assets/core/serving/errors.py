@@ -4,8 +4,9 @@ MLflow wraps every error of `/invocations` as `Failed to predict data '<the whol
 table>'. Error: Failed to enforce schema of data '<the table again>' with schema '<every
 column>'. Error: Model is missing inputs ['title_length'].`: with a real request that is pages
 of text around one useful sentence. `TrimmedErrors` keeps MLflow's answer (status,
-`error_code`, JSON) and replaces `message` with what is inside MLflow's wrappers. `bettercat serve` runs
-MLflow's app through it (`bettercat_assets.core.serving.app:app`); `mlflow models serve`
+`error_code`, JSON) and replaces `message` with what is inside MLflow's wrappers, as the
+fleet server does (`fleet_requests.one_sentence`). `bettercat serve --client-id` runs MLflow's app
+through it (`bettercat_assets.core.serving.app:app`); `mlflow models serve`
 (`bettercat serve --mlflow-cli`) answers with MLflow's own text.
 """
 
@@ -15,41 +16,19 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from bettercat_assets.core.serving.fleet_requests import one_sentence
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: MLflow's wrappers around the useful message: `Failed to predict data '<table>'. \nError: `
-#: (every error of `/invocations`) and `Failed to enforce schema of data '<table>' with schema
-#: '<columns>'. Error: ` (schema enforcement).
-_PREDICT_PREFIX, _PREDICT_END = "Failed to predict data '", "'. \nError: "
-_SCHEMA_PREFIX, _SCHEMA_MIDDLE, _SCHEMA_END = (
-    "Failed to enforce schema of data '",
-    "' with schema '",
-    "'. Error: ",
-)
-
-
-def _strip(message: str, prefix: str, *ends: str) -> str:
-    """`message` without a leading `prefix ... ends[0] ... ends[-1]`, if it has one."""
-    if not message.startswith(prefix):
-        return message
-    at = len(prefix)
-    for end in ends:
-        found = message.find(end, at)
-        if found < 0:
-            return message
-        at = found + len(end)
-    return message[at:]
-
 
 def useful_message(message: str) -> str:
-    """MLflow's message without the wrappers that repeat the input table and the schema."""
-    inner = _strip(message, _PREDICT_PREFIX, _PREDICT_END)
-    inner = _strip(inner, _SCHEMA_PREFIX, _SCHEMA_MIDDLE, _SCHEMA_END)
-    return inner.strip() or message
+    """MLflow's message without the wrappers that repeat the input table and the schema: the
+    fleet server's `one_sentence`, so both servers answer a bad request alike."""
+    return one_sentence(message)
 
 
 class TrimmedErrors:
