@@ -20,6 +20,13 @@ from bettercat_assets.core.data.quality import CheckOutcome
 from bettercat_assets.core.monitoring.signals import MONITORING_CHECKS
 
 
+def plain_text(description: str | None) -> str | None:
+    """A description as the Catalog shows it, which does not render Markdown: one paragraph,
+    no backticks (check descriptions come from docstrings written for the code)."""
+    text = " ".join((description or "").replace("`", "").split())
+    return text or None
+
+
 def check_specs(
     asset: str,
     descriptions: Mapping[str, str | None],
@@ -39,7 +46,7 @@ def check_specs(
                 asset=asset,
                 partitions_def=partitions_def,
                 blocking=blocking,
-                description=(description or "").strip() or None,
+                description=plain_text(description),
             )
             for name, description in descriptions.items()
         ]

@@ -8,11 +8,14 @@ Needs a running `dagster dev` (`make dev`, http://127.0.0.1:3000) and MLflow UI
     .venv/bin/python docs/screenshots.py --only partitions.png --out /tmp/shots
 
 The shots: `asset_graph.png` (Lineage), `partitions.png` (registered_model's Partitions tab on
-`--client-id`), both used by README.md and docs/ui.md, `mlflow_runs.png` (the client's
-MLflow experiment in the "Model training" view), and for docs/monitoring.md
+`--client-id`), both used by README.md and docs/ui.md, `mlflow_runs.png` (the client's runs
+list in the "Model training" view, opened through the `bettercat-gate` view the training writes:
+the gate metric, its baseline and the verdict as columns) and `mlflow_model_version.png` (the
+`@champion` version page of `--version-client-id`, default the 5-category `fjord_outdoor`: the
+gate's verdict in the version's description), both used by docs/ui.md. For docs/monitoring.md:
 `monitoring_check.png` (the `input_drift` check of `--drifted-client`), `monitoring_plot.png`
-(category_predictions' metadata plots) and `fleet.png` (the `client_fleet` ranking); those need
-a client scored a few times, the last time with a drifted feature.
+(category_predictions' metadata plotted over time) and `fleet.png` (the `client_fleet`
+ranking); those need a client scored a few times, the last time with a drifted feature.
 """
 
 from __future__ import annotations
@@ -110,14 +113,26 @@ def experiment_id(mlflow_url: str, client_id: str) -> str:
     return answer["experiment"]["experiment_id"]
 
 
+def champion_version(mlflow_url: str, client_id: str) -> str:
+    """The `@champion` version of the client's registered model, from MLflow's REST API."""
+    query = urllib.parse.urlencode({"name": f"{client_id}_model", "alias": "champion"})
+    try:
+        answer = _get_json(f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?{query}")
+    except ScreenshotError as exc:
+        raise ScreenshotError(f"client '{client_id}': no @champion ({exc})") from None
+    return answer["model_version"]["version"]
+
+
 def shots(
     dagster_url: str,
     mlflow_url: str,
     client_id: str,
     mlflow_experiment: str,
+    version_client: tuple[str, str],
     drifted_client: str = "acme_fashion",
 ) -> list[Shot]:
     partition = urllib.parse.quote(client_id)
+    model, version = f"{version_client[0]}_model", version_client[1]
     drifted = urllib.parse.quote(drifted_client)
     return [
         Shot("asset_graph.png", f"{dagster_url}/asset-groups"),
@@ -127,7 +142,12 @@ def shots(
         ),
         Shot(
             "mlflow_runs.png",
-            f"{mlflow_url}/#/experiments/{mlflow_experiment}/runs?workflowType=machine_learning",
+            f"{mlflow_url}/#/experiments/{mlflow_experiment}/runs"
+            "?viewStateShareKey=bettercat-gate&workflowType=machine_learning",
+        ),
+        Shot(
+            "mlflow_model_version.png",
+            f"{mlflow_url}/#/models/{model}/versions/{version}?workflowType=machine_learning",
         ),
         Shot(
             "monitoring_check.png",
@@ -273,6 +293,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mlflow-url", default="http://127.0.0.1:5000")
     parser.add_argument("--client-id", default="acme_fashion", help="The partition to show.")
     parser.add_argument(
+        "--version-client-id", default="fjord_outdoor", help="The client whose version to show."
+    )
+    parser.add_argument(
         "--drifted-client", default="acme_fashion", help="The client whose drift to show."
     )
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="Default docs/img.")
@@ -288,11 +311,16 @@ def run(args: argparse.Namespace) -> list[Path]:
     require_up(f"{dagster_url}/server_info", "dagster dev", "make dev")
     require_up(f"{mlflow_url}/health", "the MLflow UI", "make mlflow-ui")
     dismiss_dagster_welcome(dagster_url)
+    version_client = (
+        args.version_client_id,
+        champion_version(mlflow_url, args.version_client_id),
+    )
     selected = shots(
         dagster_url,
         mlflow_url,
         args.client_id,
         experiment_id(mlflow_url, args.client_id),
+        version_client,
         args.drifted_client,
     )
     unknown = set(args.only) - {s.file for s in selected}

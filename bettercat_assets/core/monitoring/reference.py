@@ -26,6 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -240,4 +241,19 @@ def build_reference(
         features=tuple(numeric_reference(n, v, bins) for n, v in features.items()),
         predictions=prediction_reference(proba_test, classes, y_test, bins),
         bins=int(bins),
+    )
+
+
+def reference_from_table(
+    table: Any, proba_test: np.ndarray, classes: Sequence[str], y_test: Any, bins: int
+) -> ReferenceProfile:
+    """`build_reference` from a training table (a DataFrame of every training row): its numeric
+    columns (other kinds are not profiled yet)."""
+    numeric = table.select_dtypes("number")
+    return build_reference(
+        {str(name): numeric[name].to_numpy(dtype=np.float64) for name in numeric.columns},
+        proba_test,
+        [str(c) for c in classes],
+        np.asarray(y_test),
+        bins,
     )
