@@ -51,5 +51,5 @@ def _monitoring_sensor() -> AutomationConditionSensorDefinition:
         use_user_code_server=True,
         minimum_interval_seconds=30,
         description="Builds the fleet view after scoring; retrains clients with "
-        "`monitoring: {retrain_on_drift: true}` whose scoring drifted, once per new training file.",
+        "monitoring: {retrain_on_drift: true} whose scoring drifted, once per new training file.",
     )
