@@ -82,7 +82,7 @@ def safe_model(tmp_path_factory, tracking_settings):
         root / "clients.yaml",
         [
             f"{{client_id: {CID}, features: [price, weight_g], "
-            "sample_data: {products: 300, categories: 5}}"
+            "sample_data: {products: 300, categories: 5, noise: 0.2}}"
         ],
     )
     registry = load_clients(clients_file)
