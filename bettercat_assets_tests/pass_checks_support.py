@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,3 +125,37 @@ def assert_each_defect_fails_its_client_only(results) -> None:
         assert failed == expected, (cid, {c.name: c.description for c in checks})
         counts = result.pass_stats[Top1Counts.name]["counts"]
         assert counts.sum() == result.pass_stats["checks"]["input_rows"][0], cid
+
+
+def main(argv: list[str]) -> None:
+    """`python -m bettercat_assets_tests.pass_checks_support URL CLIENTS DATA TRACKING ARTIFACTS`:
+    the injected pass through the Spark Connect server at URL, in a process of its own (pyspark
+    refuses a remote session beside a classic one); prints client -> failed checks as JSON."""
+    import json
+
+    import pytest
+    from pyspark.sql import SparkSession
+
+    from bettercat_assets.core.config.clients import load_clients
+    from bettercat_assets.core.config.paths import DataLayout
+    from bettercat_assets.core.config.settings import TrackingSettings
+    from bettercat_assets.core.spark.session import is_connect
+
+    url, clients_file, data, tracking_uri, artifacts = argv
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    assert is_connect(spark)
+    settings = TrackingSettings(tracking_uri=tracking_uri, artifact_root=artifacts)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        results = score_with_defects(
+            spark, load_clients(clients_file), DataLayout(Path(data)), settings, monkeypatch
+        )
+    assert_each_defect_fails_its_client_only(results)
+    print(
+        json.dumps(
+            {cid: sorted(c.name for c in r.checks if not c.passed) for cid, r in results.items()}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
