@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from bettercat_assets.core.data.quality import CheckOutcome
+from bettercat_assets.core.monitoring.signals import MONITORING_CHECKS
 
 
 def plain_text(description: str | None) -> str | None:
@@ -58,12 +59,14 @@ def _metadata_value(value: object) -> object:
 def to_check_evaluation(
     outcome: CheckOutcome, asset: AssetKey, partition: str, blocking: bool
 ) -> AssetCheckEvaluation:
-    """An ERROR-severity evaluation on the client's own partition, saying what is wrong."""
+    """An evaluation on the client's own partition, saying what is wrong: ERROR severity, but
+    WARN for the monitoring checks (drift is a reason to look, not a broken output)."""
+    warn = outcome.name in MONITORING_CHECKS
     return AssetCheckEvaluation(
         asset_key=asset,
         check_name=outcome.name,
         passed=outcome.passed,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.WARN if warn else AssetCheckSeverity.ERROR,
         description=outcome.description,
         metadata={
             "detail": outcome.description,

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from bettercat_assets.assets.client_assets import build_client_assets
+from bettercat_assets.assets.fleet import build_fleet_asset
 from bettercat_assets.champion_events import build_promote_champion_job
 from bettercat_assets.config_report import warn_about_problems
 from bettercat_assets.core.config.clients import CLIENTS_FILE_ENV, clients_file_path, load_clients
@@ -28,7 +29,7 @@ from bettercat_assets.jobs import build_jobs
 from bettercat_assets.partitions import client_partitions
 from bettercat_assets.resources import ClientsResource, MlflowResource, SparkResource
 from bettercat_assets.schedules import build_schedules
-from bettercat_assets.sensors import build_rescore_sensor
+from bettercat_assets.sensors import build_monitoring_sensor, build_rescore_sensor
 
 SPARK_CONF_ENV = "BETTERCAT_SPARK_CONF"
 
@@ -64,10 +65,10 @@ def build_definitions(clients_file: str | os.PathLike[str] | None = None) -> dg.
     warn_about_problems(registry)  # bad entries keep their partition; their runs fail clearly
     partitions = client_partitions(registry)
     return dg.Definitions(
-        assets=[build_client_assets(partitions)],
+        assets=[build_client_assets(partitions), build_fleet_asset(partitions)],
         jobs=[*build_jobs(partitions), build_promote_champion_job(partitions.get_partition_keys())],
         schedules=build_schedules(partitions),
-        sensors=[build_rescore_sensor()],
+        sensors=[build_rescore_sensor(), build_monitoring_sensor()],
         resources=build_resources(path),
         executor=dg.in_process_executor,
     )

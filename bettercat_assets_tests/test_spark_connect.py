@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -100,6 +101,11 @@ def test_cli_scores_a_client_through_spark_connect(
     assert table["product_id"].nunique() == products
     assert len(table) == products * 5
     assert set(table["model_version"]) == {trained.version}
+    # Monitoring's counts came through the pass's side channel under Connect too.
+    summary = json.loads(
+        (layout.predictions_dir("golf", date(2026, 3, 2)) / "_monitoring.json").read_text()
+    )
+    assert summary["numbers"]["monitor_products"] == products
 
 
 def test_wrong_outputs_fail_their_client_only_under_spark_connect(

@@ -12,7 +12,10 @@ The shots: `asset_graph.png` (Lineage), `partitions.png` (registered_model's Par
 list in the "Model training" view, opened through the `bettercat-gate` view the training writes:
 the gate metric, its baseline and the verdict as columns) and `mlflow_model_version.png` (the
 `@champion` version page of `--version-client-id`, default the 5-category `fjord_outdoor`: the
-gate's verdict in the version's description), both used by docs/ui.md.
+gate's verdict in the version's description), both used by docs/ui.md. For docs/monitoring.md:
+`monitoring_check.png` (the `input_drift` check of `--drifted-client`), `monitoring_plot.png`
+(category_predictions' metadata plotted over time) and `fleet.png` (the `client_fleet`
+ranking); those need a client scored a few times, the last time with a drifted feature.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ class ScreenshotError(Exception):
 
 @dataclass(frozen=True)
 class Shot:
-    """One screenshot: the file in docs/img and the page it shows."""
+    """One screenshot: the file in docs/img, the page it shows, and the buttons to click first
+    (by their text, in order; needs the DevTools protocol)."""
 
     file: str
     url: str
+    clicks: tuple[str, ...] = ()
 
 
 def _get_json(url: str) -> dict:
@@ -124,9 +129,11 @@ def shots(
     client_id: str,
     mlflow_experiment: str,
     version_client: tuple[str, str],
+    drifted_client: str = "acme_fashion",
 ) -> list[Shot]:
     partition = urllib.parse.quote(client_id)
     model, version = f"{version_client[0]}_model", version_client[1]
+    drifted = urllib.parse.quote(drifted_client)
     return [
         Shot("asset_graph.png", f"{dagster_url}/asset-groups"),
         Shot(
@@ -142,6 +149,17 @@ def shots(
             "mlflow_model_version.png",
             f"{mlflow_url}/#/models/{model}/versions/{version}?workflowType=machine_learning",
         ),
+        Shot(
+            "monitoring_check.png",
+            f"{dagster_url}/assets/category_predictions?view=checks&checkDetail=input_drift"
+            f"&partition={drifted}",
+        ),
+        Shot(
+            "monitoring_plot.png",
+            f"{dagster_url}/assets/category_predictions?view=overview",
+            clicks=("Plots", "Events"),
+        ),
+        Shot("fleet.png", f"{dagster_url}/assets/client_fleet?view=events"),
     ]
 
 
@@ -154,8 +172,95 @@ def chromium() -> str:
     )
 
 
+_CLICK_JS = """(() => {
+  const text = %s;
+  const named = (sel) => [...document.querySelectorAll(sel)]
+    .find((el) => el.textContent.trim() === text);
+  const found = named('button') || named('a, [role=tab]');  // a toggle before a page tab
+  if (found) { found.click(); return true; }
+  return false;
+})()"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _devtools_shot(ws_url: str, shot: Shot, target: Path, budget_ms: int) -> None:
+    import asyncio
+    import base64
+
+    import websockets  # installed with dagster-webserver (uvicorn[standard])
+
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        counter = iter(range(1, 1_000_000))
+
+        async def call(method: str, **params: object) -> dict:
+            ident = next(counter)
+            await ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+            while True:
+                message = json.loads(await ws.recv())
+                if message.get("id") == ident:
+                    return message.get("result", {})
+
+        await call("Page.navigate", url=shot.url)
+        await asyncio.sleep(budget_ms / 1000)
+        for text in shot.clicks:
+            clicked = await call(
+                "Runtime.evaluate", expression=_CLICK_JS % json.dumps(text), returnByValue=True
+            )
+            if not clicked.get("result", {}).get("value"):
+                raise ScreenshotError(f"{shot.file}: no button '{text}' on {shot.url}")
+            await asyncio.sleep(5)
+        image = await call("Page.captureScreenshot", format="png")
+        target.write_bytes(base64.b64decode(image["data"]))
+
+
+def take_clicking(browser: str, shot: Shot, out_dir: Path, budget_ms: int, size: str) -> Path:
+    """Like `take`, clicking `shot.clicks` first through Chromium's DevTools protocol."""
+    import asyncio
+    import time
+
+    target = out_dir / shot.file
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="bettercat-chromium-") as profile:
+        command = [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={size}",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ]
+        browser_process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    pages = _get_json(f"http://127.0.0.1:{port}/json/list")
+                    break
+                except ScreenshotError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            page = next(p for p in pages if p.get("type") == "page")
+            asyncio.run(_devtools_shot(page["webSocketDebuggerUrl"], shot, target, budget_ms))
+        finally:
+            browser_process.terminate()
+            browser_process.wait(timeout=30)
+    return target
+
+
 def take(browser: str, shot: Shot, out_dir: Path, budget_ms: int, size: str) -> Path:
     """Load `shot.url` in a fresh profile, let it render for `budget_ms`, save the PNG."""
+    if shot.clicks:
+        return take_clicking(browser, shot, out_dir, budget_ms, size)
     target = out_dir / shot.file
     target.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="bettercat-chromium-") as profile:
@@ -190,6 +295,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--version-client-id", default="fjord_outdoor", help="The client whose version to show."
     )
+    parser.add_argument(
+        "--drifted-client", default="acme_fashion", help="The client whose drift to show."
+    )
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="Default docs/img.")
     parser.add_argument("--only", action="append", default=[], help="Only this file (repeatable).")
     parser.add_argument("--budget-ms", type=int, default=20_000, help="Render time per page.")
@@ -213,6 +321,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         args.client_id,
         experiment_id(mlflow_url, args.client_id),
         version_client,
+        args.drifted_client,
     )
     unknown = set(args.only) - {s.file for s in selected}
     if unknown:

@@ -28,6 +28,7 @@ from bettercat_assets.core.config.paths import DataLayout
 from bettercat_assets.core.config.rounding import round_frame
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.data.quality import PREDICTION_CHECKS
+from bettercat_assets.core.monitoring.signals import MONITORING_CHECKS, monitoring_numbers
 from bettercat_assets.core.scoring.spark_pass import ScoringRequest, ScoringResult, score_clients
 from bettercat_assets.core.tracking import runs as tracking
 
@@ -59,7 +60,10 @@ def category_predictions_spec(partitions: PartitionsDefinition) -> AssetSpec:
 
 def category_predictions_checks(partitions: PartitionsDefinition):
     return check_specs(
-        "category_predictions", PREDICTION_CHECKS, blocking=False, partitions_def=partitions
+        "category_predictions",
+        {**PREDICTION_CHECKS, **MONITORING_CHECKS},
+        blocking=False,
+        partitions_def=partitions,
     )
 
 
@@ -76,6 +80,7 @@ def prediction_metadata(result: ScoringResult, settings: TrackingSettings) -> di
         **{name: MetadataValue.url(url) for name, url in links.items()},
         "path": MetadataValue.path(str(result.output_dir)),
         "preview": MetadataValue.md(round_frame(result.preview).to_markdown(index=False)),
+        **(monitoring_numbers(result.monitoring) if result.monitoring else {}),
     }
 
 

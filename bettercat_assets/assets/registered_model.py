@@ -14,6 +14,7 @@ from dagster import AssetSpec, MetadataValue, PartitionsDefinition
 
 from bettercat_assets.assets import CODE_VERSION, GROUP, OWNERS, REGISTERED_MODEL, TRAINING_DATA
 from bettercat_assets.assets.outcomes import ClientOutcome
+from bettercat_assets.assets.retrain import RETRAIN_ON_DRIFT
 from bettercat_assets.checks import check_specs
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import BettercatError
@@ -36,6 +37,7 @@ def registered_model_spec(partitions: PartitionsDefinition) -> AssetSpec:
         kinds={"scikitlearn", "mlflow"},
         code_version=CODE_VERSION,
         skippable=True,
+        automation_condition=RETRAIN_ON_DRIFT,
         description="A RandomForest trained on the client's data, logged to the client's MLflow "
         "experiment and registered as <client_id>_model. Materialized when the new version "
         "passes the blocking quality gate and becomes @champion.",

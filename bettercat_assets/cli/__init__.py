@@ -1,5 +1,5 @@
 """`bettercat` command line: generate-data, train, predict, promote, show, check-config, lineage,
-mlflow-ui, serve, demo."""
+fleet, mlflow-ui, serve, demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from bettercat_assets.cli.fleet import fleet
 from bettercat_assets.cli.pipeline import generate_data, predict, promote, train
 from bettercat_assets.cli.reports import check_config, lineage, show
 from bettercat_assets.cli.services import demo, mlflow_ui, serve
@@ -45,6 +46,7 @@ main.add_command(promote)
 main.add_command(show)
 main.add_command(check_config)
 main.add_command(lineage)
+main.add_command(fleet)
 main.add_command(mlflow_ui)
 main.add_command(demo)
 main.add_command(serve)

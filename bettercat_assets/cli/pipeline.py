@@ -136,6 +136,7 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
         f"{result.products_scored} products, {result.rows_written} rows, model v{result.model_version} "
         f"-> {result.output_dir}"
     )
+    _warn_about_drift(result.checks)
     if timings:
         phases = {
             "python_and_cli_import": before_command,
@@ -145,6 +146,15 @@ def predict(clients_file, data_prefix, client_id, inference_date, version, timin
             "total": seconds_since_process_start(),
         }
         click.echo(json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
+
+
+def _warn_about_drift(checks) -> None:
+    """Monitoring's failed WARN checks, one line each on stderr (the exit code stays 0)."""
+    from bettercat_assets.core.monitoring.signals import MONITORING_CHECKS
+
+    for check in checks:
+        if check.name in MONITORING_CHECKS and not check.passed:
+            click.echo(f"warning: {check.name}: {check.description}", err=True)
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 Offers:
 - `clients`: ClientConfig, ClientRegistry, load_clients, clients_file_path
+- `monitoring`: Monitoring (the `monitoring` block of clients.yaml)
 - `settings`: TrackingSettings
 - `paths`: DataLayout
 - `errors`: BettercatError, ConfigError, DataError, UnknownClientError, ModelNotFoundError, QualityGateError, UnsafeModelError, TrackingUnavailableError
@@ -17,6 +18,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "ClientRegistry": "clients",
         "load_clients": "clients",
         "clients_file_path": "clients",
+        "Monitoring": "monitoring",
         "TrackingSettings": "settings",
         "DataLayout": "paths",
         "BettercatError": "errors",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
+from bettercat_assets.core.config.monitoring import Monitoring
 
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -34,6 +35,8 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 
 def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
+    if not params:
+        return params
     for key in params:
         if key not in RANDOM_FOREST_PARAMS:
             close = difflib.get_close_matches(key, RANDOM_FOREST_PARAMS, n=1)
@@ -88,6 +91,7 @@ class ClientDefaults(BaseModel):
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
     data_checks: DataChecks = Field(default_factory=DataChecks)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     _check_params = field_validator("model_params")(
         classmethod(lambda cls, v: _check_model_params(v))
@@ -106,6 +110,7 @@ class ClientEntry(BaseModel):
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
     quality_gate: QualityGate | None = None
     data_checks: DataChecks | None = None
+    monitoring: Monitoring | None = None
     sample_data: SampleData = Field(default_factory=SampleData)
 
     @field_validator("features")
@@ -122,10 +127,6 @@ class ClientEntry(BaseModel):
             raise ValueError(f"duplicate feature(s): {', '.join(dupes)}")
         return features
 
-    _check_params = field_validator("model_params")(
-        classmethod(lambda cls, v: _check_model_params(v))
-    )
-
 
 class ClientConfig(BaseModel):
     """A client's effective configuration: its entry merged over the defaults."""
@@ -140,6 +141,7 @@ class ClientConfig(BaseModel):
     quality_gate: QualityGate
     data_checks: DataChecks
     sample_data: SampleData
+    monitoring: Monitoring = Monitoring()
     id_column: str = "product_id"
     label_column: str = "category_id"
 
@@ -177,6 +179,7 @@ class ClientsFile(BaseModel):
             test_size=entry.test_size or d.test_size,
             quality_gate=_merge(d.quality_gate, entry.quality_gate),
             data_checks=_merge(d.data_checks, entry.data_checks),
+            monitoring=_merge(d.monitoring, entry.monitoring),
             sample_data=entry.sample_data,
         )
 
@@ -269,6 +272,7 @@ _NESTED_MODELS: dict[str, type[BaseModel]] = {
     "quality_gate": QualityGate,
     "data_checks": DataChecks,
     "sample_data": SampleData,
+    "monitoring": Monitoring,
 }
 
 
@@ -291,8 +295,9 @@ def _validate_entry(raw: dict[str, Any], defaults: ClientDefaults) -> ClientEntr
         entry = ClientEntry.model_validate(raw)
     except ValidationError as exc:
         return [_describe_error(err, ClientEntry) for err in exc.errors()]
-    try:
-        _check_model_params({**defaults.model_params, **entry.model_params})
+    try:  # an entry without its own parameters has the defaults, validated once
+        if entry.model_params:
+            _check_model_params({**defaults.model_params, **entry.model_params})
     except ValueError as exc:
         return [f"model_params: {exc}"]
     return entry

@@ -35,6 +35,7 @@ from bettercat_assets.core.config.errors import ModelNotFoundError, UnsafeModelE
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model import pyfunc as serving_model
 from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.monitoring.reference import ReferenceProfile
 from bettercat_assets.core.tracking import runs as tracking
 
 if TYPE_CHECKING:  # scikit-learn and skops load only where a forest is logged or loaded
@@ -99,9 +100,11 @@ def log_forest(
     *,
     id_column: str = "product_id",
     top_k: int = 5,
+    profile: ReferenceProfile | None = None,
 ) -> ModelInfo:
-    """Log the sklearn model, then the top-k pyfunc on the compact form; returns the pyfunc's
-    ModelInfo, the one to register (then call `record_registration`)."""
+    """Log the sklearn model, then the top-k pyfunc on the compact form (and the monitoring
+    reference `profile` beside it); returns the pyfunc's ModelInfo, the one to register (then
+    call `record_registration`)."""
     sklearn_info = _log_sklearn(forest, example)
     return log_compact(
         compact,
@@ -109,6 +112,7 @@ def log_forest(
         id_column=id_column,
         top_k=top_k,
         tags={SKLEARN_MODEL_TAG: sklearn_info.model_id},
+        profile=profile,
     )
 
 
@@ -119,13 +123,16 @@ def log_compact(
     id_column: str = "product_id",
     top_k: int = 5,
     tags: dict[str, str] | None = None,
+    profile: ReferenceProfile | None = None,
 ) -> ModelInfo:
     """Log the top-k pyfunc on a compact forest alone (the model that is registered and
-    served), in the active run."""
+    served), in the active run, with the monitoring reference `profile` beside it if given."""
     features = [str(f) for f in compact.feature_names]
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
         compact.save(compact_dir)
+        if profile is not None:
+            profile.save(compact_dir)
         registration = Path(tmp) / serving_model.REGISTRATION_FILE
         registration.write_text(serving_model.registration_document(None, None))
         return mlflow.pyfunc.log_model(

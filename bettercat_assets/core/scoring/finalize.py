@@ -21,6 +21,9 @@ from bettercat_assets.core.config.errors import BettercatError, DataError
 from bettercat_assets.core.config.paths import DataLayout
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.data.quality import CheckOutcome
+from bettercat_assets.core.monitoring.drift import DriftReport, compare
+from bettercat_assets.core.monitoring.signals import monitoring_outcomes, write_summary
+from bettercat_assets.core.monitoring.statistic import MonitoringStatistic
 from bettercat_assets.core.scoring.batch_scorer import CLIENT_COLUMN
 from bettercat_assets.core.scoring.check_stats import CheckStatistic
 from bettercat_assets.core.scoring.pass_stats import PassStatistic, State, read_pass_stats
@@ -59,6 +62,8 @@ class ScoringResult:
     timings: Mapping[str, float] = field(default_factory=dict, repr=False)
     #: The client's merged pass statistics, by statistic name (`checks` and any passed in).
     pass_stats: Mapping[str, State] = field(default_factory=dict, repr=False)
+    #: The scoring compared with the model's reference profile (None: the version has none).
+    monitoring: DriftReport | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ def _finalize(
         champion_version=int(champion.version) if champion else None,
     )
     client_dir = staging / f"{CLIENT_COLUMN}={cid}"
+    report = _monitor(p, numbers.states, client_dir)
+    if report is not None:
+        checks = [*checks, *monitoring_outcomes(cid, report)]
     (client_dir / LINEAGE_FILE).write_text(json.dumps(_lineage(p, day, extra_lineage), indent=2))
     preview = _preview(client_dir)
     final = layout.predictions_dir(cid, day)
@@ -156,7 +164,18 @@ def _finalize(
         preview=preview,
         checks=tuple(checks),
         pass_stats=dict(numbers.states),
+        monitoring=report,
     )
+
+
+def _monitor(p: Prepared, states: Mapping[str, State], client_dir: Path) -> DriftReport | None:
+    """Compare the pass's counts with the version's reference; write `_monitoring.json`."""
+    profile, state = p.staged.profile, states.get(MonitoringStatistic.name)
+    if profile is None or not state or not p.client.monitoring.enabled:
+        return None
+    report = compare(profile, state, p.client.monitoring)
+    write_summary(client_dir, p.model.version, report)
+    return report
 
 
 def _lineage(p: Prepared, day: date, extra_lineage: dict[str, str]) -> dict[str, object]:

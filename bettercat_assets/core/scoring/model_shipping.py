@@ -21,9 +21,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from bettercat_assets.core.config.errors import UnsafeModelError
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE
 from bettercat_assets.core.model.store import fetch_compact
+from bettercat_assets.core.monitoring.reference import PROFILE_FILE, ReferenceProfile
 from bettercat_assets.core.scoring.batch_scorer import ShippedModel
 
 
@@ -43,6 +45,8 @@ class StagedModel:
     arrays: Path
     meta: Path
     model: ShippedModel
+    #: the version's monitoring reference (None: registered before monitoring existed)
+    profile: ReferenceProfile | None = None
 
 
 def stage_model(
@@ -57,6 +61,7 @@ def stage_model(
         arrays, meta = workdir / f"{stem}.npz", workdir / f"{stem}.json"
         shutil.copyfile(local / ARRAYS_FILE, arrays)
         shutil.copyfile(local / META_FILE, meta)
+        profile = _load_profile(local, model_name, version)
     model = ShippedModel(
         client_id=client_id,
         version=int(version),
@@ -66,7 +71,21 @@ def stage_model(
         n_classes=len(forest.classes_),
         top_k=min(top_k, len(forest.classes_)),
     )
-    return StagedModel(arrays=arrays, meta=meta, model=model)
+    return StagedModel(arrays=arrays, meta=meta, model=model, profile=profile)
+
+
+def _load_profile(local: Path, model_name: str, version: int) -> ReferenceProfile | None:
+    """The version's reference profile, verified; UnsafeModelError if it is damaged."""
+    path = local / PROFILE_FILE
+    if not path.exists():
+        return None
+    try:
+        return ReferenceProfile.load(path)
+    except ValueError as exc:
+        raise UnsafeModelError(
+            f"model '{model_name}' v{version}: {PROFILE_FILE} is damaged or tampered with, "
+            f"refusing to score: {str(exc).replace(str(local), '.')}"
+        ) from None
 
 
 def ship_model(spark: SparkSession, staged: StagedModel) -> ShippedModel:

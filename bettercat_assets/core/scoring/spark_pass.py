@@ -32,6 +32,7 @@ from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import BettercatError
 from bettercat_assets.core.config.paths import DataLayout
 from bettercat_assets.core.config.settings import TrackingSettings
+from bettercat_assets.core.monitoring.statistic import MonitoringStatistic, MonitorSpec
 from bettercat_assets.core.scoring.batch_scorer import top_k_batch
 from bettercat_assets.core.scoring.check_stats import CheckStatistic
 from bettercat_assets.core.scoring.finalize import (
@@ -143,6 +144,7 @@ def score_clients(
         )
         if not prepared:  # every client failed before Spark was needed: do not wait for it
             return {r.client.client_id: outcomes[r.client.client_id] for r in requests}
+        statistics = (*statistics, monitoring_statistic(prepared.values()))
         session = _session(spark, timings)
         with timed(timings, "model_shipping"):
             for p in prepared.values():
@@ -194,6 +196,17 @@ def _prepare_all(
         except BettercatError as exc:
             failures[cid] = exc
     return prepared
+
+
+def monitoring_statistic(prepared: Iterable[Prepared]) -> MonitoringStatistic:
+    """Counts on each client's reference bins, for the clients whose version has a profile."""
+    return MonitoringStatistic(
+        {
+            p.client.client_id: MonitorSpec.of(p.staged.profile)
+            for p in prepared
+            if p.staged.profile and p.client.monitoring.enabled
+        }
+    )
 
 
 def _session(spark: SparkSource, timings: dict[str, float]) -> SparkSession:

@@ -28,6 +28,7 @@ from bettercat_assets.core.data.loading import TrainingTable, load_training_tabl
 from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
 from bettercat_assets.core.model.forest_conversion import compact_from_sklearn  # noqa: E402
 from bettercat_assets.core.model.store import log_forest, record_registration  # noqa: E402
+from bettercat_assets.core.monitoring.reference import reference_from_table  # noqa: E402
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
 from bettercat_assets.core.tracking.views import runs_url  # noqa: E402
@@ -369,6 +370,13 @@ def _register_and_gate(
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
+            profile=reference_from_table(  # as scoring sees it: compact forest, float32
+                split.table.features,
+                fitted.compact.predict_proba(split.x_test.to_numpy(dtype=np.float32)),
+                fitted.forest.classes_,
+                split.y_test,
+                client.monitoring.bins,
+            ),
         )
         mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
         version = int(mv.version)

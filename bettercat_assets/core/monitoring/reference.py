@@ -1,0 +1,259 @@
+"""A model version's reference profile: what its inputs and predictions looked like at training.
+
+Made once at training (`build_reference`) and stored beside the compact model as
+`reference_profile.json` (plain JSON with the SHA-256 of its own body: loaded pickle-free, a
+damaged or edited file is refused). Every scoring counts its products on the same bins
+(`core/monitoring/statistic.py`) and compares (`core/monitoring/drift.py`).
+
+Per feature, by kind:
+
+* `numeric`: interior quantile edges of the training table, then counts per bin
+  (`len(edges) + 1` bins, a value equal to an edge goes to the upper bin) and a last count
+  for missing values;
+* `categorical` and `text` (kinds arrive with feature kinds in clients.yaml) keep the same
+  `counts` layout: the top values then "other" then missing for a categorical; length bins then
+  missing for a text, with the mean vocabulary coverage beside. Only `numeric` is built today.
+
+Predictions, on the test split (never seen by the model): counts of each top-1 category,
+counts of the top-1 score on its own quantile edges, and the top-5 mass (sum of the five best
+scores) against top-5 accuracy: their gap corrects the label-free estimate at scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROFILE_FILE = "reference_profile.json"
+FORMAT = "bettercat-reference-profile-1"
+TOP_K = 5
+FEATURE_KINDS = ("numeric", "categorical", "text")
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    """One feature's reference distribution (see the module docstring for `counts`)."""
+
+    name: str
+    kind: str
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return int(sum(self.counts))
+
+
+@dataclass(frozen=True)
+class PredictionReference:
+    """The model's behaviour on its test split."""
+
+    rows: int
+    classes: tuple[str, ...]
+    top1_counts: tuple[int, ...]
+    score_edges: tuple[float, ...]
+    score_counts: tuple[int, ...]
+    #: mean and variance over products of the top-5 mass (sum of the five best scores)
+    mass_mean: float
+    mass_var: float
+    #: actual top-5 accuracy on the test split
+    top5_accuracy: float
+
+    @property
+    def gap(self) -> float:
+        """Actual top-5 accuracy minus mean top-5 mass: the model's calibration on top-5."""
+        return self.top5_accuracy - self.mass_mean
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Everything a scoring is compared with, for one model version."""
+
+    features: tuple[FeatureReference, ...]
+    predictions: PredictionReference
+    bins: int
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def save(self, directory: Path) -> Path:
+        """Write `reference_profile.json` into `directory` (created if needed)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        body = _canonical(_body(self))
+        document = {"body": json.loads(body), "body_sha256": _sha256(body)}
+        path = directory / PROFILE_FILE
+        path.write_text(json.dumps(document) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceProfile:
+        """Read and verify a saved profile; ValueError naming the file if it is not one."""
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            body = document["body"]
+            if _sha256(_canonical(body)) != document["body_sha256"]:
+                raise ValueError("does not match its checksum")
+            if body.get("format") != FORMAT:
+                raise ValueError(f"unknown format {body.get('format')!r}")
+            return _from_body(body)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a valid reference profile: {exc}") from None
+
+
+def _canonical(body: dict) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _body(profile: ReferenceProfile) -> dict:
+    return {
+        "format": FORMAT,
+        "bins": profile.bins,
+        "features": [asdict(f) for f in profile.features],
+        "predictions": asdict(profile.predictions),
+    }
+
+
+def _from_body(body: dict) -> ReferenceProfile:
+    features = []
+    for f in body["features"]:
+        feature = FeatureReference(
+            name=str(f["name"]),
+            kind=str(f["kind"]),
+            edges=tuple(float(e) for e in f["edges"]),
+            counts=tuple(int(c) for c in f["counts"]),
+        )
+        if feature.kind not in FEATURE_KINDS:
+            raise ValueError(f"feature '{feature.name}' has unknown kind {feature.kind!r}")
+        if feature.kind == "numeric" and len(feature.counts) != len(feature.edges) + 2:
+            raise ValueError(f"feature '{feature.name}': counts do not match its edges")
+        if np.any(np.diff(feature.edges) <= 0):
+            raise ValueError(f"feature '{feature.name}': edges are not increasing")
+        features.append(feature)
+    p = body["predictions"]
+    predictions = PredictionReference(
+        rows=int(p["rows"]),
+        classes=tuple(str(c) for c in p["classes"]),
+        top1_counts=tuple(int(c) for c in p["top1_counts"]),
+        score_edges=tuple(float(e) for e in p["score_edges"]),
+        score_counts=tuple(int(c) for c in p["score_counts"]),
+        mass_mean=float(p["mass_mean"]),
+        mass_var=float(p["mass_var"]),
+        top5_accuracy=float(p["top5_accuracy"]),
+    )
+    if len(predictions.top1_counts) != len(predictions.classes):
+        raise ValueError("top-1 counts do not match the classes")
+    if len(predictions.score_counts) != len(predictions.score_edges) + 1:
+        raise ValueError("score counts do not match the score edges")
+    return ReferenceProfile(tuple(features), predictions, int(body["bins"]))
+
+
+def as_scored(values: np.ndarray) -> np.ndarray:
+    """Values as the scorer sees them (float32, as the forest does), held in float64.
+
+    Reference and scoring bin the same numbers: 3.3 in float32 is below 3.3 in float64, so
+    an edge at 3.3 would otherwise put every scored 3.3 in the bin below its reference bin.
+    """
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Interior edges that split the finite `values` into `bins` equal-mass bins (ties merged),
+    each a float32 value."""
+    values = as_scored(values)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.array([], dtype=np.float64)
+    inner = np.quantile(finite.astype(np.float64), np.arange(1, bins) / bins, method="linear")
+    # A value equal to an edge counts in the upper bin: the lowest edge at the minimum would
+    # leave the first bin empty, so it goes.
+    edges = np.unique(as_scored(inner))
+    return edges[edges > finite.min()] if edges.size else edges
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin of `edges` (upper bin on ties), then the count of missing values."""
+    values = as_scored(values)
+    missing = ~np.isfinite(values)
+    codes = np.searchsorted(edges, values, side="right")
+    codes[missing] = edges.size + 1
+    return np.bincount(codes, minlength=edges.size + 2)
+
+
+def top_k_mass(proba: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Per row, the sum of the `k` largest probabilities (all of them when there are fewer)."""
+    if proba.shape[1] <= k:
+        return proba.sum(axis=1)
+    return np.partition(proba, proba.shape[1] - k, axis=1)[:, -k:].sum(axis=1)
+
+
+def numeric_reference(name: str, values: np.ndarray, bins: int) -> FeatureReference:
+    """A numeric feature's bins from its training values."""
+    edges = quantile_edges(np.asarray(values, dtype=np.float64), bins)
+    counts = bin_counts(values, edges)
+    return FeatureReference(name, "numeric", tuple(edges.tolist()), tuple(counts.tolist()))
+
+
+def prediction_reference(
+    proba: np.ndarray, classes: Sequence[str], y_test: np.ndarray, bins: int
+) -> PredictionReference:
+    """The test split's top-1 categories and scores, and its top-5 mass against accuracy."""
+    classes = np.asarray([str(c) for c in classes])
+    top1 = proba.argmax(axis=1)
+    score = proba.max(axis=1)
+    score_edges = quantile_edges(score, bins)
+    mass = top_k_mass(proba)
+    k = min(TOP_K, proba.shape[1])
+    best = np.argpartition(proba, proba.shape[1] - k, axis=1)[:, -k:]
+    hit = (classes[best] == np.asarray(y_test, dtype=str)[:, None]).any(axis=1)
+    return PredictionReference(
+        rows=int(proba.shape[0]),
+        classes=tuple(classes.tolist()),
+        top1_counts=tuple(np.bincount(top1, minlength=classes.size).tolist()),
+        score_edges=tuple(score_edges.tolist()),
+        score_counts=tuple(bin_counts(score, score_edges)[:-1].tolist()),
+        mass_mean=float(mass.mean()),
+        mass_var=float(mass.var()),
+        top5_accuracy=float(hit.mean()),
+    )
+
+
+def build_reference(
+    features: dict[str, np.ndarray],
+    proba_test: np.ndarray,
+    classes: Sequence[str],
+    y_test: np.ndarray,
+    bins: int,
+) -> ReferenceProfile:
+    """The profile of a freshly trained model: `features` are the training table's numeric
+    columns (every row), `proba_test` the model's probabilities on the test split."""
+    return ReferenceProfile(
+        features=tuple(numeric_reference(n, v, bins) for n, v in features.items()),
+        predictions=prediction_reference(proba_test, classes, y_test, bins),
+        bins=int(bins),
+    )
+
+
+def reference_from_table(
+    table: Any, proba_test: np.ndarray, classes: Sequence[str], y_test: Any, bins: int
+) -> ReferenceProfile:
+    """`build_reference` from a training table (a DataFrame of every training row): its numeric
+    columns (other kinds are not profiled yet)."""
+    numeric = table.select_dtypes("number")
+    return build_reference(
+        {str(name): numeric[name].to_numpy(dtype=np.float64) for name in numeric.columns},
+        proba_test,
+        [str(c) for c in classes],
+        np.asarray(y_test),
+        bins,
+    )
