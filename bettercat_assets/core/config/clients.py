@@ -12,38 +12,21 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
+from bettercat_assets.core.config.feature_specs import (
+    DEFAULT_MODEL_PARAMS,
+    RANDOM_FOREST_PARAMS,  # noqa: F401  (re-exported)
+    FeatureSpec,
+    ModelChoice,
+    TextSettings,
+    _check_model_params,
+    parse_features,
+)
 
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-RANDOM_FOREST_PARAMS = frozenset(RandomForestClassifier().get_params())
-
 _M = TypeVar("_M", bound=BaseModel)
-
-#: Bounded trees by default: unbounded leaves cost GBs per model (see README, "Model size").
-DEFAULT_MODEL_PARAMS: dict[str, Any] = {
-    "n_estimators": 100,
-    "min_samples_leaf": 5,
-    "max_features": "sqrt",
-    "n_jobs": -1,
-    "random_state": 42,
-}
-
-
-def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
-    for key in params:
-        if key not in RANDOM_FOREST_PARAMS:
-            close = difflib.get_close_matches(key, RANDOM_FOREST_PARAMS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown RandomForestClassifier parameter '{key}'{hint}")
-    try:
-        RandomForestClassifier(**params)._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
-    return params
 
 
 class QualityGate(BaseModel):
@@ -88,6 +71,8 @@ class ClientDefaults(BaseModel):
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
     data_checks: DataChecks = Field(default_factory=DataChecks)
+    text: TextSettings = Field(default_factory=TextSettings)
+    model: ModelChoice = Field(default_factory=ModelChoice)
 
     _check_params = field_validator("model_params")(
         classmethod(lambda cls, v: _check_model_params(v))
@@ -100,27 +85,21 @@ class ClientEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(pattern=CLIENT_ID_PATTERN)
-    features: list[str] = Field(min_length=1)
+    #: column names (numeric) or {name, kind} mappings, see `feature_specs`
+    features: list[Any] = Field(min_length=1)
     model_params: dict[str, Any] = Field(default_factory=dict)
     top_k: int | None = Field(None, ge=1, le=100)
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
     quality_gate: QualityGate | None = None
     data_checks: DataChecks | None = None
+    text: TextSettings | None = None
+    model: ModelChoice | None = None
     sample_data: SampleData = Field(default_factory=SampleData)
 
     @field_validator("features")
     @classmethod
-    def _features_unique_and_named(cls, features: list[str]) -> list[str]:
-        reserved = {"product_id", "category_id"}
-        for name in features:
-            if not name or not name.strip():
-                raise ValueError("feature names must not be empty")
-            if name in reserved:
-                raise ValueError(f"'{name}' is reserved and cannot be a feature")
-        dupes = sorted({f for f in features if features.count(f) > 1})
-        if dupes:
-            raise ValueError(f"duplicate feature(s): {', '.join(dupes)}")
-        return features
+    def _features_unique_and_named(cls, features: list[Any]) -> list[FeatureSpec]:
+        return parse_features(features)
 
     _check_params = field_validator("model_params")(
         classmethod(lambda cls, v: _check_model_params(v))
@@ -133,15 +112,28 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     client_id: str
+    #: feature column names, in order (the kinds are in `feature_specs`)
     features: tuple[str, ...]
+    feature_specs: tuple[FeatureSpec, ...]
     model_params: dict[str, Any]
     top_k: int
     test_size: float
     quality_gate: QualityGate
     data_checks: DataChecks
     sample_data: SampleData
+    text: TextSettings = TextSettings()
+    model: ModelChoice = ModelChoice()
     id_column: str = "product_id"
     label_column: str = "category_id"
+
+    @property
+    def has_text_or_categorical(self) -> bool:
+        """True when a feature is text or categorical (the model then reads sparse features)."""
+        return any(spec.kind != "numeric" for spec in self.feature_specs)
+
+    def features_of_kind(self, kind: str) -> list[str]:
+        """The names of this client's features of one kind, in order."""
+        return [spec.name for spec in self.feature_specs if spec.kind == kind]
 
     @property
     def model_name(self) -> str:
@@ -171,13 +163,16 @@ class ClientsFile(BaseModel):
         d = self.defaults
         return ClientConfig(
             client_id=entry.client_id,
-            features=tuple(entry.features),
+            features=tuple(spec.name for spec in entry.features),
+            feature_specs=tuple(entry.features),
             model_params={**d.model_params, **entry.model_params},
             top_k=entry.top_k or d.top_k,
             test_size=entry.test_size or d.test_size,
             quality_gate=_merge(d.quality_gate, entry.quality_gate),
             data_checks=_merge(d.data_checks, entry.data_checks),
             sample_data=entry.sample_data,
+            text=_merge(d.text, entry.text),
+            model=_merge(d.model, entry.model),
         )
 
 
@@ -269,6 +264,8 @@ _NESTED_MODELS: dict[str, type[BaseModel]] = {
     "quality_gate": QualityGate,
     "data_checks": DataChecks,
     "sample_data": SampleData,
+    "text": TextSettings,
+    "model": ModelChoice,
 }
 
 
