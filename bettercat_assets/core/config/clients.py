@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from bettercat_assets.core.config.entry_problems import (
+    CLIENT_ID_PATTERN,
+    EntryProblem,
+    _left_out,
+    _safe_id,
+)
 from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
 from bettercat_assets.core.config.feature_specs import (
     DEFAULT_MODEL_PARAMS,
@@ -25,7 +36,6 @@ from bettercat_assets.core.config.feature_specs import (
 )
 
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -114,7 +124,8 @@ class ClientConfig(BaseModel):
     client_id: str
     #: feature column names, in order (the kinds are in `feature_specs`)
     features: tuple[str, ...]
-    feature_specs: tuple[FeatureSpec, ...]
+    #: default: every feature numeric
+    feature_specs: tuple[FeatureSpec, ...] = ()
     model_params: dict[str, Any]
     top_k: int
     test_size: float
@@ -125,6 +136,13 @@ class ClientConfig(BaseModel):
     model: ModelChoice = ModelChoice()
     id_column: str = "product_id"
     label_column: str = "category_id"
+
+    @model_validator(mode="after")
+    def _specs_for_features(self) -> ClientConfig:
+        if not self.feature_specs:
+            specs = tuple(FeatureSpec(name=name) for name in self.features)
+            object.__setattr__(self, "feature_specs", specs)
+        return self
 
     @property
     def has_text_or_categorical(self) -> bool:
@@ -181,20 +199,6 @@ def _merge(default: _M, override: _M | None) -> _M:
     if override is None:
         return default
     return default.model_copy(update=override.model_dump(exclude_unset=True))
-
-
-@dataclass(frozen=True)
-class EntryProblem:
-    """A client entry that cannot be used, and why (one line per error, without the file)."""
-
-    who: str
-    errors: tuple[str, ...]
-    #: The partition this entry keeps (a safe, unique id), or None when it is left out.
-    partition: str | None
-
-    def lines(self, path: Path) -> list[str]:
-        """One self-contained line per error: `<file>: client 'B': <key>: <message>`."""
-        return [f"{path}: {self.who}: {error}" for error in self.errors]
 
 
 class ClientRegistry:
@@ -293,42 +297,6 @@ def _validate_entry(raw: dict[str, Any], defaults: ClientDefaults) -> ClientEntr
     except ValueError as exc:
         return [f"model_params: {exc}"]
     return entry
-
-
-def _safe_id(raw: Any) -> str | None:
-    """The entry's client_id if it is a safe identifier, else None."""
-    cid = raw.get("client_id") if isinstance(raw, dict) else None
-    return cid if isinstance(cid, str) and re.fullmatch(CLIENT_ID_PATTERN, cid) else None
-
-
-def _left_out(index: int, raw: Any, ids: list[str | None]) -> EntryProblem | None:
-    """An entry whose id cannot name a partition (not a mapping, unsafe, duplicated), or None."""
-    cid = _safe_id(raw)
-    if cid is not None:
-        copies = [i + 1 for i, other in enumerate(ids) if other == cid]
-        if len(copies) == 1:
-            return None
-        where = ", ".join(f"#{n}" for n in copies)
-        error = (
-            f"client_id: duplicate client_id '{cid}' (entries {where}); every copy is left out "
-            "of the partitions until one entry remains"
-        )
-        return EntryProblem(f"client '{cid}'", (error,), None)
-    if not isinstance(raw, dict):
-        error = (
-            f"expected a mapping with client_id and features, got {raw!r}; "
-            "left out of the partitions"
-        )
-        return EntryProblem(f"client #{index + 1}", (error,), None)
-    if "client_id" not in raw:
-        return EntryProblem(
-            f"client #{index + 1}", ("client_id: Field required; left out of the partitions",), None
-        )
-    error = (
-        f"client_id: {raw['client_id']!r} is not a safe identifier (allowed: "
-        f"{CLIENT_ID_PATTERN}); left out of the partitions"
-    )
-    return EntryProblem(f"client '{raw['client_id']}'", (error,), None)
 
 
 def _load_entries(document: ClientsFile) -> list[ClientEntry | EntryProblem]:
