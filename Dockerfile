@@ -41,7 +41,7 @@ RUN mkdir bettercat_assets \
 COPY bettercat_assets ./bettercat_assets
 COPY clients.yaml ./
 # The Spark driver's class-data archive (install.sh skipped it: the stub package had no code).
-RUN /opt/venv/bin/python -m bettercat_assets.core.spark.cds
+RUN /opt/venv/bin/python -m bettercat_assets.core.spark.build_cds
 
 # No .git in the image: the code version recorded with every model comes from here.
 ARG BETTERCAT_GIT_SHA=unknown

@@ -29,9 +29,10 @@ test: install ## the whole test suite (unit + integration + slow end-to-end), th
 test-fast: install ## unit tests only (seconds)
 	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
-lint: install
+lint: install ## ruff, and the import contracts of pyproject.toml (core without Dagster, layers, lean workers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.model import compact_forest
-from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 
 
 def make_data(n_rows: int, n_features: int, n_classes: int, seed: int = 0):
@@ -70,7 +70,7 @@ def main() -> None:
     forest.set_params(n_jobs=1)
 
     t0 = time.perf_counter()
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     convert_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     compact.predict_proba(X_test[:10])  # first call: numba compile or cache load

@@ -18,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.data.loading import load_training_table
-from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 from bettercat_assets.core.model.store import load_compact
 from bettercat_assets.core.tracking import runs as tracking
 from bettercat_assets.core.training.evaluation import top_k_accuracy
@@ -95,7 +95,7 @@ def fit_variant(ws: Workspace, cfg: ClientConfig, override: dict[str, Any]) -> d
     forest = RandomForestClassifier(**params).fit(x_train, y_train)
     fit_s = time.perf_counter() - t0
     proba = forest.predict_proba(x_test)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     return {
         "params": params,
         "fit_s": fit_s,

@@ -131,7 +131,7 @@ def fixed_costs(ws: Workspace) -> dict[str, Any]:
     from sklearn.ensemble import RandomForestClassifier
 
     from bettercat_assets.core.config.settings import TrackingSettings
-    from bettercat_assets.core.model.compact_forest import CompactForest
+    from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
     from bettercat_assets.core.model.store import log_forest
     from bettercat_assets.core.tracking import runs as tracking
 
@@ -150,7 +150,7 @@ def fixed_costs(ws: Workspace) -> dict[str, Any]:
         y = rng.integers(0, 5, size=200).astype(str)
         forest = RandomForestClassifier(n_estimators=10, min_samples_leaf=5, random_state=0)
         forest.fit(x, y)
-        compact = CompactForest.from_sklearn(forest)
+        compact = compact_from_sklearn(forest)
         mlflow.set_tracking_uri(settings.tracking_uri)
         experiment = client.create_experiment("bench", artifact_location=settings.artifact_root)
         times = []

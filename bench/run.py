@@ -22,8 +22,8 @@ from typing import Any
 
 from . import cold_start, footprint, overhead, scale, scale_out, serving, tenants
 from .data import DEFAULT_NOISE, feature_names
-from .machine import machine_info, wait_until_quiet
-from .rss import run_sampled
+from .machine import machine_info
+from .runner import child, log, markdown_table, measured
 from .workspace import REPO, Workspace, bench_client
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -69,68 +69,7 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 GOAL_OURS_OVER_LIMIT = 0.8
 GOAL_PEAK_RSS_MB = 3 * 1024
-#: a throughput run during which others used more cores than this is repeated once
-MAX_OTHER_CORES = 0.5
 CLIENT_ID = "bench_scoring"
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class ChildError(RuntimeError):
-    pass
-
-
-def child(
-    ws: Workspace,
-    task: str,
-    args: dict[str, Any],
-    *,
-    env: dict[str, str] | None = None,
-    timeout: float = 3600,
-    quiet_first: bool = False,
-) -> dict[str, Any]:
-    """Run `bench.child TASK` and return its result plus `_wall_s` and `_proc` (RSS, CPU)."""
-    if quiet_first:
-        wait_until_quiet(MAX_OTHER_CORES, timeout=20)
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{task}-", dir=ws.root))
-    (tmp / "args.json").write_text(json.dumps({"root": str(ws.root), **args}, default=str))
-    proc, stats, wall = run_sampled(
-        [sys.executable, "-m", "bench.child", task, str(tmp / "args.json"), str(tmp / "out.json")],
-        env or ws.env(),
-        REPO,
-        timeout,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        raise ChildError(f"bench child '{task}' failed (exit {proc.returncode}):\n{tail}")
-    result = json.loads((tmp / "out.json").read_text())
-    shutil.rmtree(tmp, ignore_errors=True)
-    result["_wall_s"] = wall
-    result["_proc"] = stats
-    return result
-
-
-def best_of(runs: list[dict[str, Any]], key: str = "rows_per_s") -> dict[str, Any]:
-    best = max(runs, key=lambda r: r[key])
-    return {
-        **best,
-        "_runs": [{key: r[key], "other_cores": r["_proc"]["other_cores"]} for r in runs],
-    }
-
-
-def measured(
-    ws: Workspace, task: str, args: dict[str, Any], repeats: int, *, retry_busy: bool = True
-) -> dict[str, Any]:
-    """A throughput measurement: `repeats` runs (one more if others were busy), best kept."""
-    runs = []
-    for _ in range(repeats):
-        runs.append(child(ws, task, args, quiet_first=True))
-    if retry_busy and min(r["_proc"]["other_cores"] for r in runs) > MAX_OTHER_CORES:
-        log(f"{task}: other processes used >{MAX_OTHER_CORES} cores; measuring again")
-        runs.append(child(ws, task, args, quiet_first=True))
-    return best_of(runs)
 
 
 # --------------------------------------------------------------------------- sections
@@ -394,12 +333,6 @@ def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def lever_rows(levers: list[dict[str, Any]]) -> list[list[str]]:
     by_name = {r["name"]: r for r in levers}
     seed = (levers[0]["rows_per_s"] if levers else 0.0) or 1.0
@@ -486,7 +419,9 @@ def render(results: dict[str, Any]) -> str:
         f"Shared machine: other processes used {results.get('other_cores_note', '?')} cores "
         "during the throughput runs.",
         "",
-        _table(["section", "measure", "value", "goal", "status", "note"], summary_rows(results)),
+        markdown_table(
+            ["section", "measure", "value", "goal", "status", "note"], summary_rows(results)
+        ),
     ]
     if results.get("levers"):
         parts += [
@@ -498,7 +433,7 @@ def render(results: dict[str, Any]) -> str:
                 else ""
             ),
             "",
-            _table(
+            markdown_table(
                 ["step", "rows/s", "vs previous", "vs seed", "CPU s / 100k rows", "other cores"],
                 lever_rows(results["levers"]),
             ),
@@ -509,7 +444,7 @@ def render(results: dict[str, Any]) -> str:
             "",
             "### Model footprint (100 classes, 50k training rows, 100 trees; bench data)",
             "",
-            _table(["model", "size MB", "top-5", "issue's table"], fp_rows),
+            markdown_table(["model", "size MB", "top-5", "issue's table"], fp_rows),
             "",
             beats(results),
         ]
@@ -529,7 +464,7 @@ def _other_cores_note(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="bettercat bench")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 5 minutes")
     parser.add_argument("--size", choices=sorted(SIZES), help=argparse.SUPPRESS)
@@ -549,7 +484,77 @@ def main(argv: list[str] | None = None) -> int:
         "--levers-from", help="take the lever table from an earlier results.json (same machine)"
     )
     parser.add_argument("--render", metavar="RESULTS_JSON", help="re-render a results.json only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _prepare(
+    ws: Workspace, root: Path, cfg_json: dict, sizes: dict, sections: set[str], results: dict
+) -> None:
+    """Data and the default model for the sections that score (reused when sizes match)."""
+    prepared = root / "prepare.json"
+    key = {k: sizes[k] for k in ("products", "train_rows", "classes", "features")}
+    key["noise"] = DEFAULT_NOISE
+    needs_model = sections & {"1", "2", "3", "9", "levers"}
+    if needs_model and prepared.exists():
+        saved = json.loads(prepared.read_text())
+        if saved.get("key") == key:
+            log(f"prepare: reusing the data and model in {root}")
+            results["prepare"] = saved["result"]
+    if needs_model and "prepare" not in results:
+        log(f"prepare: {sizes['products']:,} products, train_model on {sizes['train_rows']:,}")
+        results["prepare"] = child(
+            ws,
+            "prepare",
+            {
+                "client": cfg_json,
+                "train_rows": sizes["train_rows"],
+                "predict_rows": sizes["products"],
+                "classes": sizes["classes"],
+                "noise": DEFAULT_NOISE,
+            },
+        )
+        prepared.write_text(json.dumps({"key": key, "result": results["prepare"]}))
+        log(
+            f"   top-5 {results['prepare']['top5_sklearn']:.3f}, train_model "
+            f"{results['prepare']['train_model_s']:.0f} s"
+        )
+
+
+def _run_sections(
+    ws: Workspace,
+    cfg_json: dict,
+    sizes: dict,
+    sections: set[str],
+    args: argparse.Namespace,
+    results: dict,
+) -> None:
+    """Each section asked for, in the order that shares the most set-up."""
+    if sections & {"1", "3"}:
+        section_scoring(ws, cfg_json, sizes, results)
+    if sections & {"1", "levers"} and sizes["levers"] != "none":
+        section_levers(ws, cfg_json, sizes["levers"], results)
+    if "2" in sections:
+        section_footprint(ws, cfg_json, sizes, results)
+    if args.levers_from and "levers" not in results:
+        earlier = json.loads(Path(args.levers_from).read_text())
+        results["levers"] = earlier.get("levers", [])
+        results["levers_started"] = earlier.get("started")
+    if "4" in sections:
+        section_overhead(ws, sizes, results)
+    if "5" in sections:
+        section_scale(ws, sizes, results)
+    if "9" in sections and sizes.get("scale_out", True):
+        section_scale_out(ws, cfg_json, results)
+    if "6" in sections:
+        section_tenants(ws, sizes, results)
+    if "7" in sections:
+        section_cold(ws, results)
+    if "8" in sections:
+        serving.section_serving(ws, cfg_json, results, child)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.render:
         text = render(json.loads(Path(args.render).read_text()))
         if args.update_results:
@@ -579,55 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = bench_client(CLIENT_ID, feature_names(sizes["features"]))
     cfg_json = cfg.model_dump(mode="json")
     try:
-        prepared = root / "prepare.json"
-        key = {k: sizes[k] for k in ("products", "train_rows", "classes", "features")}
-        key["noise"] = DEFAULT_NOISE
-        needs_model = sections & {"1", "2", "3", "9", "levers"}
-        if needs_model and prepared.exists():
-            saved = json.loads(prepared.read_text())
-            if saved.get("key") == key:
-                log(f"prepare: reusing the data and model in {root}")
-                results["prepare"] = saved["result"]
-        if needs_model and "prepare" not in results:
-            log(f"prepare: {sizes['products']:,} products, train_model on {sizes['train_rows']:,}")
-            results["prepare"] = child(
-                ws,
-                "prepare",
-                {
-                    "client": cfg_json,
-                    "train_rows": sizes["train_rows"],
-                    "predict_rows": sizes["products"],
-                    "classes": sizes["classes"],
-                    "noise": DEFAULT_NOISE,
-                },
-            )
-            prepared.write_text(json.dumps({"key": key, "result": results["prepare"]}))
-            log(
-                f"   top-5 {results['prepare']['top5_sklearn']:.3f}, train_model "
-                f"{results['prepare']['train_model_s']:.0f} s"
-            )
-        if sections & {"1", "3"}:
-            section_scoring(ws, cfg_json, sizes, results)
-        if sections & {"1", "levers"} and sizes["levers"] != "none":
-            section_levers(ws, cfg_json, sizes["levers"], results)
-        if "2" in sections:
-            section_footprint(ws, cfg_json, sizes, results)
-        if args.levers_from and "levers" not in results:
-            earlier = json.loads(Path(args.levers_from).read_text())
-            results["levers"] = earlier.get("levers", [])
-            results["levers_started"] = earlier.get("started")
-        if "4" in sections:
-            section_overhead(ws, sizes, results)
-        if "5" in sections:
-            section_scale(ws, sizes, results)
-        if "9" in sections and sizes.get("scale_out", True):
-            section_scale_out(ws, cfg_json, results)
-        if "6" in sections:
-            section_tenants(ws, sizes, results)
-        if "7" in sections:
-            section_cold(ws, results)
-        if "8" in sections:
-            serving.section_serving(ws, cfg_json, results, child)
+        _prepare(ws, root, cfg_json, sizes, sections, results)
+        _run_sections(ws, cfg_json, sizes, sections, args, results)
     finally:
         results["elapsed_s"] = time.perf_counter() - started
         results["other_cores_note"] = _other_cores_note(results)

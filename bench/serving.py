@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .rss import _comm, _status_kb, process_tree, tree_cpu_seconds
+from .runner import child, markdown_table
 from .workspace import REPO, Workspace, bench_client, write_clients_file
 
 GOAL_P99_1_MS = 20.0
@@ -256,14 +257,15 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 def render_block(results: dict[str, Any]) -> str:
-    from .run import _table
 
     serving = results["serving"]
     header = (
         f"### Real-time serving (section 8; {serving['model']}: {serving['classes']} classes, "
         f"100 trees, min_samples_leaf=5; run of {results.get('started', '?')})"
     )
-    table = _table(["section", "measure", "value", "goal", "status", "note"], summary_rows(results))
+    table = markdown_table(
+        ["section", "measure", "value", "goal", "status", "note"], summary_rows(results)
+    )
     return f"{BLOCK_START}\n{header}\n\n{table}\n{BLOCK_END}"
 
 
@@ -283,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     from datetime import datetime, timezone
 
     from .data import DEFAULT_NOISE, feature_names
-    from .run import child
 
     parser = argparse.ArgumentParser(description="bench section 8: real-time serving")
     parser.add_argument("--workdir", help="workspace directory (default: a temporary one)")

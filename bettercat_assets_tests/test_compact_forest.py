@@ -11,6 +11,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.model import compact_forest as cf
 from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE, CompactForest
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 
 BACKENDS = [
     "numpy",
@@ -44,7 +45,7 @@ def test_matches_sklearn_multiclass(backend):
     X, y = _data(n_classes=6)
     forest = RandomForestClassifier(n_estimators=12, min_samples_leaf=2, random_state=0)
     forest.fit(X, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     X_test, _ = _data(n_rows=300, n_classes=6, seed=1)
     _assert_matches(forest, compact, X_test, backend)
     np.testing.assert_array_equal(compact.classes_, forest.classes_.astype(str))
@@ -58,7 +59,7 @@ def test_matches_sklearn_max_leaf_nodes(backend):
     X, y = _data(n_classes=4, seed=2)
     forest = RandomForestClassifier(n_estimators=8, max_leaf_nodes=9, random_state=1).fit(X, y)
     assert all(e.tree_.n_leaves == 9 for e in forest.estimators_)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     _assert_matches(forest, compact, _data(n_rows=300, n_classes=4, seed=3)[0], backend)
 
 
@@ -68,7 +69,7 @@ def test_matches_sklearn_on_threshold_boundaries(backend):
     # threshold stored with round-to-nearest instead of round-down would route some of them wrong
     X, y = _data(n_features=3, n_classes=3, seed=4)
     forest = RandomForestClassifier(n_estimators=6, random_state=2).fit(X, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     cols = []
     for f in range(3):
         thr = np.concatenate([e.tree_.threshold[e.tree_.feature == f] for e in forest.estimators_])
@@ -95,7 +96,7 @@ def test_nan_in_training_and_prediction(backend):
     forest.fit(X, y)
     mgl = np.concatenate([e.tree_.missing_go_to_left for e in forest.estimators_])
     assert mgl.any() and not mgl.all()  # both routes occur
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     X_test, _ = _data(n_rows=400, n_classes=4, seed=6, nan_rate=0.3)
     X_test[:20] = np.nan  # all-NaN rows
     _assert_matches(forest, compact, X_test, backend)
@@ -113,7 +114,7 @@ def test_string_labels(backend):
     X, y = _data(n_classes=5, seed=7)
     labels = np.array(["shoes", "books", "garden", "toys", "food"], dtype=object)[y]
     forest = RandomForestClassifier(n_estimators=10, random_state=4).fit(X, labels)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     X_test, _ = _data(n_rows=200, n_classes=5, seed=8)
     _assert_matches(forest, compact, X_test, backend)
     assert compact.classes_.dtype.kind == "U"
@@ -125,7 +126,7 @@ def test_string_labels(backend):
 def test_single_tree_two_classes(backend):
     X, y = _data(n_classes=2, seed=9)
     forest = RandomForestClassifier(n_estimators=1, random_state=5).fit(X, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     assert compact.n_trees == 1
     _assert_matches(forest, compact, _data(n_rows=200, n_classes=2, seed=10)[0], backend)
 
@@ -135,7 +136,7 @@ def test_trees_that_are_a_single_leaf(backend):
     X, y = _data(n_rows=50, n_classes=3, seed=11)
     forest = RandomForestClassifier(n_estimators=4, min_samples_split=1000, random_state=6)
     forest.fit(X, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     assert compact._arrays["feature"].size == 0
     assert (compact._arrays["roots"] < 0).all()
     _assert_matches(forest, compact, X, backend)
@@ -143,9 +144,7 @@ def test_trees_that_are_a_single_leaf(backend):
 
 def test_input_checks():
     X, y = _data(n_classes=3, seed=12)
-    compact = CompactForest.from_sklearn(
-        RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
-    )
+    compact = compact_from_sklearn(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y))
     with pytest.raises(ValueError, match="features"):
         compact.predict_proba(X[:, :4])
     X_inf = X[:5].copy()
@@ -159,7 +158,7 @@ def test_feature_names_from_dataframe(tmp_path):
     X, y = _data(n_features=3, n_classes=3, seed=13)
     df = pd.DataFrame(X, columns=["price", "weight", "length"])
     forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(df, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     assert compact.feature_names.tolist() == ["price", "weight", "length"]
     np.testing.assert_allclose(compact.predict_proba(df), forest.predict_proba(df), atol=TOL)
     with pytest.raises(ValueError, match="columns"):
@@ -176,7 +175,7 @@ def saved(tmp_path):
     X, y = _data(n_rows=500, n_classes=8, seed=14, nan_rate=0.05)
     labels = np.array([f"cat_{i}" for i in range(8)])[y]
     forest = RandomForestClassifier(n_estimators=6, random_state=7).fit(X, labels)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     compact.save(tmp_path)
     return forest, compact, tmp_path, X
 
@@ -316,5 +315,5 @@ def test_nbytes_far_smaller_than_sklearn_trees():
     sklearn_bytes = sum(
         e.tree_.value.nbytes + e.tree_.__getstate__()["nodes"].nbytes for e in forest.estimators_
     )
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     assert compact.nbytes * 20 < sklearn_bytes, (compact.nbytes, sklearn_bytes)

@@ -26,7 +26,7 @@ from dagster._serdes.config_class import ConfigurableClassData
 from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import make_url
 
-from bettercat_assets.cli import MLFLOW_JOB_EXECUTION
+from bettercat_assets.cli.common import MLFLOW_JOB_EXECUTION
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,6 +24,7 @@ from sklearn.ensemble import RandomForestClassifier
 from bettercat_assets.core.model import pyfunc as serving_model
 from bettercat_assets.core.model import store as model_store
 from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 from bettercat_assets_tests import process_support
 from bettercat_assets_tests.reliability_support import assert_one_error_line, write_clients_file
 
@@ -49,7 +50,7 @@ def _context(tmp_path: Path, classes: int, version: int | None, **config) -> Pyt
         pd.DataFrame(X, columns=["a", "b"]), y
     )
     compact = tmp_path / "compact"
-    CompactForest.from_sklearn(forest).save(compact)
+    compact_from_sklearn(forest).save(compact)
     registration = tmp_path / serving_model.REGISTRATION_FILE
     registration.write_text(serving_model.registration_document("m", version))
     return PythonModelContext(
@@ -421,7 +422,7 @@ def test_versions_registered_before_serving_still_load(tracking_settings, tmp_pa
     X = pd.DataFrame(rng.normal(size=(120, 2)), columns=["price", "weight_g"])
     y = np.array([f"c{i % 4}" for i in range(120)])
     forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y)
-    compact = CompactForest.from_sklearn(forest)
+    compact = compact_from_sklearn(forest)
     mlflow.set_tracking_uri(tracking_settings.tracking_uri)
     experiment = mlflow.create_experiment(
         "bettercat/legacy_shop", artifact_location=(tmp_path / "artifacts").as_uri()

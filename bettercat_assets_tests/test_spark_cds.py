@@ -53,17 +53,17 @@ def test_the_installed_archive_is_mapped_by_the_sessions_jvm(spark):
 def test_cli_tunes_only_a_short_job_on_its_own_jvm(monkeypatch, short_job, kind, expect_tuned):
     """A small `bettercat predict` on local Spark: C1-only driver JIT and small Arrow batches
     (a lean worker); a big input or a Spark Connect server keeps the defaults."""
-    from bettercat_assets import cli
+    from bettercat_assets.cli import common as cli_common
     from bettercat_assets.core.spark import session as spark_session
 
     seen = {}
     monkeypatch.setattr(spark_session, "spark_target", lambda: (kind, "local[1]"))
     monkeypatch.setattr(spark_session, "build_spark_session", lambda **kw: seen.update(kw))
-    cli._spark(short_job)
+    cli_common.start_spark(short_job)
     conf = seen["conf"] or {}
     tuned = {
         "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cli.SHORT_JOB_ARROW_BATCH),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cli_common.SHORT_JOB_ARROW_BATCH),
     }
     assert (conf == tuned) is expect_tuned, conf
     assert seen[kind] == "local[1]"

@@ -41,8 +41,8 @@ fi
 site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "$venv/bin/python" -m compileall -q -j 0 "$site_packages" > /dev/null 2>&1 &
 compiling=$!
-# Spark's driver classes, archived once for this Java and pyspark (core/spark/cds.py): every later
+# Spark's driver classes, archived once for this Java and pyspark (core/spark/build_cds.py): every later
 # local Spark start maps them instead of loading them again. Skipped, with a note, without Java.
-"$venv/bin/python" -m bettercat_assets.core.spark.cds > /dev/null 2>&1 \
+"$venv/bin/python" -m bettercat_assets.core.spark.build_cds > /dev/null 2>&1 \
     || echo "note: no Spark class-data archive built (is Java 17 installed?); Spark starts without it" >&2
 wait "$compiling" || true

@@ -301,47 +301,19 @@ def generate_client_data(
 
     `products` and `categories` override `client.sample_data` (handy in tests).
     """
-    sample = client.sample_data
-    n = int(products if products is not None else sample.products)
-    k_wanted = int(categories if categories is not None else sample.categories)
-    if n < 2:
-        raise BettercatError(f"client '{client.client_id}': need at least 2 products, got {n}")
-    if k_wanted < 1:
-        raise BettercatError(f"client '{client.client_id}': need at least 1 category")
+    n, k_wanted = _requested_size(client, products, categories)
     rng = client_rng(seed, client.client_id)
-
     predict_rows = max(1, round(n * (1.0 - TRAIN_SHARE)))
     train_rows = n - predict_rows
     k = min(k_wanted, train_rows)  # every category must appear in training at least once
-    features = list(client.features)
-    d = len(features)
 
     category_ids, department_of = _category_ids(client.client_id, k, rng)
-    counts, probs = _train_label_counts(train_rows, k, sample.zipf_exponent, rng)
+    counts, probs = _train_label_counts(train_rows, k, client.sample_data.zipf_exponent, rng)
     train_labels = rng.permutation(np.repeat(np.arange(k), counts))
     predict_labels = rng.choice(k, size=predict_rows, p=probs)
     labels = np.concatenate([train_labels, predict_labels])
-
-    # Prototypes: department centre plus a category offset, unit variance per feature.
-    n_departments = int(department_of.max()) + 1
-    centres = rng.normal(0.0, 1.0, size=(n_departments, d))
-    prototypes = 0.75 * centres[department_of] + 0.66 * rng.normal(0.0, 1.0, size=(k, d))
-    latent = prototypes[labels] + sample.noise * NOISE_SCALE * rng.standard_normal((n, d))
-    missing = rng.random((n, d)) < sample.missing_share
-
-    columns: dict[str, object] = {}
-    for j, name in enumerate(features):
-        values, is_int = _shape_feature(
-            feature_kind(name), latent[:, j], labels, k, sample.noise, rng
-        )
-        if is_int:
-            columns[name] = pd.arrays.IntegerArray(values.astype(np.int64), missing[:, j])
-        else:
-            columns[name] = np.where(missing[:, j], np.nan, values)
-
-    numbers = rng.permutation(n) + 1
-    width = max(6, len(str(n)))
-    product_ids = np.array([f"P-{client.client_id}-{i:0{width}d}" for i in numbers], dtype=object)
+    columns = _feature_columns(client, labels, department_of, rng)
+    product_ids = _product_ids(client.client_id, n, rng)
 
     frame = pd.DataFrame({client.id_column: product_ids, **columns})
     frame[client.label_column] = category_ids[labels]
@@ -361,6 +333,50 @@ def generate_client_data(
         predict_rows=predict_rows,
         categories=k,
     )
+
+
+def _requested_size(
+    client: ClientConfig, products: int | None, categories: int | None
+) -> tuple[int, int]:
+    sample = client.sample_data
+    n = int(products if products is not None else sample.products)
+    k_wanted = int(categories if categories is not None else sample.categories)
+    if n < 2:
+        raise BettercatError(f"client '{client.client_id}': need at least 2 products, got {n}")
+    if k_wanted < 1:
+        raise BettercatError(f"client '{client.client_id}': need at least 1 category")
+    return n, k_wanted
+
+
+def _feature_columns(
+    client: ClientConfig, labels: np.ndarray, department_of: np.ndarray, rng: np.random.Generator
+) -> dict[str, object]:
+    """Feature columns around per-category prototypes: department centre plus a category
+    offset, unit variance per feature, noise and missing values as `sample_data` says."""
+    sample = client.sample_data
+    features = list(client.features)
+    n, d, k = labels.size, len(features), department_of.size
+    n_departments = int(department_of.max()) + 1
+    centres = rng.normal(0.0, 1.0, size=(n_departments, d))
+    prototypes = 0.75 * centres[department_of] + 0.66 * rng.normal(0.0, 1.0, size=(k, d))
+    latent = prototypes[labels] + sample.noise * NOISE_SCALE * rng.standard_normal((n, d))
+    missing = rng.random((n, d)) < sample.missing_share
+    columns: dict[str, object] = {}
+    for j, name in enumerate(features):
+        values, is_int = _shape_feature(
+            feature_kind(name), latent[:, j], labels, k, sample.noise, rng
+        )
+        if is_int:
+            columns[name] = pd.arrays.IntegerArray(values.astype(np.int64), missing[:, j])
+        else:
+            columns[name] = np.where(missing[:, j], np.nan, values)
+    return columns
+
+
+def _product_ids(client_id: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    numbers = rng.permutation(n) + 1
+    width = max(6, len(str(n)))
+    return np.array([f"P-{client_id}-{i:0{width}d}" for i in numbers], dtype=object)
 
 
 def generate_all(

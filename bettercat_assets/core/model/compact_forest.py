@@ -19,7 +19,8 @@ float64, so ``predict_proba`` matches sklearn to ~1e-7 absolute.
 Speed: a numba kernel (single thread, releases the GIL) when numba is installed, otherwise a
 vectorised numpy fallback (correct, but slower than sklearn on large forests).
 
-No Dagster imports here.
+Validation of the arrays: `forest_format`; conversion from scikit-learn: `forest_conversion`
+(training side only). No Dagster, MLflow or scikit-learn imports here: Spark workers load it.
 """
 
 from __future__ import annotations
@@ -33,21 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from bettercat_assets.core.model.forest_format import ARRAY_DTYPES, validate_arrays
+
 FORMAT_VERSION = 1
 ARRAYS_FILE = "compact_forest.npz"
 META_FILE = "compact_forest.json"
-
-# name -> allowed dtypes (the first one is used when values fit)
-_ARRAY_DTYPES: dict[str, tuple[np.dtype, ...]] = {
-    "feature": (np.dtype(np.int16), np.dtype(np.int32)),
-    "threshold": (np.dtype(np.float32),),
-    "children": (np.dtype(np.int32),),
-    "missing_go_to_left": (np.dtype(np.uint8),),
-    "roots": (np.dtype(np.int32),),
-    "leaf_indptr": (np.dtype(np.int32), np.dtype(np.int64)),
-    "leaf_classes": (np.dtype(np.uint16), np.dtype(np.int32)),
-    "leaf_values": (np.dtype(np.float32),),
-}
 
 #: numba is imported (and the kernel compiled) on the first prediction that uses it: a process
 #: that only ever scores small batches with the numpy kernel (the serving model) saves ~60 MB.
@@ -56,22 +47,6 @@ HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 #: is walked for them, and one tree's nodes stay in cache while the block's rows walk it.
 _BLOCK_ROWS = 8192
 _LANES = 16
-
-
-def _smallest_dtype(name: str, max_value: int) -> np.dtype:
-    for dtype in _ARRAY_DTYPES[name]:
-        if max_value <= np.iinfo(dtype).max:
-            return dtype
-    raise ValueError(f"{name}: value {max_value} does not fit any supported dtype")
-
-
-def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
-    """Largest float32 ``t32 <= threshold`` (elementwise): ``x32 <= t32 <=> x32 <= threshold``."""
-    threshold = np.asarray(threshold, dtype=np.float64)
-    t32 = threshold.astype(np.float32)
-    too_big = t32.astype(np.float64) > threshold
-    t32[too_big] = np.nextafter(t32[too_big], np.float32(-np.inf))
-    return t32
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,162 +161,11 @@ class CompactForest:
             if feature_names is not None
             else np.asarray([], dtype="<U1")
         )
-        self._validate(arrays)
+        validate_arrays(arrays, self.classes_, self.n_features_in_, self.feature_names)
         # read-only views: the kernels trust the validated indices
-        self._arrays = {name: arrays[name].view() for name in _ARRAY_DTYPES}
+        self._arrays = {name: arrays[name].view() for name in ARRAY_DTYPES}
         for arr in self._arrays.values():
             arr.setflags(write=False)
-
-    # ---------------------------------------------------------------- construction
-
-    @classmethod
-    def from_sklearn(cls, forest: Any) -> CompactForest:
-        from sklearn.ensemble import RandomForestClassifier
-
-        if not isinstance(forest, RandomForestClassifier):
-            raise TypeError(f"expected a RandomForestClassifier, got {type(forest).__name__}")
-        if not hasattr(forest, "estimators_"):
-            raise ValueError("the forest is not fitted")
-        if getattr(forest, "n_outputs_", 1) != 1:
-            raise ValueError("multi-output forests are not supported")
-        n_classes = len(forest.classes_)
-        n_features = int(forest.n_features_in_)
-
-        features, thresholds, childrens, mgls, roots = [], [], [], [], []
-        leaf_values = []
-        n_internal = 0
-        n_leaves = 0
-        for est in forest.estimators_:
-            tree = est.tree_
-            if tree.n_outputs != 1 or int(tree.n_classes[0]) != n_classes:
-                raise ValueError("a tree's classes differ from the forest's classes_")
-            if not np.array_equal(np.asarray(est.classes_), np.arange(n_classes)):
-                raise ValueError("a tree's classes_ are not the forest's encoded classes")
-            children_left = tree.children_left
-            children_right = tree.children_right
-            is_leaf = children_left == -1
-            internal = np.flatnonzero(~is_leaf)
-            leaves = np.flatnonzero(is_leaf)
-            # node id -> reference in the concatenated arrays
-            ref = np.empty(tree.node_count, dtype=np.int64)
-            ref[internal] = n_internal + np.arange(internal.size)
-            ref[leaves] = -(n_leaves + np.arange(leaves.size)) - 1
-            roots.append(ref[0])
-            features.append(tree.feature[internal])
-            thresholds.append(_round_down_to_float32(tree.threshold[internal]))
-            childrens.append(
-                np.stack([ref[children_left[internal]], ref[children_right[internal]]], axis=1)
-            )
-            mgls.append(np.asarray(tree.missing_go_to_left, dtype=np.uint8)[internal])
-            # sklearn >= 1.4 stores the normalised distribution; normalise anyway (no-op then)
-            value = tree.value[leaves, 0, :]
-            value = value / value.sum(axis=1, keepdims=True)
-            leaf_values.append(value)
-            n_internal += internal.size
-            n_leaves += leaves.size
-
-        value = np.concatenate(leaf_values).astype(np.float32)
-        nonzero = value != 0
-        leaf_leaf, leaf_class = np.nonzero(nonzero)
-        indptr = np.zeros(n_leaves + 1, dtype=np.int64)
-        np.cumsum(nonzero.sum(axis=1), out=indptr[1:])
-
-        arrays = {
-            "feature": np.concatenate(features).astype(
-                _smallest_dtype("feature", max(n_features - 1, 0))
-            ),
-            "threshold": np.concatenate(thresholds).astype(np.float32),
-            "children": np.concatenate(childrens).astype(np.int32).reshape(-1, 2),
-            "missing_go_to_left": np.concatenate(mgls).astype(np.uint8),
-            "roots": np.asarray(roots, dtype=np.int32),
-            "leaf_indptr": indptr.astype(_smallest_dtype("leaf_indptr", int(indptr[-1]))),
-            "leaf_classes": leaf_class.astype(_smallest_dtype("leaf_classes", n_classes - 1)),
-            "leaf_values": value[leaf_leaf, leaf_class],
-        }
-        feature_names = getattr(forest, "feature_names_in_", None)
-        return cls(arrays, forest.classes_, n_features, feature_names)
-
-    # ---------------------------------------------------------------- validation
-
-    def _validate(self, arrays: dict[str, np.ndarray]) -> None:
-        def bad(msg: str) -> ValueError:
-            return ValueError(f"invalid compact forest: {msg}")
-
-        if set(arrays) != set(_ARRAY_DTYPES):
-            raise bad(f"arrays {sorted(arrays)} != expected {sorted(_ARRAY_DTYPES)}")
-        for name, allowed in _ARRAY_DTYPES.items():
-            arr = arrays[name]
-            ndim = 2 if name == "children" else 1
-            if (
-                not isinstance(arr, np.ndarray)
-                or arr.dtype not in allowed
-                or arr.ndim != ndim
-                or (ndim == 2 and arr.shape[1] != 2)
-            ):
-                shape = "(n, 2)" if ndim == 2 else "1-D"
-                raise bad(
-                    f"{name} must be a {shape} array of dtype {' or '.join(map(str, allowed))}"
-                )
-        a = arrays
-        n_classes = len(self.classes_)
-        if self.classes_.ndim != 1 or n_classes < 1:
-            raise bad("classes must be a non-empty 1-D array")
-        if len(set(self.classes_.tolist())) != n_classes:
-            raise bad("classes are not unique")
-        if self.n_features_in_ < 1:
-            raise bad("n_features_in_ must be >= 1")
-        if self.feature_names.size and self.feature_names.shape != (self.n_features_in_,):
-            raise bad("feature_names do not match n_features_in_")
-
-        n_internal = a["feature"].size
-        for name in ("threshold", "children", "missing_go_to_left"):
-            if a[name].shape[0] != n_internal:
-                raise bad(f"{name} has {a[name].shape[0]} rows, feature has {n_internal}")
-        n_trees = a["roots"].size
-        if n_trees < 1:
-            raise bad("no trees")
-        indptr = a["leaf_indptr"]
-        n_leaves = indptr.size - 1
-        nnz = a["leaf_classes"].size
-        if n_leaves < n_trees:
-            raise bad("fewer leaves than trees")
-        if a["leaf_values"].size != nnz:
-            raise bad("leaf_values and leaf_classes differ in length")
-        if indptr.size < 2 or indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) < 1):
-            raise bad("leaf_indptr is not an increasing index into leaf_classes")
-        if n_internal and (a["feature"].min() < 0 or a["feature"].max() >= self.n_features_in_):
-            raise bad("feature index out of range")
-        # +inf is legitimate: sklearn's "all non-missing left, missing right" split
-        if np.any(np.isnan(a["threshold"])):
-            raise bad("NaN threshold")
-        if n_internal and a["missing_go_to_left"].max() > 1:
-            raise bad("missing_go_to_left must be 0 or 1")
-        if nnz and int(a["leaf_classes"].max()) >= n_classes:
-            raise bad("leaf class index out of range")
-        values = a["leaf_values"]
-        if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > 1):
-            raise bad("leaf values must be in (0, 1]")
-        sums = np.add.reduceat(values.astype(np.float64), indptr[:-1].astype(np.intp))
-        if np.any(np.abs(sums - 1.0) > 1e-4):
-            raise bad("a leaf's class distribution does not sum to 1")
-
-        # Structure: every reference in range, internal children come after their parent (so
-        # every walk terminates), and every node and leaf is referenced exactly once.
-        refs = np.concatenate([a["roots"], a["children"].ravel()]).astype(np.int64)
-        if refs.size and (refs.min() < -n_leaves or refs.max() >= n_internal):
-            raise bad("child or root reference out of range")
-        parent = np.arange(n_internal)
-        for side in (0, 1):
-            child = a["children"][:, side].astype(np.int64)
-            if np.any((child >= 0) & (child <= parent)):
-                raise bad("a child does not come after its parent")
-        internal_refs = refs[refs >= 0]
-        leaf_refs = -refs[refs < 0] - 1
-        if not (
-            np.all(np.bincount(internal_refs, minlength=n_internal) == 1)
-            and np.all(np.bincount(leaf_refs, minlength=n_leaves) == 1)
-        ):
-            raise bad("nodes and leaves must each be referenced exactly once")
 
     # ---------------------------------------------------------------- prediction
 

@@ -2,7 +2,8 @@
 
 Offers:
 - `session`: build_spark_session, spark_target, is_connect, python_for_workers
-- `cds`: archive_path, build_archive, driver_java_options
+- `cds`: archive_path, driver_java_options
+- `build_cds`: build_archive (`python -m bettercat_assets.core.spark.build_cds`)
 """
 
 from bettercat_assets.core._lazy import lazy_exports
@@ -15,7 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "is_connect": "session",
         "python_for_workers": "session",
         "archive_path": "cds",
-        "build_archive": "cds",
+        "build_archive": "build_cds",
         "driver_java_options": "cds",
     },
 )

@@ -8,6 +8,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from bettercat_assets.core.spark.cds import driver_java_options
+
 SPARK_MASTER_ENV = "SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
 DEFAULT_MASTER = "local[*]"
@@ -77,8 +79,6 @@ def build_spark_session(
 
 
 def _with_class_data_sharing(settings: dict[str, Any]) -> dict[str, Any]:
-    from bettercat_assets.core.spark.cds import driver_java_options
-
     options = driver_java_options()
     if not options:
         return settings

@@ -185,23 +185,8 @@ def quality_gate(
         baseline_value = None
     elif baseline_value >= 1.0:
         baseline_value = None  # no headroom above the baseline: the rule cannot apply
-    problems = []
-    if value < gate.min_top5_accuracy:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} is below the floor {gate.min_top5_accuracy:.4f}"
-        )
-    if baseline_value is not None and value - baseline_value <= min_lift:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} does not beat the class-prior baseline "
-            f"{baseline_value:.4f}{f' by more than {min_lift:.4f}' if min_lift else ''} "
-            "(the 5 most frequent training categories for every product)"
-        )
     regressed = champion_value is not None and value < champion_value - gate.max_top5_regression
-    if regressed:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} is worse than champion v{champion_version}'s "
-            f"{champion_value:.4f} on the same test split by more than {gate.max_top5_regression:.4f}"
-        )
+    problems = _gate_problems(value, gate, champion_version, champion_value, baseline_value)
     if problems:
         reason = "; ".join(problems)
         if champion_value is not None and not regressed:
@@ -209,16 +194,7 @@ def quality_gate(
                 f" (champion v{champion_version}: {champion_value:.4f} on the same test split)"
             )
     else:
-        passes = [f"meets the floor {gate.min_top5_accuracy:.4f}"]
-        if baseline_value is not None:
-            passes.append(f"beats the class-prior baseline {baseline_value:.4f}")
-        if champion_value is not None:
-            passes.append(
-                f"is within {gate.max_top5_regression:.4f} of champion v{champion_version}'s "
-                f"{champion_value:.4f}"
-            )
-        listed = passes[0] if len(passes) == 1 else ", ".join(passes[:-1]) + " and " + passes[-1]
-        reason = f"{GATE_METRIC} {value:.4f} {listed}"
+        reason = _pass_reason(value, gate, champion_version, champion_value, baseline_value)
     return GateResult(
         passed=not problems,
         metric=GATE_METRIC,
@@ -230,6 +206,54 @@ def quality_gate(
         reason=reason,
         baseline_value=baseline_value,
     )
+
+
+def _gate_problems(
+    value: float,
+    gate: QualityGate,
+    champion_version: int | None,
+    champion_value: float | None,
+    baseline_value: float | None,
+) -> list[str]:
+    """Each rule the value breaks, as a sentence."""
+    min_lift = gate.min_lift_over_prior or 0.0
+    problems = []
+    if value < gate.min_top5_accuracy:
+        problems.append(
+            f"{GATE_METRIC} {value:.4f} is below the floor {gate.min_top5_accuracy:.4f}"
+        )
+    if baseline_value is not None and value - baseline_value <= min_lift:
+        problems.append(
+            f"{GATE_METRIC} {value:.4f} does not beat the class-prior baseline "
+            f"{baseline_value:.4f}{f' by more than {min_lift:.4f}' if min_lift else ''} "
+            "(the 5 most frequent training categories for every product)"
+        )
+    if champion_value is not None and value < champion_value - gate.max_top5_regression:
+        problems.append(
+            f"{GATE_METRIC} {value:.4f} is worse than champion v{champion_version}'s "
+            f"{champion_value:.4f} on the same test split by more than {gate.max_top5_regression:.4f}"
+        )
+    return problems
+
+
+def _pass_reason(
+    value: float,
+    gate: QualityGate,
+    champion_version: int | None,
+    champion_value: float | None,
+    baseline_value: float | None,
+) -> str:
+    """Why a passing value passes: every rule it meets."""
+    passes = [f"meets the floor {gate.min_top5_accuracy:.4f}"]
+    if baseline_value is not None:
+        passes.append(f"beats the class-prior baseline {baseline_value:.4f}")
+    if champion_value is not None:
+        passes.append(
+            f"is within {gate.max_top5_regression:.4f} of champion v{champion_version}'s "
+            f"{champion_value:.4f}"
+        )
+    listed = passes[0] if len(passes) == 1 else ", ".join(passes[:-1]) + " and " + passes[-1]
+    return f"{GATE_METRIC} {value:.4f} {listed}"
 
 
 def gate_check_metadata(gate: GateResult) -> dict[str, str | int | float]:

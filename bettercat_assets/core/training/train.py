@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,38 +12,37 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
-from bettercat_assets.core import tracking  # noqa: E402
 from bettercat_assets.core.config.clients import ClientConfig  # noqa: E402
 from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
 from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
+from bettercat_assets.core.model.forest_conversion import compact_from_sklearn  # noqa: E402
 from bettercat_assets.core.model.store import (  # noqa: E402
     load_compact,
     log_forest,
     record_registration,
 )
+from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
+from bettercat_assets.core.training.diagnostics import log_diagnostics  # noqa: E402
 from bettercat_assets.core.training.evaluation import (  # noqa: E402
     BASELINE_METRIC,
     GATE_METRIC,
     GateResult,
     WeakestCategories,
-    confused_pairs,
     evaluate,
-    per_category_table,
     quality_gate,
     top_k_accuracy,
-    weakest_categories,
 )
 
 Progress = Callable[[str], None]
@@ -115,29 +112,6 @@ def _champion_score(
     return top_k_accuracy(y_test, proba, forest.classes_, 5)
 
 
-def _log_diagnostics(
-    forest: RandomForestClassifier, features: list[str], y_test: np.ndarray, proba: np.ndarray
-) -> WeakestCategories:
-    """Feature-importance plot, per-category table and confused pairs as run artifacts."""
-    y_pred = forest.classes_[proba.argmax(axis=1)]
-    per_category = per_category_table(y_test, y_pred, forest.classes_, proba)
-    pairs = confused_pairs(y_test, y_pred, forest.classes_)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        per_category.to_csv(out / "per_category_metrics.csv", index=False)
-        pairs.to_csv(out / "confused_pairs.csv", index=False)
-        order = np.argsort(forest.feature_importances_)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
-        ax.barh(np.asarray(features)[order], forest.feature_importances_[order], color="#4f46e5")
-        ax.set_xlabel("mean decrease in impurity")
-        ax.set_title("Feature importance")
-        fig.tight_layout()
-        fig.savefig(out / "feature_importance.png", dpi=100)
-        plt.close(fig)
-        mlflow.log_artifacts(tmp, artifact_path="diagnostics")
-    return weakest_categories(per_category)
-
-
 def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
     """End the training's run with `status`; on a failure path never mask the original error.
 
@@ -156,6 +130,59 @@ def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
         _log.warning("could not mark MLflow run %s %s", run_id, status, exc_info=True)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """The client's MLflow run that every stage after the split logs to."""
+
+    client: ClientConfig
+    settings: TrackingSettings
+    mlflow: MlflowClient
+    experiment_id: str
+    run_id: str
+    tags: dict[str, str]
+    extra_tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Stage 1, load and split: the validated table and its stratified split."""
+
+    path: Path
+    table: TrainingTable
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """Stage 2, fit: the forest, its compact form and the fit time."""
+
+    forest: RandomForestClassifier
+    compact: CompactForest
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """Stage 3, evaluate: raw metrics for the gate, rounded ones for display."""
+
+    raw: dict[str, float]
+    metrics: dict[str, float]
+    proba: np.ndarray
+    champion_value: float | None
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """Stage 5, register and gate: the new version and the champion after the gate."""
+
+    version: int
+    gate: GateResult
+    champion: int | None
+
+
 def train_model(
     client: ClientConfig,
     training_date: date,
@@ -168,129 +195,185 @@ def train_model(
 ) -> TrainingResult:
     """Train one client's model, log it to MLflow, register a version and apply the gate.
 
-    The version becomes `@champion` only when the quality gate passes; otherwise it stays
-    registered with tags saying why. Raises DataError for bad input before MLflow is touched.
+    Stages: load and split, fit, evaluate, log, register and gate. The version becomes
+    `@champion` only when the quality gate passes; otherwise it stays registered with tags
+    saying why. Raises DataError for bad input before MLflow is touched.
     """
+    split = _load_and_split(client, layout, progress)
+    run = _start_run(client, settings, training_date, split, run_name, extra_tags or {}, progress)
+    # From here the run is ended on every path: FINISHED, FAILED on an error, KILLED when
+    # interrupted (KeyboardInterrupt, SystemExit). Only a process killed outright leaves it
+    # RUNNING, and the next training of this client reaps it (see tracking.reap_orphaned_runs).
+    status = "FAILED"
+    try:
+        previous_champion = _log_params(run)
+        fitted = _fit(client, split, progress)
+        evaluation = _evaluate(run, split, fitted, previous_champion)
+        weakest = _log_evaluation(run, split, fitted, evaluation)
+        progress(f"{client.client_id}: logging and registering {client.model_name}")
+        registered = _register_and_gate(run, split, fitted, evaluation, previous_champion)
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    finally:
+        _end_run(settings, run.run_id, status)
+    return TrainingResult(
+        client_id=client.client_id,
+        model_name=client.model_name,
+        version=registered.version,
+        run_id=run.run_id,
+        experiment_id=run.experiment_id,
+        run_url=tracking.run_url(settings, run.experiment_id, run.run_id),
+        model_url=tracking.model_version_url(settings, client.model_name, registered.version),
+        metrics=evaluation.metrics,
+        gate=registered.gate,
+        champion_version=registered.champion,
+        previous_champion_version=previous_champion,
+        data_path=str(split.path),
+        data_fingerprint=split.table.fingerprint,
+        classes=len(fitted.forest.classes_),
+        weakest_categories=weakest.table,
+        weakest_summary=weakest.summary,
+    )
+
+
+def _load_and_split(client: ClientConfig, layout: DataLayout, progress: Progress) -> _Split:
     path = layout.train_file(client.client_id)
     progress(f"{client.client_id}: loading {path}")
     table = load_training_table(client, path)
     seed = int(client.model_params.get("random_state") or 0)
-    x_train, x_test, y_train, y_test = split_train_test(table, client.test_size, seed)
+    return _Split(path, table, *split_train_test(table, client.test_size, seed))
 
-    client_mlflow = tracking.mlflow_client(settings)
-    tracking.check_available(client_mlflow, settings)  # a dead server fails here, runless
-    store_lock = functools.partial(tracking.store_lock, settings)
-    tags = {
+
+def _run_tags(
+    client: ClientConfig, training_date: date, split: _Split, extra_tags: dict[str, str] | None
+) -> dict[str, str]:
+    return {
         "client_id": client.client_id,
         "training_date": training_date.isoformat(),
-        "data_path": str(path),
-        "data_fingerprint": table.fingerprint,
+        "data_path": str(split.path),
+        "data_fingerprint": split.table.fingerprint,
         "code_version": code_version(),
         "bettercat_version": __version__,
         **({"git_sha": git_sha()} if git_sha() else {}),
         **(extra_tags or {}),
         **tracking.process_tags(),
     }
+
+
+def _start_run(
+    client: ClientConfig,
+    settings: TrackingSettings,
+    training_date: date,
+    split: _Split,
+    run_name: str | None,
+    extra_tags: dict[str, str],
+    progress: Progress,
+) -> _Run:
+    client_mlflow = tracking.mlflow_client(settings)
+    tracking.check_available(client_mlflow, settings)  # a dead server fails here, runless
+    tags = _run_tags(client, training_date, split, extra_tags)
     name = run_name or f"{client.client_id}-{training_date.isoformat()}"
-    with store_lock():
+    with tracking.store_lock(settings):
         experiment_id = tracking.ensure_experiment(client_mlflow, settings, client)
         for orphan in tracking.reap_orphaned_runs(client_mlflow, experiment_id):
             progress(f"{client.client_id}: marked run {orphan} KILLED (its process is gone)")
         run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
-    # From here the run is ended on every path: FINISHED, FAILED on an error, KILLED when
-    # interrupted (KeyboardInterrupt, SystemExit). Only a process killed outright leaves it
-    # RUNNING, and the next training of this client reaps it (see tracking.reap_orphaned_runs).
-    status = "FAILED"
-    try:
-        with store_lock():
-            champion_mv = tracking.champion_version(client_mlflow, client.model_name)
-            mlflow.log_params(
-                {
-                    **{f"rf_{k}": v for k, v in client.model_params.items()},
-                    "features": ",".join(client.features),
-                    "test_size": client.test_size,
-                    "top_k": client.top_k,
-                }
-            )
-        champion = previous_champion = int(champion_mv.version) if champion_mv else None
-        progress(f"{client.client_id}: fitting RandomForest on {len(y_train)} rows")
-        started = time.perf_counter()
-        forest = RandomForestClassifier(**client.model_params).fit(x_train, y_train)
-        fit_seconds = time.perf_counter() - started
-        compact = CompactForest.from_sklearn(forest)
+    return _Run(client, settings, client_mlflow, experiment_id, run.info.run_id, tags, extra_tags)
 
-        proba = forest.predict_proba(x_test)
-        raw = {
-            **evaluate(y_test, proba, forest.classes_, y_train=y_train),
-            "train_rows": float(len(y_train)),
-            "test_rows": float(len(y_test)),
-            "n_classes": float(len(forest.classes_)),
-            "fit_seconds": fit_seconds,
-            "compact_model_mb": compact.nbytes / 2**20,
-            "sklearn_model_mb": sum(
-                t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes
-                for t in forest.estimators_
-            )
-            / 2**20,
-        }
-        champion_value = _champion_score(settings, client, champion, x_test, y_test)
-        if champion_value is not None:
-            raw["champion_top5_accuracy"] = champion_value
-        metrics = round_metrics(raw)  # what MLflow and Dagster show; the gate judges `raw`
-        with store_lock():
-            mlflow.log_metrics(metrics)
-            weakest = _log_diagnostics(forest, list(client.features), y_test, proba)
 
-        progress(f"{client.client_id}: logging and registering {client.model_name}")
-        gate = quality_gate(
-            raw[GATE_METRIC],
-            client.quality_gate,
-            champion,
-            champion_value,
-            baseline_value=raw.get(BASELINE_METRIC),
+def _log_params(run: _Run) -> int | None:
+    """Log the training's parameters; return the current champion's version."""
+    client = run.client
+    with tracking.store_lock(run.settings):
+        champion_mv = tracking.champion_version(run.mlflow, client.model_name)
+        mlflow.log_params(
+            {
+                **{f"rf_{k}": v for k, v in client.model_params.items()},
+                "features": ",".join(client.features),
+                "test_size": client.test_size,
+                "top_k": client.top_k,
+            }
         )
-        version_tags = {
-            "run_id": run.info.run_id,
-            "data_fingerprint": table.fingerprint,
-            "code_version": tags["code_version"],
-            "gate_status": "passed" if gate.passed else "failed",
-            "gate_reason": gate.reason,
-            **(extra_tags or {}),
-        }
-        with store_lock():
-            info = log_forest(
-                forest, compact, x_test.head(5), id_column=client.id_column, top_k=client.top_k
-            )
-            mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
-            version = int(mv.version)
-            record_registration(info, client.model_name, version)
-            mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
-            if gate.passed:
-                tracking.set_champion(client_mlflow, client.model_name, version)
-                champion = version
-            mlflow.set_tag("gate_status", version_tags["gate_status"])
-        status = "FINISHED"
-    except (KeyboardInterrupt, SystemExit):
-        status = "KILLED"
-        raise
-    finally:
-        _end_run(settings, run.info.run_id, status)
+    return int(champion_mv.version) if champion_mv else None
 
-    return TrainingResult(
-        client_id=client.client_id,
-        model_name=client.model_name,
-        version=version,
-        run_id=run.info.run_id,
-        experiment_id=experiment_id,
-        run_url=tracking.run_url(settings, experiment_id, run.info.run_id),
-        model_url=tracking.model_version_url(settings, client.model_name, version),
-        metrics=metrics,
-        gate=gate,
-        champion_version=champion,
-        previous_champion_version=previous_champion,
-        data_path=str(path),
-        data_fingerprint=table.fingerprint,
-        classes=len(forest.classes_),
-        weakest_categories=weakest.table,
-        weakest_summary=weakest.summary,
+
+def _fit(client: ClientConfig, split: _Split, progress: Progress) -> _Fitted:
+    progress(f"{client.client_id}: fitting RandomForest on {len(split.y_train)} rows")
+    started = time.perf_counter()
+    forest = RandomForestClassifier(**client.model_params).fit(split.x_train, split.y_train)
+    fit_seconds = time.perf_counter() - started
+    return _Fitted(forest, compact_from_sklearn(forest), fit_seconds)
+
+
+def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -> _Evaluation:
+    forest = fitted.forest
+    proba = forest.predict_proba(split.x_test)
+    raw = {
+        **evaluate(split.y_test, proba, forest.classes_, y_train=split.y_train),
+        "train_rows": float(len(split.y_train)),
+        "test_rows": float(len(split.y_test)),
+        "n_classes": float(len(forest.classes_)),
+        "fit_seconds": fitted.fit_seconds,
+        "compact_model_mb": fitted.compact.nbytes / 2**20,
+        "sklearn_model_mb": sum(
+            t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes
+            for t in forest.estimators_
+        )
+        / 2**20,
+    }
+    champion_value = _champion_score(run.settings, run.client, champion, split.x_test, split.y_test)
+    if champion_value is not None:
+        raw["champion_top5_accuracy"] = champion_value
+    # what MLflow and Dagster show; the gate judges `raw`
+    return _Evaluation(raw, round_metrics(raw), proba, champion_value)
+
+
+def _log_evaluation(
+    run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation
+) -> WeakestCategories:
+    """Stage 4, log: metrics and diagnostics on the run."""
+    with tracking.store_lock(run.settings):
+        mlflow.log_metrics(evaluation.metrics)
+        return log_diagnostics(
+            fitted.forest, list(run.client.features), split.y_test, evaluation.proba
+        )
+
+
+def _register_and_gate(
+    run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation, champion: int | None
+) -> _Registered:
+    client = run.client
+    gate = quality_gate(
+        evaluation.raw[GATE_METRIC],
+        client.quality_gate,
+        champion,
+        evaluation.champion_value,
+        baseline_value=evaluation.raw.get(BASELINE_METRIC),
     )
+    version_tags = {
+        "run_id": run.run_id,
+        "data_fingerprint": split.table.fingerprint,
+        "code_version": run.tags["code_version"],
+        "gate_status": "passed" if gate.passed else "failed",
+        "gate_reason": gate.reason,
+        **run.extra_tags,
+    }
+    with tracking.store_lock(run.settings):
+        info = log_forest(
+            fitted.forest,
+            fitted.compact,
+            split.x_test.head(5),
+            id_column=client.id_column,
+            top_k=client.top_k,
+        )
+        mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
+        version = int(mv.version)
+        record_registration(info, client.model_name, version)
+        mlflow.set_tags({"registered_model": client.model_name, "registered_version": version})
+        if gate.passed:
+            tracking.set_champion(run.mlflow, client.model_name, version)
+            champion = version
+        mlflow.set_tag("gate_status", version_tags["gate_status"])
+    return _Registered(version, gate, champion)
