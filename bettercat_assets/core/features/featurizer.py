@@ -68,6 +68,10 @@ def decode_terms(blob: np.ndarray, offsets: np.ndarray) -> list[str]:
     return [raw[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
 
 
+def _bad(message: str) -> ValueError:
+    return ValueError(f"invalid featurizer: {message}")
+
+
 def _as_text(values: Any) -> list[str]:
     """Text cells as str; None and NaN (missing) are the empty text."""
     return [v if isinstance(v, str) else "" if v is None or v != v else str(v) for v in values]
@@ -92,42 +96,57 @@ class Featurizer:
         return [i["name"] for i in self.inputs if i["kind"] == kind]
 
     def _validate(self) -> None:
-        def bad(msg: str) -> ValueError:
-            return ValueError(f"invalid featurizer: {msg}")
-
         if not self.inputs or any(i.get("kind") not in KINDS for i in self.inputs):
-            raise bad("inputs must be a non-empty list of {name, kind}")
+            raise _bad("inputs must be a non-empty list of {name, kind}")
+        offset = self._validate_numeric()
+        for b, block in enumerate(self.spec["blocks"]):
+            if block.get("offset") != offset or block.get("column") not in self.input_names:
+                raise _bad(f"block {b} is not where the layout says")
+            offset += self._validate_block(b, block)
+        if offset != self.n_features_out:
+            raise _bad(f"blocks add up to {offset} columns, not {self.n_features_out}")
+
+    def _validate_numeric(self) -> int:
+        """Check the numeric arrays; returns how many columns they make."""
         n_num = len(self.names_of_kind("numeric"))
         for name in ("numeric_fill", "numeric_mean", "numeric_scale"):
             arr = self.arrays.get(name)
             if not isinstance(arr, np.ndarray) or arr.dtype != np.float64 or arr.shape != (n_num,):
-                raise bad(f"{name} must be {n_num} float64 values")
+                raise _bad(f"{name} must be {n_num} float64 values")
         indicator = self.arrays.get("numeric_indicator")
         if indicator is None or indicator.dtype != np.int32 or indicator.ndim != 1:
-            raise bad("numeric_indicator must be int32 indices")
+            raise _bad("numeric_indicator must be int32 indices")
         if indicator.size and (indicator.min() < 0 or indicator.max() >= n_num):
-            raise bad("numeric_indicator index out of range")
-        offset = n_num + indicator.size
+            raise _bad("numeric_indicator index out of range")
+        return n_num + int(indicator.size)
+
+    def _validate_block(self, b: int, block: dict[str, Any]) -> int:
+        """Check one block's vocabulary (and idf); returns its number of columns."""
+        blob, offs = self.arrays.get(f"b{b}_terms"), self.arrays.get(f"b{b}_offsets")
+        if blob is None or offs is None or blob.dtype != np.uint8 or offs.dtype != np.int64:
+            raise _bad(f"block {b} has no vocabulary")
+        size = int(offs.size - 1)
+        if size < 1 or offs[0] != 0 or offs[-1] != blob.size or np.any(np.diff(offs) < 0):
+            raise _bad(f"block {b}'s vocabulary offsets are broken")
+        if block["kind"] == "text":
+            idf = self.arrays.get(f"b{b}_idf")
+            if idf is None or idf.dtype != np.float64 or idf.shape != (size,):
+                raise _bad(f"block {b}'s idf does not match its vocabulary")
+            if block.get("analyzer") not in ("word", "char_wb"):
+                raise _bad(f"block {b}: unknown analyzer")
+        elif block["kind"] != "categorical":
+            raise _bad(f"block {b}: unknown kind")
+        return size
+
+    def column_owners(self) -> np.ndarray:
+        """For each output column, the position of the input feature it comes from."""
+        position = {name: i for i, name in enumerate(self.input_names)}
+        numeric = [position[n] for n in self.names_of_kind("numeric")]
+        owners = numeric + [numeric[i] for i in self.arrays["numeric_indicator"].tolist()]
         for b, block in enumerate(self.spec["blocks"]):
-            if block.get("offset") != offset or block.get("column") not in self.input_names:
-                raise bad(f"block {b} is not where the layout says")
-            blob, offs = self.arrays.get(f"b{b}_terms"), self.arrays.get(f"b{b}_offsets")
-            if blob is None or offs is None or blob.dtype != np.uint8 or offs.dtype != np.int64:
-                raise bad(f"block {b} has no vocabulary")
-            size = int(offs.size - 1)
-            if size < 1 or offs[0] != 0 or offs[-1] != blob.size or np.any(np.diff(offs) < 0):
-                raise bad(f"block {b}'s vocabulary offsets are broken")
-            if block["kind"] == "text":
-                idf = self.arrays.get(f"b{b}_idf")
-                if idf is None or idf.dtype != np.float64 or idf.shape != (size,):
-                    raise bad(f"block {b}'s idf does not match its vocabulary")
-                if block.get("analyzer") not in ("word", "char_wb"):
-                    raise bad(f"block {b}: unknown analyzer")
-            elif block["kind"] != "categorical":
-                raise bad(f"block {b}: unknown kind")
-            offset += size
-        if offset != self.n_features_out:
-            raise bad(f"blocks add up to {offset} columns, not {self.n_features_out}")
+            size = self.arrays[f"b{b}_offsets"].size - 1
+            owners += [position[block["column"]]] * size
+        return np.asarray(owners, dtype=np.int64)
 
     def _vocabulary(self, b: int) -> dict[str, int]:
         if b not in self._vocabularies:

@@ -23,7 +23,7 @@ _LANES = 16
 _DENSE_CELLS = 4_000_000
 
 
-def _accumulate_sparse_python(
+def _accumulate_sparse_python(  # noqa: C901 - one numba kernel, kept flat for speed
     indptr, indices, data, feature, threshold, children, roots, lindptr, classes, values, out
 ):  # pragma: no cover - compiled by numba
     """Add each tree's leaf distribution for every row into `out` (float64)."""

@@ -1,9 +1,8 @@
-"""Train, evaluate, track, register and gate one client's RandomForest."""
+"""Train, evaluate, track, register and gate one client's model (RandomForest or linear)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +15,6 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
@@ -25,10 +23,8 @@ from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
-from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
-from bettercat_assets.core.model.forest_conversion import compact_from_sklearn  # noqa: E402
 from bettercat_assets.core.model.store import (  # noqa: E402
-    load_compact,
+    load_scoring_model,
     log_forest,
     record_registration,
 )
@@ -44,6 +40,7 @@ from bettercat_assets.core.training.evaluation import (  # noqa: E402
     quality_gate,
     top_k_accuracy,
 )
+from bettercat_assets.core.training.fitting import FittedModel, fit_client_model  # noqa: E402
 
 Progress = Callable[[str], None]
 _log = logging.getLogger(__name__)
@@ -105,11 +102,12 @@ def _champion_score(
     """The champion's top-5 accuracy on the new test split, when it uses the same features."""
     if champion is None:
         return None
-    forest = load_compact(settings, cfg.model_name, champion)
-    if list(forest.feature_names) != list(x_test.columns):
+    model = load_scoring_model(settings, cfg.model_name, champion)
+    if model.feature_kinds != {s.name: s.kind for s in cfg.feature_specs}:
         return None
-    proba = forest.predict_proba(x_test.to_numpy(dtype=np.float32))
-    return top_k_accuracy(y_test, proba, forest.classes_, 5)
+    columns = {name: x_test[name].to_numpy() for name in model.feature_names}
+    proba = model.predict_proba(columns)
+    return top_k_accuracy(y_test, proba, model.classes_, 5)
 
 
 def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
@@ -155,13 +153,7 @@ class _Split:
     y_test: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Fitted:
-    """Stage 2, fit: the forest, its compact form and the fit time."""
-
-    forest: RandomForestClassifier
-    compact: CompactForest
-    fit_seconds: float
+_Fitted = FittedModel  # stage 2, fit: the estimator, its featurizer and compact form
 
 
 @dataclass(frozen=True)
@@ -232,7 +224,7 @@ def train_model(
         previous_champion_version=previous_champion,
         data_path=str(split.path),
         data_fingerprint=split.table.fingerprint,
-        classes=len(fitted.forest.classes_),
+        classes=len(fitted.classes_),
         weakest_categories=weakest.table,
         weakest_summary=weakest.summary,
     )
@@ -290,7 +282,7 @@ def _log_params(run: _Run) -> int | None:
         champion_mv = tracking.champion_version(run.mlflow, client.model_name)
         mlflow.log_params(
             {
-                **{f"rf_{k}": v for k, v in client.model_params.items()},
+                **_model_params(client),
                 "features": ",".join(client.features),
                 "test_size": client.test_size,
                 "top_k": client.top_k,
@@ -299,29 +291,42 @@ def _log_params(run: _Run) -> int | None:
     return int(champion_mv.version) if champion_mv else None
 
 
+def _model_params(client: ClientConfig) -> dict[str, object]:
+    """The fitted model's parameters as run params: `rf_*` or `linear_*`, and the text settings."""
+    if client.model.kind == "linear":
+        params = {f"linear_{k}": v for k, v in client.model.linear_params.items()}
+    else:
+        params = {f"rf_{k}": v for k, v in client.model_params.items()}
+    if client.has_text_or_categorical:
+        params |= {"feature_kinds": ",".join(f"{s.name}:{s.kind}" for s in client.feature_specs)}
+        params |= {f"text_{k}": v for k, v in client.text.model_dump().items()}
+    return {"model_kind": client.model.kind, **params}
+
+
 def _fit(client: ClientConfig, split: _Split, progress: Progress) -> _Fitted:
-    progress(f"{client.client_id}: fitting RandomForest on {len(split.y_train)} rows")
-    started = time.perf_counter()
-    forest = RandomForestClassifier(**client.model_params).fit(split.x_train, split.y_train)
-    fit_seconds = time.perf_counter() - started
-    return _Fitted(forest, compact_from_sklearn(forest), fit_seconds)
+    what = "logistic regression" if client.model.kind == "linear" else "RandomForest"
+    progress(f"{client.client_id}: fitting {what} on {len(split.y_train)} rows")
+    return fit_client_model(client, split.x_train, split.y_train)
+
+
+def _sklearn_megabytes(estimator: object) -> float:
+    trees = getattr(estimator, "estimators_", None)
+    if trees is None:
+        return float(estimator.coef_.nbytes) / 2**20
+    return sum(t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes for t in trees) / 2**20
 
 
 def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -> _Evaluation:
-    forest = fitted.forest
-    proba = forest.predict_proba(split.x_test)
+    proba = fitted.predict_proba(split.x_test)
     raw = {
-        **evaluate(split.y_test, proba, forest.classes_, y_train=split.y_train),
+        **evaluate(split.y_test, proba, fitted.classes_, y_train=split.y_train),
         "train_rows": float(len(split.y_train)),
         "test_rows": float(len(split.y_test)),
-        "n_classes": float(len(forest.classes_)),
+        "n_classes": float(len(fitted.classes_)),
+        "n_model_features": float(fitted.estimator.n_features_in_),
         "fit_seconds": fitted.fit_seconds,
         "compact_model_mb": fitted.compact.nbytes / 2**20,
-        "sklearn_model_mb": sum(
-            t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes
-            for t in forest.estimators_
-        )
-        / 2**20,
+        "sklearn_model_mb": _sklearn_megabytes(fitted.estimator),
     }
     champion_value = _champion_score(run.settings, run.client, champion, split.x_test, split.y_test)
     if champion_value is not None:
@@ -336,8 +341,13 @@ def _log_evaluation(
     """Stage 4, log: metrics and diagnostics on the run."""
     with tracking.store_lock(run.settings):
         mlflow.log_metrics(evaluation.metrics)
+        features = list(run.client.features)
         return log_diagnostics(
-            fitted.forest, list(run.client.features), split.y_test, evaluation.proba
+            fitted.classes_,
+            fitted.input_importances(len(features)),
+            features,
+            split.y_test,
+            evaluation.proba,
         )
 
 
@@ -362,7 +372,7 @@ def _register_and_gate(
     }
     with tracking.store_lock(run.settings):
         info = log_forest(
-            fitted.forest,
+            fitted.estimator,
             fitted.compact,
             split.x_test.head(5),
             id_column=client.id_column,
