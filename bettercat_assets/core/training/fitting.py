@@ -48,7 +48,7 @@ class FittedModel:
     def model_input(self, frame: pd.DataFrame) -> Any:
         """What the estimator reads for `frame` (scikit-learn's computation)."""
         if self.features is None:
-            return frame.to_numpy(dtype=np.float32)
+            return frame
         return self.features.transform(frame)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
