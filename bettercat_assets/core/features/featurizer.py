@@ -5,8 +5,8 @@ Made at training (`core/features/fit.py`, scikit-learn) and used where products 
 
 Output columns, in order: the numeric features (missing -> the training median, then
 standardised for a linear model), one missing-indicator per numeric feature that had missing
-values in training, each categorical feature one-hot (an unseen or missing value sets no
-column), then per text column a word and a `char_wb` TF-IDF block (`text_terms`).
+values in training, each categorical feature one-hot (an unseen value sets no column; a
+missing value is the category "", like any other seen in training), then per text column a word and a `char_wb` TF-IDF block (`text_terms`).
 
 Stored as `featurizer.npz` (np.savez, loaded with `allow_pickle=False`) and `featurizer.json`,
 whose `sha256` covers the arrays and the JSON description, so a changed vocabulary, idf or
