@@ -51,9 +51,10 @@ def parse_packages(path: Path) -> pd.DataFrame:
     out["name"] = out["product_id"]
     out["category_id"] = out["category_id"].str.split("/").str[-1]
     out["n_depends"] = frame["Depends"].fillna("").str.count(",") + frame["Depends"].notna()
-    out["n_recommends"] = frame.get("Recommends", pd.Series(index=frame.index)).fillna("").str.count(
-        ","
-    ) + frame.get("Recommends", pd.Series(index=frame.index)).notna()
+    out["n_recommends"] = (
+        frame.get("Recommends", pd.Series(index=frame.index)).fillna("").str.count(",")
+        + frame.get("Recommends", pd.Series(index=frame.index)).notna()
+    )
     out["is_arch_all"] = (frame["Architecture"] == "all").astype(int)
     for col in ("installed_size_kb", "size_bytes"):
         out[col] = pd.to_numeric(out[col], errors="coerce")
