@@ -14,7 +14,7 @@ from bettercat_assets.core.data.loading import load_training_table
 TEXT_CLIENT = """\
 defaults:
   text: {word_ngrams: [1, 1], max_features: 5000}
-  model_params: {n_estimators: 10}
+  model_params: {n_estimators: 10, min_samples_leaf: 5}
 clients:
   - client_id: shop
     features:
@@ -49,6 +49,9 @@ def test_feature_kinds_text_settings_and_model_kind_merge(tmp_path):
     assert shop.model.kind == "linear" and shop.model.linear_params["C"] == 3.0
     assert plain.model.kind == "random_forest" and plain.text.char_ngrams == (2, 4)
     assert not plain.has_text_or_categorical and shop.has_text_or_categorical
+    # forests of text clients get defaults.text_model_params over model_params
+    assert plain.model_params["min_samples_leaf"] == 5 and shop.model_params["n_estimators"] == 10
+    assert shop.model_params["min_samples_leaf"] == 1
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from bettercat_assets.core.config.entry_problems import (
 from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
 from bettercat_assets.core.config.feature_specs import (
     DEFAULT_MODEL_PARAMS,
+    DEFAULT_TEXT_MODEL_PARAMS,
     RANDOM_FOREST_PARAMS,  # noqa: F401  (re-exported)
     FeatureSpec,
     ModelChoice,
@@ -77,6 +78,10 @@ class ClientDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PARAMS))
+    #: merged over `model_params` for a client with text features (its own keys still win)
+    text_model_params: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEFAULT_TEXT_MODEL_PARAMS)
+    )
     top_k: int = Field(5, ge=1, le=100)
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
@@ -84,7 +89,7 @@ class ClientDefaults(BaseModel):
     text: TextSettings = Field(default_factory=TextSettings)
     model: ModelChoice = Field(default_factory=ModelChoice)
 
-    _check_params = field_validator("model_params")(
+    _check_params = field_validator("model_params", "text_model_params")(
         classmethod(lambda cls, v: _check_model_params(v))
     )
 
@@ -183,7 +188,7 @@ class ClientsFile(BaseModel):
             client_id=entry.client_id,
             features=tuple(spec.name for spec in entry.features),
             feature_specs=tuple(entry.features),
-            model_params={**d.model_params, **entry.model_params},
+            model_params=_forest_params(d, entry),
             top_k=entry.top_k or d.top_k,
             test_size=entry.test_size or d.test_size,
             quality_gate=_merge(d.quality_gate, entry.quality_gate),
@@ -192,6 +197,14 @@ class ClientsFile(BaseModel):
             text=_merge(d.text, entry.text),
             model=_merge(d.model, entry.model),
         )
+
+
+def _forest_params(defaults: ClientDefaults, entry: ClientEntry) -> dict[str, Any]:
+    """defaults.model_params, then defaults.text_model_params for a text client, then the
+    client's own model_params."""
+    has_text = any(spec.kind == "text" for spec in entry.features)
+    text = defaults.text_model_params if has_text else {}
+    return {**defaults.model_params, **text, **entry.model_params}
 
 
 def _merge(default: _M, override: _M | None) -> _M:

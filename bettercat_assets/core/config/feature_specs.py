@@ -35,6 +35,11 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 }
 
 
+#: Text makes tens of thousands of sparse columns, each informative for few products: forests
+#: need leaves of one product to reach their accuracy there (bench/RESULTS.md, `text`).
+DEFAULT_TEXT_MODEL_PARAMS: dict[str, Any] = {"min_samples_leaf": 1}
+
+
 def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
     for key in params:
