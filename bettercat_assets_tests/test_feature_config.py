@@ -135,3 +135,25 @@ def test_text_and_categorical_columns_load_as_strings_with_missing_as_empty(tmp_
     assert table.features["title"].tolist() == ["Ünïcode 日本", ""]
     assert table.features["brand"].tolist() == ["", "acme"]
     assert table.features["price"].isna().tolist() == [True, False]
+
+
+def test_training_data_checks_read_text_as_text(tmp_path):
+    import pandas as pd
+
+    from bettercat_assets.core.data.quality import check_null_share, check_schema
+
+    text = "clients:\n  - client_id: shop\n    features: [price, {name: title, kind: text}]\n"
+    client = load_clients(write(tmp_path, text)).get("shop")
+    raw = pd.DataFrame(
+        {
+            "product_id": ["a", "b"],
+            "price": ["1", "2"],
+            "title": ["Red shoe", ""],
+            "category_id": ["x", "y"],
+        }
+    )
+    assert check_schema(client, raw, tmp_path / "f.csv.gz").passed
+    assert check_null_share(client, raw, tmp_path / "f.csv.gz").passed  # empty titles are fine
+    numeric = load_clients(write(tmp_path, text.replace("{name: title, kind: text}", "title")))
+    outcome = check_schema(numeric.get("shop"), raw, tmp_path / "f.csv.gz")
+    assert not outcome.passed and "column 'title' must be numeric" in outcome.description
