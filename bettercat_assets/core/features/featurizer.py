@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from bettercat_assets.core.features.text_terms import analyzer, term_ids, tfidf_rows
+from bettercat_assets.core.features.text_terms import (
+    analyzer,
+    char_wb_term_ids,
+    term_ids,
+    tfidf_rows,
+)
 
 FORMAT = "bettercat.featurizer"
 FORMAT_VERSION = 1
@@ -86,6 +91,7 @@ class Featurizer:
         self.inputs: list[dict[str, str]] = list(spec["inputs"])
         self.n_features_out = int(spec["n_features_out"])
         self._vocabularies: dict[int, dict[str, int]] = {}
+        self._memos: dict[int, dict[str, list[int]]] = {}
         self._validate()
 
     @property
@@ -178,8 +184,12 @@ class Featurizer:
             ids = np.fromiter((vocabulary.get(v, -1) for v in text), np.int64, len(text))
             rows = np.flatnonzero(ids >= 0)
             return rows, ids[rows] + block["offset"], np.ones(rows.size)
-        analyze = analyzer(block["analyzer"], tuple(block["ngram_range"]), block["lowercase"])
-        rows, cols = term_ids(text, analyze, vocabulary)
+        ngrams, lowercase = tuple(block["ngram_range"]), block["lowercase"]
+        if block["analyzer"] == "char_wb":
+            memo = self._memos.setdefault(b, {})
+            rows, cols = char_wb_term_ids(text, ngrams, lowercase, vocabulary, memo)
+        else:
+            rows, cols = term_ids(text, analyzer("word", ngrams, lowercase), vocabulary)
         rows, cols, data = tfidf_rows(
             rows, cols, n_rows, self.arrays[f"b{b}_idf"], block["sublinear_tf"]
         )

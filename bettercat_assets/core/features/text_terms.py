@@ -91,6 +91,39 @@ def term_ids(
     return rows, np.asarray(columns, dtype=np.int64)
 
 
+#: words remembered per vocabulary by `char_wb_term_ids` before the memo starts over
+WORD_MEMO_SIZE = 200_000
+
+
+def char_wb_term_ids(
+    docs: Sequence[str],
+    ngram_range: tuple[int, int],
+    lowercase: bool,
+    vocabulary: dict[str, int],
+    memo: dict[str, list[int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
+    each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
+    The document is lower-cased whole first, as scikit-learn does (Greek final sigma)."""
+    grams_of = char_wb_analyzer(ngram_range, False)
+    lookup = vocabulary.get
+    lengths = np.zeros(len(docs), dtype=np.int64)
+    columns: list[int] = []
+    for i, doc in enumerate(docs):
+        count = 0
+        for word in (doc.lower() if lowercase else doc).split():
+            ids = memo.get(word)
+            if ids is None:
+                if len(memo) >= WORD_MEMO_SIZE:
+                    memo.clear()
+                ids = memo[word] = [j for j in map(lookup, grams_of(word)) if j is not None]
+            columns.extend(ids)
+            count += len(ids)
+        lengths[i] = count
+    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    return rows, np.asarray(columns, dtype=np.int64)
+
+
 def _row_norms_python(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
     """Sequential float64 sum of squares per row (scikit-learn's order), then sqrt."""
     values = data.tolist()
