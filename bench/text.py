@@ -36,9 +36,9 @@ from bench.workspace import Workspace
 NUMBERS = ["price", "weight_g", "n_images", "color_code", "size_code", "discount_pct"]
 TEXT = "[{name: title, kind: text}, {name: brand, kind: categorical}]"
 CLIENTS = {
+    "numeric_rf": None,
     "text_rf": "",
     "text_linear": "    model: {kind: linear}\n",
-    "numeric_rf": None,
 }
 
 
@@ -95,10 +95,9 @@ def write_predictions(ws: Workspace, catalogue: pd.DataFrame, rows: int) -> None
             target.write_bytes(first.read_bytes())
 
 
-def train_all(ws: Workspace) -> dict[str, dict[str, Any]]:
+def train_all(ws: Workspace, out: dict[str, dict[str, Any]], save) -> dict[str, dict[str, Any]]:
     from mlflow import MlflowClient
 
-    out = {}
     for cid in CLIENTS:
         log(f"text: training {cid}")
         wall, _ = bettercat(ws, "train", "--client-id", cid)
@@ -113,6 +112,7 @@ def train_all(ws: Workspace) -> dict[str, dict[str, Any]]:
             "model_mb": compact_size_mb(ws, cid, int(mv.version)),
         }
         log(f"text: {cid} {out[cid]}")
+        save()
     return out
 
 
@@ -153,14 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     bettercat(ws, "generate-data", "--client-id", "text_rf")
     catalogue = share_catalogue(ws)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
-    results["training"] = train_all(ws)
+
+    def save() -> None:  # after every step: a long run that is stopped keeps what it measured
+        args.out.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+
+    results["training"] = {}
+    train_all(ws, results["training"], save)
     results["baseline_rss_mb"] = baseline_rss_mb()
     for size in (args.small, args.large):
         write_predictions(ws, catalogue, size)
         for cid in CLIENTS:
             log(f"text: predict {cid} at {size}")
             results.setdefault("predict", {}).setdefault(cid, {})[str(size)] = predict(ws, cid)
-    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+            save()
     print(render(results, args.small, args.large))
     return 0
 

@@ -55,7 +55,7 @@ def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 #: What a `model: {kind: linear}` client fits unless its `params` say otherwise.
-DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"C": 20.0, "max_iter": 300}
+DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"C": 10.0, "max_iter": 100}
 
 
 def _did_you_mean(value: str, choices: tuple[str, ...]) -> str:
