@@ -1,7 +1,8 @@
 """A fitted multinomial logistic regression in a pickle-free form, scored from sparse rows.
 
-`predict_proba` is scikit-learn's: softmax of `X @ coef.T + intercept` (two classes: the
-logistic of the single decision). Coefficients are stored in float32 (half the download; the
+`predict_proba` is scikit-learn's: for `LogisticRegression` (link "softmax") the softmax of
+`X @ coef.T + intercept`; for `SGDClassifier(loss="log_loss")` (link "ovr", one-vs-rest) each
+class's logistic, normalised to sum to one; two classes: the logistic of the single decision. Coefficients are stored in float32 (half the download; the
 products' scores move by well under 1e-6) and accumulated in float64. numpy only: Spark
 workers import this module.
 """
@@ -19,6 +20,7 @@ from bettercat_assets.core.features.featurizer import SparseRows
 
 FORMAT = "bettercat.compact_linear"
 FORMAT_VERSION = 1
+LINKS = ("softmax", "ovr")
 ARRAYS_FILE = "compact_linear.npz"
 META_FILE = "compact_linear.json"
 #: rows per chunk: bounds the (non-zeros x classes) temporary of one chunk
@@ -28,7 +30,12 @@ _CHUNK_VALUES = 200_000
 class CompactLinear:
     """`coef_t` (n_features, n_decisions) float32 and `intercept` (n_decisions,) float64."""
 
-    def __init__(self, coef_t: np.ndarray, intercept: np.ndarray, classes: Any) -> None:
+    def __init__(
+        self, coef_t: np.ndarray, intercept: np.ndarray, classes: Any, link: str = "softmax"
+    ) -> None:
+        if link not in LINKS:
+            raise ValueError(f"invalid compact linear model: link must be one of {LINKS}")
+        self.link = link
         self.classes_ = np.asarray(classes).astype(str)
         n_classes = len(self.classes_)
         n_decisions = 1 if n_classes == 2 else n_classes
@@ -58,11 +65,11 @@ class CompactLinear:
 
     @classmethod
     def from_coefficients(
-        cls, coef: np.ndarray, intercept: np.ndarray, classes: Any
+        cls, coef: np.ndarray, intercept: np.ndarray, classes: Any, link: str = "softmax"
     ) -> CompactLinear:
         """From scikit-learn's `coef_` (n_decisions, n_features) and `intercept_`."""
         coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float64).T.astype(np.float32))
-        return cls(coef_t, np.asarray(intercept, dtype=np.float64), classes)
+        return cls(coef_t, np.asarray(intercept, dtype=np.float64), classes, link)
 
     def decision(self, rows: SparseRows) -> np.ndarray:
         """`X @ coef.T + intercept`, float64 (n_rows, n_decisions)."""
@@ -96,6 +103,10 @@ class CompactLinear:
         if decision.shape[1] == 1:
             p = 1.0 / (1.0 + np.exp(-decision[:, 0]))
             return np.column_stack([1.0 - p, p])
+        if self.link == "ovr":
+            proba = 1.0 / (1.0 + np.exp(-decision))
+            total = proba.sum(axis=1, keepdims=True)
+            return proba / np.where(total == 0.0, 1.0, total)
         decision -= decision.max(axis=1, keepdims=True)
         np.exp(decision, out=decision)
         decision /= decision.sum(axis=1, keepdims=True)
@@ -114,6 +125,7 @@ class CompactLinear:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "classes": self.classes_.tolist(),
+            "link": self.link,
         }
         meta["sha256"] = _digest(directory / ARRAYS_FILE, meta)
         (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -147,7 +159,7 @@ class CompactLinear:
         classes = meta.get("classes")
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise ValueError(f"{meta_path}: malformed classes")
-        return cls(coef_t, intercept, classes)
+        return cls(coef_t, intercept, classes, str(meta.get("link", "softmax")))
 
 
 def _digest(npz_path: Path, meta: dict[str, Any]) -> str:

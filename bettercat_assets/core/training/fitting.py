@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.features.fit import FittedFeatures, fit_features
@@ -36,7 +36,7 @@ class FittedModel:
     compact forms."""
 
     kind: str
-    estimator: RandomForestClassifier | LogisticRegression
+    estimator: RandomForestClassifier | LogisticRegression | SGDClassifier
     features: FittedFeatures | None
     compact: ScoringModel
     fit_seconds: float
@@ -67,9 +67,10 @@ class FittedModel:
 
 def _compact(estimator: Any, features: FittedFeatures | None, names: list[str]) -> ScoringModel:
     featurizer = features.export() if features is not None else None
-    if isinstance(estimator, LogisticRegression):
+    if isinstance(estimator, LogisticRegression | SGDClassifier):
+        link = "ovr" if isinstance(estimator, SGDClassifier) else "softmax"
         linear = CompactLinear.from_coefficients(
-            estimator.coef_, estimator.intercept_, estimator.classes_
+            estimator.coef_, estimator.intercept_, estimator.classes_, link
         )
         return ScoringModel(linear, featurizer)
     return ScoringModel(compact_from_sklearn(estimator), featurizer, names)
