@@ -166,3 +166,24 @@ def test_a_featurizer_with_pickled_arrays_is_refused(tmp_path):
     with pytest.raises(ValueError):
         featurizer.save(tmp_path)
         Featurizer.load(tmp_path)
+
+
+@pytest.mark.parametrize("estimator", ["sgd", "logistic"])
+def test_compact_linear_links_equal_scikit_learn(estimator):
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    from bettercat_assets.core.features.fit import fit_features
+    from bettercat_assets.core.model.compact_linear import CompactLinear
+
+    frame, y = catalogue(800, seed=6)
+    features = fit_features(SPECS, frame.iloc[:600], TextSettings(min_df=1), scale_numeric=True)
+    x_train, x_test = features.transform(frame.iloc[:600]), features.transform(frame.iloc[600:])
+    if estimator == "sgd":
+        model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=0).fit(x_train, y[:600])
+        link = "ovr"
+    else:
+        model = LogisticRegression(C=5.0, max_iter=200).fit(x_train, y[:600])
+        link = "softmax"
+    compact = CompactLinear.from_coefficients(model.coef_, model.intercept_, model.classes_, link)
+    rows = features.export().transform({c: frame.iloc[600:][c].to_numpy() for c in frame})
+    assert np.abs(compact.predict_proba(rows) - model.predict_proba(x_test)).max() <= 1e-6
