@@ -163,13 +163,6 @@ def _rename_column(old: str, new: str) -> Mutation:
     return mutate
 
 
-def _add_column(name: str) -> Mutation:
-    def mutate(path: Path) -> None:
-        _rewrite(path, lambda rows: [[*rows[0], name], *[[*r, "1"] for r in rows[1:]]])
-
-    return mutate
-
-
 def _set_cell(column: str, row: int, value: str) -> Mutation:
     def mutate(path: Path) -> None:
         def change(rows):
