@@ -9,12 +9,19 @@ maintainer = the maintainer, and a few numbers (sizes, dependency counts).
 
 writes OUT_DIR/train/client_id=<client>/data_train.csv.gz (80 %) and
 OUT_DIR/prediction/client_id=<client>/data_predict.csv.gz (20 %, without labels) and
-OUT_DIR/labels.csv.gz (the held-out labels), split with a fixed seed.
+OUT_DIR/labels.csv.gz (the held-out labels), split with a fixed seed. After `bettercat train`
+and `bettercat predict`,
+
+    python bench/debian_catalogue.py --evaluate LABELS PREDICTIONS_DIR
+
+prints the held-out top-5 and top-1 accuracy of the written predictions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +68,25 @@ def parse_packages(path: Path) -> pd.DataFrame:
     return out.drop_duplicates("product_id").reset_index(drop=True)
 
 
+def evaluate(labels: Path, predictions: Path) -> dict[str, float]:
+    """Held-out top-5 and top-1 of a client's prediction parquet against the labels."""
+    truth = pd.read_csv(labels, dtype=str).set_index("product_id")["category_id"]
+    rows = pd.read_parquet(predictions)
+    rows = rows[rows["product_id"].isin(truth.index)]
+    hit = rows["pred_label"].to_numpy() == truth.loc[rows["product_id"]].to_numpy()
+    top5 = pd.Series(hit, index=rows["product_id"]).groupby(level=0).any()
+    top1 = pd.Series(hit & (rows["rank"].to_numpy() == 0), index=rows["product_id"])
+    return {
+        "products": float(truth.size),
+        "top5": float(top5.reindex(truth.index, fill_value=False).mean()),
+        "top1": float(top1.groupby(level=0).any().reindex(truth.index, fill_value=False).mean()),
+    }
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--evaluate":
+        print(json.dumps(evaluate(Path(sys.argv[2]), Path(sys.argv[3]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", type=Path)
     parser.add_argument("out", type=Path)
