@@ -92,7 +92,7 @@ def term_ids(
 
 
 #: words remembered per vocabulary by `char_wb_term_ids` before the memo starts over
-WORD_MEMO_SIZE = 200_000
+WORD_MEMO_SIZE = 50_000
 
 
 def char_wb_term_ids(
