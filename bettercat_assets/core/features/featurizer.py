@@ -3,8 +3,8 @@
 Made at training (`core/features/fit.py`, scikit-learn) and used where products are scored
 (Spark workers, the served model): numpy and the standard library only, no scikit-learn.
 
-Output columns, in order: the numeric features (missing -> the training median, then
-standardised for a linear model), one missing-indicator per numeric feature that had missing
+Output columns, in order: the numeric features (missing -> the training median; for a linear
+model then `signed_log1p` and standardised), one missing-indicator per numeric feature that had missing
 values in training, each categorical feature one-hot (an unseen value sets no column; a
 missing value is the category "", like any other seen in training), then per text column a word and a `char_wb` TF-IDF block (`text_terms`).
 
@@ -71,6 +71,12 @@ def decode_terms(blob: np.ndarray, offsets: np.ndarray) -> list[str]:
     raw = blob.tobytes()
     bounds = offsets.tolist()
     return [raw[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|): prices, sizes and counts span orders of magnitude; a linear
+    model reads them on this scale (then standardised), so one huge value cannot dominate."""
+    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def _bad(message: str) -> ValueError:
@@ -170,6 +176,7 @@ class Featurizer:
         missing = np.isnan(x)
         x = np.where(missing, self.arrays["numeric_fill"], x)
         if self.spec.get("scale_numeric"):
+            x = signed_log1p(x)
             x -= self.arrays["numeric_mean"]
             x /= self.arrays["numeric_scale"]
         indicator = missing[:, self.arrays["numeric_indicator"]].astype(np.float64)

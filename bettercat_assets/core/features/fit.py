@@ -17,7 +17,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from bettercat_assets.core.config.feature_specs import FeatureSpec, TextSettings
-from bettercat_assets.core.features.featurizer import Featurizer, encode_terms
+from bettercat_assets.core.features.featurizer import Featurizer, encode_terms, signed_log1p
 
 
 def text_cells(values: pd.Series) -> list[str]:
@@ -47,7 +47,7 @@ class FittedFeatures:
         raw = frame[names].to_numpy(dtype=np.float64)
         x = self.imputer.transform(raw)
         if self.scaler is not None:
-            x = self.scaler.transform(x)
+            x = self.scaler.transform(signed_log1p(x))
         parts = [sp.csr_matrix(x)]
         if self.indicator is not None:
             parts.append(sp.csr_matrix(self.indicator.transform(raw).astype(np.float64)))
@@ -129,7 +129,7 @@ def fit_features(
         raw = frame[numeric].to_numpy(dtype=np.float64)
         fitted.imputer = SimpleImputer(strategy="median").fit(raw)
         if scale_numeric:
-            fitted.scaler = StandardScaler().fit(fitted.imputer.transform(raw))
+            fitted.scaler = StandardScaler().fit(signed_log1p(fitted.imputer.transform(raw)))
         if np.isnan(raw).any():
             fitted.indicator = MissingIndicator(features="missing-only").fit(raw)
     for spec in specs:
