@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from bettercat_assets.cli import MLFLOW_JOB_EXECUTION
+from bettercat_assets.cli.common import MLFLOW_JOB_EXECUTION
 from bettercat_assets_tests.reliability_support import (
     BIN,
     forget_artifact_root,
