@@ -145,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--root", type=Path, default=Path("/tmp/bettercat-bench-text"))
     parser.add_argument("--out", type=Path, default=Path("bench/text_results.json"))
+    parser.add_argument(
+        "--predict-only",
+        default=None,
+        help="comma-separated clients: only their predictions, in an existing workspace",
+    )
     args = parser.parse_args(argv)
     ws = Workspace(args.root)
+    if args.predict_only:
+        return predict_only(ws, args)
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.clients_file.write_text(clients_yaml(args.train, args.categories), encoding="utf-8")
     log("text: generating the catalogue")
@@ -167,6 +174,19 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault("predict", {}).setdefault(cid, {})[str(size)] = predict(ws, cid)
             save()
     print(render(results, args.small, args.large))
+    return 0
+
+
+def predict_only(ws: Workspace, args: argparse.Namespace) -> int:
+    """Predictions of already trained clients (e.g. while another client still trains)."""
+    catalogue = pd.read_csv(ws.layout.train_file("text_rf"), dtype=str, keep_default_na=False)
+    results: dict[str, Any] = {"baseline_rss_mb": baseline_rss_mb(), "predict": {}}
+    for size in (args.small, args.large):
+        write_predictions(ws, catalogue, size)
+        for cid in args.predict_only.split(","):
+            log(f"text: predict {cid} at {size}")
+            results["predict"].setdefault(cid, {})[str(size)] = predict(ws, cid)
+            args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return 0
 
 
