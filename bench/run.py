@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, footprint, overhead, scale, scale_out, serving, tenants
+from . import cold_start, fleet_serving, footprint, overhead, scale, scale_out, serving, tenants
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info
 from .runner import child, log, markdown_table, measured
@@ -38,6 +38,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "levers": "full",
         "variants": True,
         "tenants": [40, 200],
+        "fleet": {"clients": 1000, "requests": 12000, "forests": 40},
     },
     # the smoke test's sizes: every code path, seconds not minutes
     "tiny": {
@@ -52,6 +53,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "variants": True,
         "tenants": [3],
         "scale_out": False,
+        "fleet": {"clients": 20, "requests": 300, "forests": 3},
     },
     "quick": {
         "products": 200_000,
@@ -65,6 +67,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "variants": False,
         "tenants": [40],
         "scale_out": False,
+        "fleet": {"clients": 1000, "requests": 6000, "forests": 20},
     },
 }
 GOAL_OURS_OVER_LIMIT = 0.8
@@ -288,7 +291,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
             ["5 scale", f"sensor tick over {tick['events']} champion events", _fmt(tick["tick_s"], "s"), "<= 10 s", _status(tick["tick_s"] <= scale.GOAL_SENSOR_S), f"{tick['run_requests']} run requests for {tick['distinct_partitions']} clients"],
         ]  # fmt: skip
     rows += tenant_rows(results)
-    return rows + serving.summary_rows(results)
+    return rows + serving.summary_rows(results) + fleet_serving.summary_rows(results)
 
 
 def _kinds(run: dict[str, Any]) -> str:
@@ -473,9 +476,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5,6,7,8,9",
-        help="comma-separated: 1-9 (6 tenants through dagster dev, 7 CLI cold start, 8 serving, "
-        "9 scale out to 10M products through the asset path), "
+        default="1,2,3,4,5,6,7,8,9,10",
+        help="comma-separated: 1-10 (6 tenants through dagster dev, 7 CLI cold start, 8 serving, "
+        "9 scale out to 10M products through the asset path, 10 fleet serving: 1,000 clients "
+        "behind one server), "
         "or 'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
@@ -551,6 +555,11 @@ def _run_sections(
         section_cold(ws, results)
     if "8" in sections:
         serving.section_serving(ws, cfg_json, results, child)
+    if "10" in sections:
+        fleet = sizes["fleet"]
+        fleet_serving.section_fleet(
+            ws, results, fleet["clients"], fleet["requests"], fleet["forests"]
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

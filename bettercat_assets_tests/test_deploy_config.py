@@ -385,6 +385,36 @@ def test_compose_mlflow_server(compose):
     assert "pg_isready" in " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
 
 
+def test_compose_serving_runs_the_fleet_server_against_mlflow(compose):
+    """The serving service is `bettercat serve` for every client (no --client-id), on the MLflow
+    server, with the clients file mounted, an HTTP health check on its own port and a memory
+    limit above its cache budget; its options are ones the CLI accepts."""
+    from click.testing import CliRunner
+
+    from bettercat_assets.cli import main
+
+    serving = compose["services"]["serving"]
+    command = serving["command"]
+    assert command[:2] == ["bettercat", "serve"] and "--client-id" not in command
+    port = command[command.index("--port") + 1]
+    assert any(p.endswith(f":{port}:{port}") for p in serving["ports"])
+    health = " ".join(serving["healthcheck"]["test"])
+    assert f"localhost:{port}/health" in health
+    env = _service_env(serving)
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert serving["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    mounts = {target: source for source, target in _volume_specs(serving)}
+    assert mounts[env["BETTERCAT_CLIENTS_FILE"]] == "../clients.yaml"
+    assert env["BETTERCAT_HOME"] in mounts, "downloaded models are kept on a volume"
+    budget_mb = float(re.sub(r"\$\{\w+:-(\d+)\}", r"\1", command[command.index("--cache-mb") + 1]))
+    limit = re.sub(r"\$\{\w+:-(\w+)\}", r"\1", serving["mem_limit"])
+    assert float(limit.rstrip("g")) * 1024 >= budget_mb + 512, "room for the interpreter"
+    options = {o for p in main.commands["serve"].params for o in p.opts}
+    assert {a for a in command if a.startswith("--")} <= options
+    help_text = CliRunner().invoke(main, ["serve", "--help"]).stdout
+    assert "--cache-mb" in help_text
+
+
 def _docker_compose() -> list[str] | None:
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)

@@ -6,7 +6,8 @@ Offers:
 - `compact_forest`: CompactForest
 - `topk`: top_k_indices, top_k_frame
 - `pyfunc`: TopKCategoriesModel, serving_signature
-- `store`: log_forest, load_compact, fetch_compact, download_compact, load_sklearn
+- `store`: log_forest, log_compact, load_compact, fetch_compact, download_compact,
+  download_serving_model, load_sklearn
 """
 
 from bettercat_assets.core._lazy import lazy_exports
@@ -20,6 +21,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "TopKCategoriesModel": "pyfunc",
         "serving_signature": "pyfunc",
         "log_forest": "store",
+        "log_compact": "store",
+        "download_serving_model": "store",
         "load_compact": "store",
         "fetch_compact": "store",
         "download_compact": "store",

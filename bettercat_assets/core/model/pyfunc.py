@@ -135,6 +135,11 @@ class TopKCategoriesModel(PythonModel):
     def model_version(self) -> int:
         return self._version
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this model holds: what a serving cache budgets for it."""
+        return int(self._model.nbytes)
+
     def _columns_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The feature columns as batch scoring reads them; errors name the column."""
         missing = [c for c in [self._id_column, *self._features] if c not in frame.columns]

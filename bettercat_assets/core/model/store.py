@@ -115,6 +115,26 @@ def log_forest(
     ModelInfo, the one to register (then call `record_registration`)."""
     model = compact if isinstance(compact, ScoringModel) else ScoringModel(compact, None)
     sklearn_info = _log_sklearn(estimator, example, model.featurizer is not None)
+    return log_compact(
+        model,
+        example,
+        id_column=id_column,
+        top_k=top_k,
+        tags={SKLEARN_MODEL_TAG: sklearn_info.model_id},
+    )
+
+
+def log_compact(
+    compact: CompactForest | ScoringModel,
+    example: pd.DataFrame,
+    *,
+    id_column: str = "product_id",
+    top_k: int = 5,
+    tags: dict[str, str] | None = None,
+) -> ModelInfo:
+    """Log the top-k pyfunc on a compact model alone (the model that is registered and
+    served), in the active run."""
+    model = compact if isinstance(compact, ScoringModel) else ScoringModel(compact, None)
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
         model.save(compact_dir)
@@ -133,7 +153,7 @@ def log_forest(
             ),
             input_example=serving_example(example, id_column, model.feature_kinds),
             pip_requirements=SERVING_PIP_REQUIREMENTS,
-            tags={LAYOUT_TAG: LAYOUT, SKLEARN_MODEL_TAG: sklearn_info.model_id},
+            tags={LAYOUT_TAG: LAYOUT, **(tags or {})},
         )
 
 
@@ -238,6 +258,29 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
     layout): batch scoring downloads it in the driver and ships the folder to the executors.
     """
     return _download_model_artifact(settings, model_name, version, COMPACT_PART, dst)
+
+
+def download_serving_model(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> Path:
+    """Download a registered version's whole MLflow model (the top-k pyfunc) into `dst`;
+    ModelNotFoundError when the version predates serving (sklearn-only layout)."""
+
+    def find(client: MlflowClient) -> tuple[bool, str]:
+        logged = _logged_model(client, model_name, version)
+        return logged.tags.get(LAYOUT_TAG) == LAYOUT, logged.artifact_location
+
+    servable, location = _ask_registry(settings, model_name, version, find)
+    if not servable:
+        raise ModelNotFoundError(
+            f"{model_name} v{version} was registered before top-k serving (sklearn flavour "
+            "only); train again to register a servable version"
+        )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=dst, tracking_uri=settings.tracking_uri
+    )
+    return Path(local)
 
 
 _CACHE: dict[tuple[str, str, int], ScoringModel] = {}

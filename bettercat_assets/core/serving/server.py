@@ -59,15 +59,15 @@ def servable_champion(settings: TrackingSettings, cfg: ClientConfig) -> int:
     return version
 
 
-def check_port(client_id: str, host: str, port: int) -> None:
-    """Refuse a port something already listens on, before a server fails on it."""
+def check_port(client_id: str | None, host: str, port: int) -> None:
+    """Refuse a port something already listens on, before a server fails on it (client_id
+    None: the fleet server)."""
+    who = f"client '{client_id}'" if client_id else "fleet server"
     with socket.socket() as sock:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(
-                f"client '{client_id}': cannot serve on {host}:{port}: {exc.strerror}"
-            ) from None
+            raise ConfigError(f"{who}: cannot serve on {host}:{port}: {exc.strerror}") from None
 
 
 def _env(settings: TrackingSettings) -> dict[str, str]:
