@@ -24,6 +24,8 @@ from bettercat_assets.core.model.compact_forest import CompactForest
 from bettercat_assets.core.model.compact_linear import CompactLinear
 from bettercat_assets.core.model.sparse_forest import sparse_predict_proba
 
+#: a vocabulary term as a str key and an int value in a dict (measured: ~130 bytes)
+VOCABULARY_ENTRY_BYTES = 130
 RANDOM_FOREST = "random_forest"
 LINEAR = "linear"
 #: part -> (arrays file, description file) inside a compact folder
@@ -70,8 +72,13 @@ class ScoringModel:
 
     @property
     def nbytes(self) -> int:
-        extra = sum(a.nbytes for a in self.featurizer.arrays.values()) if self.featurizer else 0
-        return int(self.estimator.nbytes + extra)
+        """Bytes held: the arrays, plus the featurizer's vocabularies as Python dictionaries
+        once scoring has built them (about `VOCABULARY_ENTRY_BYTES` per term)."""
+        if self.featurizer is None:
+            return int(self.estimator.nbytes)
+        arrays = sum(a.nbytes for a in self.featurizer.arrays.values())
+        terms = self.featurizer.n_features_out
+        return int(self.estimator.nbytes + arrays + VOCABULARY_ENTRY_BYTES * terms)
 
     def predict_proba(
         self, columns: Mapping[str, Any], *, backend: str | None = None
