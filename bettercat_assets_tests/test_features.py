@@ -187,3 +187,14 @@ def test_compact_linear_links_equal_scikit_learn(estimator):
     compact = CompactLinear.from_coefficients(model.coef_, model.intercept_, model.classes_, link)
     rows = features.export().transform({c: frame.iloc[600:][c].to_numpy() for c in frame})
     assert np.abs(compact.predict_proba(rows) - model.predict_proba(x_test)).max() <= 1e-6
+
+
+def test_large_batches_are_scored_in_chunks_with_the_same_result(monkeypatch):
+    from bettercat_assets.core.model import scoring_model
+
+    frame, y = catalogue(900, seed=7)
+    model = fit_client_model(client("random_forest"), frame.iloc[:700], y[:700]).compact
+    columns = {c: frame.iloc[700:][c].to_numpy() for c in frame}
+    whole = model.predict_proba(columns)
+    monkeypatch.setattr(scoring_model, "CHUNK_ROWS", 37)
+    assert np.array_equal(model.predict_proba(columns), whole)

@@ -26,6 +26,9 @@ from bettercat_assets.core.model.sparse_forest import sparse_predict_proba
 
 #: a vocabulary term as a str key and an int value in a dict (measured: ~130 bytes)
 VOCABULARY_ENTRY_BYTES = 130
+#: rows featurised and scored at once: bounds a worker's memory per Arrow batch (a batch of
+#: 20,000 titles made ~300 MB of term ids and sort buffers at once)
+CHUNK_ROWS = 2048
 RANDOM_FOREST = "random_forest"
 LINEAR = "linear"
 #: part -> (arrays file, description file) inside a compact folder
@@ -89,6 +92,16 @@ class ScoringModel:
                 [np.asarray(columns[n], dtype=np.float32) for n in self.feature_names]
             )
             return self.estimator.predict_proba(X, backend=backend)
+        n_rows = len(columns[self.feature_names[0]])
+        if n_rows <= CHUNK_ROWS:
+            return self._sparse_proba(columns, backend)
+        out = np.empty((n_rows, len(self.classes_)), dtype=np.float64)
+        for start in range(0, n_rows, CHUNK_ROWS):
+            chunk = {n: columns[n][start : start + CHUNK_ROWS] for n in self.feature_names}
+            out[start : start + CHUNK_ROWS] = self._sparse_proba(chunk, backend)
+        return out
+
+    def _sparse_proba(self, columns: Mapping[str, Any], backend: str | None) -> np.ndarray:
         rows = self.featurizer.transform(columns)
         if isinstance(self.estimator, CompactLinear):
             return self.estimator.predict_proba(rows)
