@@ -24,7 +24,7 @@ LINKS = ("softmax", "ovr")
 ARRAYS_FILE = "compact_linear.npz"
 META_FILE = "compact_linear.json"
 #: rows per chunk: bounds the (non-zeros x classes) temporary of one chunk
-_CHUNK_VALUES = 200_000
+_CHUNK_VALUES = 20_000
 
 
 class CompactLinear:
