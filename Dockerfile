@@ -42,6 +42,10 @@ COPY bettercat_assets ./bettercat_assets
 COPY clients.yaml ./
 # The Spark driver's class-data archive (install.sh skipped it: the stub package had no code).
 RUN /opt/venv/bin/python -m bettercat_assets.core.spark.build_cds
+# The forest kernel compiled ahead of time, so Spark workers skip numba (-120 MB each); needs a
+# C compiler, which this slim image lacks: the workers then use numba's JIT, as before.
+RUN /opt/venv/bin/python -m bettercat_assets.core.model.build_forest_kernel \
+ || echo "note: no compiled forest kernel (no C compiler); Spark workers use numba's JIT"
 
 # No .git in the image: the code version recorded with every model comes from here.
 ARG BETTERCAT_GIT_SHA=unknown

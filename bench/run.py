@@ -20,7 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, fleet_serving, footprint, overhead, scale, scale_out, serving, tenants
+from . import (
+    cold_start,
+    fleet_serving,
+    footprint,
+    overhead,
+    predict_cli,
+    scale,
+    scale_out,
+    serving,
+    tenants,
+)
 from .data import DEFAULT_NOISE, feature_names
 from .machine import machine_info
 from .runner import child, log, markdown_table, measured
@@ -216,6 +226,22 @@ def section_scale_out(ws: Workspace, cfg_json: dict, results: dict) -> None:
         )
 
 
+def section_predict_cli(ws: Workspace, cfg_json: dict, sizes: dict, results: dict) -> None:
+    products = sizes["products"]
+    log(f"11. bettercat predict --timings at {predict_cli.SMALL:,} and {products:,} products")
+
+    def limit() -> dict[str, Any]:
+        return child(ws, "limit", {"client": cfg_json, "kind": "sklearn"}, quiet_first=True)
+
+    out = predict_cli.run_predict_cli(ws, cfg_json, limit, products, sizes["repeats"])
+    (ws.root / "scale_out_rows.txt").unlink(missing_ok=True)  # section 9 rewrites its file
+    results["predict_cli"] = out
+    log(
+        f"   checks {out['checks_share']:.1%} of score_and_write; "
+        f"{out['over_sklearn']:.2f}x sklearn; worker {out['worker_above_baseline_mb']:+.0f} MB"
+    )
+
+
 def section_cold(ws: Workspace, results: dict) -> None:
     log(f"7. cold start: bettercat predict, {cold_start.PRODUCTS:,} products, fresh processes")
     results["cold"] = cold_start.run_cold_start(ws.root)
@@ -291,6 +317,8 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
             ["5 scale", f"sensor tick over {tick['events']} champion events", _fmt(tick["tick_s"], "s"), "<= 10 s", _status(tick["tick_s"] <= scale.GOAL_SENSOR_S), f"{tick['run_requests']} run requests for {tick['distinct_partitions']} clients"],
         ]  # fmt: skip
     rows += tenant_rows(results)
+    if results.get("predict_cli"):
+        rows += predict_cli.rows(results["predict_cli"])
     return rows + serving.summary_rows(results) + fleet_serving.summary_rows(results)
 
 
@@ -323,6 +351,11 @@ def tenant_rows(results: dict[str, Any]) -> list[list[str]]:
         pps_big = big["products"] / big["materialize_s"]
         rows += [
             ["9 scale out", f"driver Python peak RSS, category_predictions, {big['products']:,} products", f"{d_big:.0f} MB", "<= 1536 MB", _status(d_big <= scale_out.GOAL_DRIVER_MB), f"10M: {_kinds(big)}; 1M: {_kinds(small)}"],
+            *[
+                ["9 scale out", f"checks / score_and_write, category_predictions, {r['products']:,} products", f"{share:.1%}", "<= 15%", _status(share <= predict_cli.GOAL_CHECKS_SHARE), f"checks {r['timings'].get('checks', 0):.2f} s, score_and_write {r['timings'].get('score_and_write', 0):.2f} s"]
+                for r in (small, big)
+                for share in [r["timings"].get("checks", 0) / max(r["timings"].get("score_and_write", 0), 1e-9)]
+            ],
             ["9 scale out", "driver peak at 10M vs 1M", f"{growth:+.0%}", "<= +20%", _status(growth <= scale_out.GOAL_DRIVER_GROWTH), f"1M driver {d_small:.0f} MB"],
             ["9 scale out", "marginal products/s from 1M to 10M vs products/s at 1M (whole materialize)", f"{marginal / pps_small - 1:+.0%}", ">= -15%", _status(marginal / pps_small - 1 >= -scale_out.GOAL_THROUGHPUT_DROP), f"1M {pps_small:,.0f}/s in {small['materialize_s']:.0f} s; 10M {pps_big:,.0f}/s in {big['materialize_s']:.0f} s ({pps_big / pps_small - 1:+.0%} whole-run); marginal {marginal:,.0f}/s"],
         ]  # fmt: skip
@@ -476,10 +509,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5,6,7,8,9,10",
-        help="comma-separated: 1-10 (6 tenants through dagster dev, 7 CLI cold start, 8 serving, "
+        default="1,2,3,4,5,6,7,8,9,10,11",
+        help="comma-separated: 1-11 (6 tenants through dagster dev, 7 CLI cold start, 8 serving, "
         "9 scale out to 10M products through the asset path, 10 fleet serving: 1,000 clients "
-        "behind one server), "
+        "behind one server, 11 bettercat predict --timings at 1M against scikit-learn), "
         "or 'levers' for the lever ladder alone (3 comes with 1)",
     )
     parser.add_argument("--levers", choices=["none", "quick", "full"], help="lever ladder")
@@ -498,7 +531,7 @@ def _prepare(
     prepared = root / "prepare.json"
     key = {k: sizes[k] for k in ("products", "train_rows", "classes", "features")}
     key["noise"] = DEFAULT_NOISE
-    needs_model = sections & {"1", "2", "3", "9", "levers"}
+    needs_model = sections & {"1", "2", "3", "9", "11", "levers"}
     if needs_model and prepared.exists():
         saved = json.loads(prepared.read_text())
         if saved.get("key") == key:
@@ -547,8 +580,7 @@ def _run_sections(
         section_overhead(ws, sizes, results)
     if "5" in sections:
         section_scale(ws, sizes, results)
-    if "9" in sections and sizes.get("scale_out", True):
-        section_scale_out(ws, cfg_json, results)
+    _run_large_scoring_sections(ws, cfg_json, sizes, sections, results)
     if "6" in sections:
         section_tenants(ws, sizes, results)
     if "7" in sections:
@@ -560,6 +592,17 @@ def _run_sections(
         fleet_serving.section_fleet(
             ws, results, fleet["clients"], fleet["requests"], fleet["forests"]
         )
+
+
+def _run_large_scoring_sections(
+    ws: Workspace, cfg_json: dict, sizes: dict, sections: set[str], results: dict
+) -> None:
+    """Sections 9 (asset path at 1M and 10M) and 11 (the CLI at 1M): each rewrites the
+    bench client's scoring file."""
+    if "9" in sections and sizes.get("scale_out", True):
+        section_scale_out(ws, cfg_json, results)
+    if "11" in sections:
+        section_predict_cli(ws, cfg_json, sizes, results)
 
 
 def main(argv: list[str] | None = None) -> int:

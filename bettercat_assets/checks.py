@@ -19,6 +19,13 @@ from dagster import (
 from bettercat_assets.core.data.quality import CheckOutcome
 
 
+def plain_text(description: str | None) -> str | None:
+    """A description as the Catalog shows it, which does not render Markdown: one paragraph,
+    no backticks (check descriptions come from docstrings written for the code)."""
+    text = " ".join((description or "").replace("`", "").split())
+    return text or None
+
+
 def check_specs(
     asset: str,
     descriptions: Mapping[str, str | None],
@@ -38,7 +45,7 @@ def check_specs(
                 asset=asset,
                 partitions_def=partitions_def,
                 blocking=blocking,
-                description=(description or "").strip() or None,
+                description=plain_text(description),
             )
             for name, description in descriptions.items()
         ]

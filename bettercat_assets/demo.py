@@ -86,6 +86,8 @@ def summary_row(instance: DagsterInstance, client_id: str, run: DagsterRun) -> d
         "rows": data.get("rows"),
         "categories": data.get("classes"),
         "top5_accuracy": model.get("top5_accuracy"),
+        "gate_metric": model.get("gate_metric"),  # accuracy for clients with <= 5 categories
+        "gate_value": model.get(model.get("gate_metric") or "top5_accuracy"),
         "model_version": preds.get("model_version"),
         "champion": model.get("champion_version"),
         "predictions": preds.get("path"),
@@ -97,6 +99,9 @@ def _progress_line(row: Mapping[str, object], seconds: float, failure: str) -> s
     if row["status"] == "ok":
         top5 = row["top5_accuracy"]
         score = f", top-5 {top5:.3f}" if isinstance(top5, float) else ""
+        metric, value = row.get("gate_metric"), row.get("gate_value")
+        if metric and metric != "top5_accuracy" and isinstance(value, float):
+            score += f", gate judged on {metric} {value:.3f}"
         return (
             f"{row['client']}: done in {seconds:.0f} s: {row['rows']} rows{score}, "
             f"scored with v{row['model_version']} (run {str(row['run_id'])[:8]})"

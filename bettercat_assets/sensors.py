@@ -17,6 +17,6 @@ def build_rescore_sensor() -> AutomationConditionSensorDefinition:
         emit_backfills=True,
         minimum_interval_seconds=15,
         description="Re-scores exactly the clients whose @champion changed: after a passing "
-        "training, `bettercat promote` or the promote job, never after a failed gate, and not "
+        "training, bettercat promote or the promote job, never after a failed gate, and not "
         "again for clients their own run already scored.",
     )

@@ -83,7 +83,7 @@ def world(tmp_path_factory, spark, tracking_settings) -> World:
         root / "clients.yaml",
         [
             f"{{client_id: {CID}, features: [price, weight_g], "
-            "sample_data: {products: 300, categories: 5}}",
+            "sample_data: {products: 300, categories: 5, noise: 0.2}}",
             f"{{client_id: {UNICODE_CID}, features: [price, weight_g]}}",
         ],
     )

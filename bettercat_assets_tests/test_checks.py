@@ -1,8 +1,9 @@
 """Asset checks: every check passes on good data and fails, alone, on a crafted defect.
 
 The training-data check functions (core/data/quality.py) are tested on crafted frames; the
-prediction checks (core/scoring/prediction_checks.py, Spark aggregations) on crafted frames turned into
-Spark DataFrames; one in-process Dagster run shows that a failing blocking `training_data` check
+prediction checks (core/scoring/prediction_checks.py) on crafted outputs summarised by the code
+the scoring workers run (core/scoring/check_stats.py), in one slice or over two tasks (the
+same defects injected into a real Spark pass: test_pass_checks.py); one in-process Dagster run shows that a failing blocking `training_data` check
 stops `registered_model` from training.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -163,42 +165,51 @@ INPUTS = pd.Series([f"p{i}" for i in range(4)], name="product_id")
 CLIENT = "bravo"
 
 
-def _spark_frames(spark, frames: dict[str, tuple[pd.DataFrame, pd.Series]]):
-    """The long outputs and the inputs of several clients, as the shared scoring pass has them."""
-    from bettercat_assets.core.scoring.spark_pass import SHARED_OUTPUT_SCHEMA
+def _slice(cid: str, frame: pd.DataFrame, inputs: pd.Series, kk: int):
+    """One worker slice: the input ids and the output rows made from them."""
+    from bettercat_assets.core.scoring.pass_stats import ScoredSlice
 
     dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
-    outputs = pd.concat(
-        [f.astype(dtypes).assign(client_id=cid) for cid, (f, _) in frames.items()],
-        ignore_index=True,
-    )
-    inputs = pd.concat(
-        [pd.DataFrame({"client_id": cid, "product_id": i}) for cid, (_, i) in frames.items()],
-        ignore_index=True,
-    )
-    # Plain rows, not Arrow: Arrow would turn a NaN score into a null.
-    rows = list(zip(*(outputs[f.name].tolist() for f in SHARED_OUTPUT_SCHEMA.fields), strict=True))
-    return spark.createDataFrame(rows, SHARED_OUTPUT_SCHEMA), spark.createDataFrame(inputs)
+    ids = pd.Series(inputs, dtype=object).reset_index(drop=True)
+    empty = np.zeros((len(ids), 0))
+    return ScoredSlice(cid, ids, empty, empty, frame.astype(dtypes).reset_index(drop=True), kk)
 
 
-def _spark_stats(spark, frames, rows_per_product):
-    from bettercat_assets.core.scoring.prediction_checks import prediction_stats
+def _one_slice_stats(frames, rows_per_product, tmp_path):
+    """Each client's output summarised as one worker slice."""
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
 
-    outputs, inputs = _spark_frames(spark, frames)
-    return prediction_stats(outputs, inputs, rows_per_product)
-
-
-def _local_stats(spark, frames, rows_per_product):
-    from bettercat_assets.core.scoring.local_prediction_stats import local_prediction_stats
-
-    dtypes = {"pred_score": "float32", "rank": "int32", "model_version": "int32"}
-    outputs = {cid: f.astype(dtypes) for cid, (f, _) in frames.items()}
-    inputs = {cid: pd.Series(i, dtype=object) for cid, (_, i) in frames.items()}
-    return local_prediction_stats(outputs, inputs, rows_per_product)
+    statistic = CheckStatistic()
+    return {
+        cid: statistic.merge([statistic.observe(_slice(cid, f, i, rows_per_product[cid]))])
+        for cid, (f, i) in frames.items()
+    }
 
 
-#: The two ways scoring computes the checks' numbers: a Spark job, or on the driver.
-ENGINES = {"spark": _spark_stats, "local": _local_stats}
+def _two_tasks_stats(frames, rows_per_product, tmp_path):
+    """Each client's products split over two Spark tasks, whose states go through the files
+    the workers write and the driver merges."""
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
+    from bettercat_assets.core.scoring.pass_stats import read_pass_stats, write_states
+
+    statistic = CheckStatistic()
+    for task in range(2):
+        states = {}
+        for cid, (frame, inputs) in frames.items():
+            ids = pd.Series(inputs, dtype=object)
+            mine = ids[np.arange(len(ids)) % 2 == task]
+            rows = frame[frame["product_id"].isin(mine)]
+            states[(cid, statistic.name)] = statistic.observe(
+                _slice(cid, rows, mine, rows_per_product[cid])
+            )
+        write_states(tmp_path / "stats" / f"{task}-0.arrow", states)
+    merged = read_pass_stats([tmp_path / "stats"], [statistic])
+    return {cid: by_name[statistic.name] for cid, by_name in merged.items()}
+
+
+#: Two ways the scoring pass meets an output: all of a client's rows in one worker slice, or
+#: spread over Spark tasks whose states are merged on the driver.
+ENGINES = {"one_slice": _one_slice_stats, "two_tasks": _two_tasks_stats}
 
 
 @pytest.fixture(params=sorted(ENGINES))
@@ -206,51 +217,130 @@ def engine(request):
     return request.param
 
 
-def client_results(spark, frames, n_classes=N_CLASSES, champion=CHAMPION, engine="spark"):
-    """client -> check name -> outcome, through the aggregations the scoring uses."""
-    from bettercat_assets.core.scoring.prediction_checks import prediction_outcomes
+def client_results(frames, n_classes=N_CLASSES, champion=CHAMPION, engine="one_slice"):
+    """client -> check name -> outcome, through the numbers the scoring pass makes."""
+    import tempfile
+
+    from bettercat_assets.core.scoring.prediction_checks import (
+        duplicate_hashes,
+        pass_stats_to_checks,
+        prediction_outcomes,
+    )
 
     rows_per_product = {cid: min(K, n_classes) for cid in frames}
-    out, inp = ENGINES[engine](spark, frames, rows_per_product)
-    assert set(out) == set(inp) == set(frames), (out, inp)
-    return {
-        cid: {
+    with tempfile.TemporaryDirectory() as tmp:
+        states = ENGINES[engine](frames, rows_per_product, Path(tmp))
+    assert set(states) == set(frames), states
+    results = {}
+    for cid, (frame, _) in frames.items():
+        out, inp = pass_stats_to_checks(states[cid], len(frame), duplicate_hashes(states[cid]))
+        results[cid] = {
             o.name: o
             for o in prediction_outcomes(
-                out[cid], inp[cid], n_classes=n_classes, k=K, champion_version=champion
+                out, inp, n_classes=n_classes, k=K, champion_version=champion
             )
         }
-        for cid in frames
-    }
+    return results
 
 
 def prediction_results(
-    spark, frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION, engine="spark"
+    frame, inputs=INPUTS, n_classes=N_CLASSES, champion=CHAMPION, engine="one_slice"
 ):
-    return client_results(spark, {CLIENT: (frame, inputs)}, n_classes, champion, engine)[CLIENT]
+    return client_results({CLIENT: (frame, inputs)}, n_classes, champion, engine)[CLIENT]
 
 
-@pytest.mark.integration
-def test_both_engines_give_identical_stats_on_every_case(spark):
-    """The driver-side stats equal the Spark job's, field by field, for every defect."""
+def test_both_engines_give_identical_stats_on_every_case():
+    """Merged over tasks or made in one slice, the numbers are the same, field by field."""
     frames = {"good": (prediction_frame(), INPUTS)}
     for defect, _ in DEFECTS:
         changed = defect(prediction_frame())
         frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
     rows_per_product = {cid: K for cid in frames}
-    spark_out, spark_inp = _spark_stats(spark, frames, rows_per_product)
-    local_out, local_inp = _local_stats(spark, frames, rows_per_product)
-    assert local_inp == spark_inp
-    assert set(local_out) == set(spark_out)
-    for cid, expected in spark_out.items():
-        got = local_out[cid]
-        for name in expected.__dataclass_fields__:
-            a, b = getattr(got, name), getattr(expected, name)
-            same = (a != a and b != b) or a == b  # NaN equals NaN here
-            assert same, (cid, name, a, b)
+    with tempfile.TemporaryDirectory() as tmp:
+        one = _one_slice_stats(frames, rows_per_product, Path(tmp))
+        two = _two_tasks_stats(frames, rows_per_product, Path(tmp))
+    assert set(one) == set(two)
+    for cid, expected in one.items():
+        assert set(two[cid]) == set(expected)
+        for name, a in expected.items():
+            assert np.array_equal(a, two[cid][name], equal_nan=a.dtype.kind == "f"), (cid, name)
 
 
-@pytest.mark.integration
+def test_scorer_layout_and_general_aggregation_agree():
+    """A slice in the scorer's own layout takes the short path; the general per-product
+    aggregation gives the same numbers for it."""
+    from bettercat_assets.core.scoring import check_stats
+
+    for kk, products in ((5, 4), (3, 200)):
+        frame = prediction_frame(products=products, kk=min(kk, 5)) if kk == 5 else _float32_frame()
+        ids = pd.Series(frame["product_id"].iloc[::kk].to_numpy(), dtype=object)
+        scored = _slice(CLIENT, frame, ids, kk)
+        assert check_stats._in_scorer_layout(scored.product_ids, scored.output, kk)
+        short = check_stats._layout_stats(scored.output, len(ids), kk)
+        general = check_stats._general_stats(scored.product_ids, scored.output, kk)
+        for name, a in general.items():
+            assert np.array_equal(a, short[name], equal_nan=a.dtype.kind == "f"), (
+                name,
+                a,
+                short[name],
+            )
+
+
+def test_a_duplicated_output_product_fails_rows_and_ranks_not_the_input():
+    """The scorer writing a product twice is a wrong output (its checks fail); it is not
+    mistaken for a duplicate id in the client's file."""
+    frame = prediction_frame()
+    doubled = pd.concat([frame, frame[frame["product_id"] == "p2"]], ignore_index=True)
+    results = prediction_results(doubled)
+    # its 10 rows also sum its scores twice
+    assert failed(results) == {"rows_per_product", "rank_order", "score_bounds"}
+    assert "'p2' has 10" in results["rows_per_product"].description
+
+
+def test_rows_written_must_match_rows_scored():
+    """Parquet footers that disagree with the pass's own count fail rows_per_product."""
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
+    from bettercat_assets.core.scoring.prediction_checks import (
+        pass_stats_to_checks,
+        prediction_outcomes,
+    )
+
+    statistic = CheckStatistic()
+    frame = prediction_frame()
+    state = statistic.merge([statistic.observe(_slice(CLIENT, frame, INPUTS, K))])
+    out, inp = pass_stats_to_checks(state, len(frame) - 1, 0)
+    results = {o.name: o for o in prediction_outcomes(out, inp, N_CLASSES, K, CHAMPION)}
+    assert failed(results) == {"rows_per_product"}
+    assert (
+        "19 rows written (Parquet footers) but 20 rows scored"
+        in results["rows_per_product"].description
+    )
+
+
+def test_input_duplicates_are_counted_from_the_id_hashes():
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
+    from bettercat_assets.core.scoring.prediction_checks import duplicate_hashes
+
+    statistic = CheckStatistic()
+    a = statistic.observe(_slice(CLIENT, prediction_frame(), INPUTS, K))
+    b = statistic.observe(_slice(CLIENT, prediction_frame(products=1), INPUTS[:1], K))
+    assert duplicate_hashes(statistic.merge([a])) == 0
+    assert duplicate_hashes(statistic.merge([a, b])) == 1  # p0 in two slices (two tasks)
+
+
+def _float32_frame() -> pd.DataFrame:
+    proba = np.random.default_rng(1).dirichlet(np.ones(3), size=200)
+    return pd.DataFrame(
+        {
+            "product_id": np.repeat([f"p{i}" for i in range(200)], 3),
+            "pred_label": "c",
+            "pred_score": -np.sort(-proba, axis=1).ravel().astype(np.float32),
+            "rank": np.tile(np.arange(3, dtype=np.int32), 200),
+            "model_version": np.int32(CHAMPION),
+        }
+    )
+
+
 def test_prediction_checks_pass_on_good_output(defect_results):
     """Scored in the same Spark pass as every defective client below: theirs are not its."""
     results = defect_results["good"]
@@ -258,12 +348,11 @@ def test_prediction_checks_pass_on_good_output(defect_results):
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 
-@pytest.mark.integration
-def test_fewer_classes_than_k_means_n_classes_rows_per_product(spark, engine):
-    results = prediction_results(spark, prediction_frame(kk=3), n_classes=3, engine=engine)
+def test_fewer_classes_than_k_means_n_classes_rows_per_product(engine):
+    results = prediction_results(prediction_frame(kk=3), n_classes=3, engine=engine)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
     # ...and k rows where only 3 classes exist is wrong
-    wrong = prediction_results(spark, prediction_frame(kk=5), n_classes=3, engine=engine)
+    wrong = prediction_results(prediction_frame(kk=5), n_classes=3, engine=engine)
     assert failed(wrong) >= {"rows_per_product"}
 
 
@@ -343,24 +432,22 @@ DEFECTS = [
 
 
 @pytest.fixture(scope="module", params=sorted(ENGINES))
-def defect_results(spark, request):
+def defect_results(request):
     """Every defect as a client of its own, plus a good one, checked in one shared pass."""
     frames = {"good": (prediction_frame(), INPUTS)}
     for case in DEFECTS:
         defect = case.values[0] if hasattr(case, "values") else case[0]
         changed = defect(prediction_frame())
         frames[defect.__name__] = changed if isinstance(changed, tuple) else (changed, INPUTS)
-    return client_results(spark, frames, engine=request.param)
+    return client_results(frames, engine=request.param)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("defect", "check"), DEFECTS)
 def test_each_prediction_defect_fails_only_its_check(defect_results, defect, check):
     results = defect_results[defect.__name__]
     assert failed(results) == {check}, {n: o.description for n, o in results.items()}
 
 
-@pytest.mark.integration
 def test_failed_prediction_checks_name_an_example(defect_results):
     ranks = defect_results["_duplicate_rank"]["rank_order"].description
     assert "1 product(s) whose ranks are not 0..n-1, e.g. 'p0'" in ranks, ranks
@@ -370,15 +457,13 @@ def test_failed_prediction_checks_name_an_example(defect_results):
     assert "1 product(s) do not have 5 rows, e.g. 'p1' has 4" in rows, rows
 
 
-@pytest.mark.integration
-def test_no_champion_fails_model_is_champion(spark, engine):
-    results = prediction_results(spark, prediction_frame(), champion=None, engine=engine)
+def test_no_champion_fails_model_is_champion(engine):
+    results = prediction_results(prediction_frame(), champion=None, engine=engine)
     assert failed(results) == {"model_is_champion"}
     assert "no @champion" in results["model_is_champion"].description
 
 
-@pytest.mark.integration
-def test_float32_scores_summing_to_one_pass(spark, engine):
+def test_float32_scores_summing_to_one_pass(engine):
     """All classes scored (n_classes <= k): float32 rounding must not trip the <= 1 + 1e-6 bound."""
     proba = np.random.default_rng(1).dirichlet(np.ones(3), size=200)
     frame = pd.DataFrame(
@@ -391,7 +476,7 @@ def test_float32_scores_summing_to_one_pass(spark, engine):
         }
     )
     inputs = pd.Series([f"p{i}" for i in range(200)])
-    results = prediction_results(spark, frame, inputs, n_classes=3, engine=engine)
+    results = prediction_results(frame, inputs, n_classes=3, engine=engine)
     assert failed(results) == set(), {n: o.description for n, o in results.items()}
 
 
@@ -486,3 +571,18 @@ def test_too_many_nulls_blocks_registered_model(tmp_path, registry):
         records = instance.fetch_materializations(AssetKey("registered_model"), limit=1).records
         assert records == []
     assert not db.exists(), "nothing may have been tracked in MLflow"
+
+
+def test_a_retried_task_counts_once(tmp_path):
+    """A task attempt that Spark retried (or ran speculatively) wrote the same states again:
+    the driver keeps one file per partition."""
+    from bettercat_assets.core.scoring.check_stats import CheckStatistic
+    from bettercat_assets.core.scoring.pass_stats import read_pass_stats, write_states
+
+    statistic = CheckStatistic()
+    state = statistic.observe(_slice(CLIENT, prediction_frame(), INPUTS, K))
+    for name in ("0-0", "0-1", "1-0"):  # partition 0 twice (attempts 0 and 1), partition 1 once
+        write_states(tmp_path / f"{name}.arrow", {(CLIENT, statistic.name): state})
+    merged = read_pass_stats([tmp_path], [statistic])[CLIENT][statistic.name]
+    assert int(merged["input_rows"][0]) == 2 * len(INPUTS)
+    assert int(merged["rows"][0]) == 2 * len(prediction_frame())

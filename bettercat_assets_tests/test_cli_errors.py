@@ -260,3 +260,29 @@ def test_check_config_on_invalid_yaml_is_one_line(env):
     env["clients"].write_text("clients: [\n", encoding="utf-8")
     line = error_line(run("check-config"))
     assert "invalid YAML" in line and str(env["clients"]) in line
+
+
+def test_missing_path_is_one_error_line(env):
+    missing = env["root"] / "data" / "products_categories" / "part-0.parquet"
+    line = error_line(run("lineage", str(missing)))
+    assert line == f"error: {missing}: no such file or directory"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["predict", "--client-id", "acme_shop", "--version", "abc"], "'abc' is not a valid"),
+        (["lineage"], "Missing argument 'PARQUET_PATH'"),
+        (["retrain"], "No such command 'retrain'"),
+        (["show", "--client", "acme_shop"], "No such option '--client'"),
+    ],
+)
+def test_click_usage_errors_are_one_error_line(env, args, expected):
+    """Click's own errors get the same one line as every other user mistake, not its usage block."""
+    line = error_line(run(*args))
+    assert expected in line and "--help" in line, line
+
+
+def test_help_still_works(env):
+    result = run("lineage", "--help")
+    assert result.exit_code == 0 and "PARQUET_PATH" in result.stdout

@@ -10,6 +10,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from bettercat_assets.core.model import compact_forest as cf
+from bettercat_assets.core.model import forest_kernel_aot
 from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE, CompactForest
 from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 
@@ -17,6 +18,13 @@ BACKENDS = [
     "numpy",
     pytest.param(
         "numba", marks=pytest.mark.skipif(not cf.HAVE_NUMBA, reason="numba not installed")
+    ),
+    pytest.param(
+        "compiled",
+        marks=pytest.mark.skipif(
+            forest_kernel_aot.compiled_module(cf._accumulate_python) is None,
+            reason="no compiled kernel: make install",
+        ),
     ),
 ]
 TOL = 1e-6
@@ -317,3 +325,32 @@ def test_nbytes_far_smaller_than_sklearn_trees():
     )
     compact = compact_from_sklearn(forest)
     assert compact.nbytes * 20 < sklearn_bytes, (compact.nbytes, sklearn_bytes)
+
+
+def test_install_built_the_compiled_kernel_and_workers_score_without_numba(tmp_path):
+    """`make install` compiles the kernel ahead of time: a process that predicts with it never
+    imports numba (~120 MB of a Spark worker's RSS), and every dtype combination is exported."""
+    import subprocess
+    import sys
+
+    assert forest_kernel_aot.compiled_module(cf._accumulate_python) is not None, "run make install"
+    for feature in ("i2", "i4"):
+        for indptr in ("i4", "i8"):
+            for classes in ("u2", "i4"):
+                name = forest_kernel_aot.export_name(feature, indptr, classes)
+                assert hasattr(forest_kernel_aot.compiled_module(cf._accumulate_python), name), name
+    X, y = _data()
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    compact_from_sklearn(forest).save(tmp_path)
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    code = (
+        "import sys, numpy as np; from pathlib import Path; "
+        "from bettercat_assets.core.model.compact_forest import CompactForest; "
+        f"d = Path({str(tmp_path)!r}); f = CompactForest.load(d); "
+        "p = f.predict_proba(np.load(d / 'X.npy', allow_pickle=False)); "
+        "np.save(d / 'p.npy', p); print('numba' in sys.modules, 'llvmlite' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"], out.stdout
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), forest.predict_proba(X), atol=TOL)

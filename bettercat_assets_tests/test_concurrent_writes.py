@@ -50,7 +50,7 @@ def lock_world(tmp_path_factory, tracking_settings):
             f"{{client_id: {CID}, features: [price, weight_g], "
             f"sample_data: {{products: {PRODUCTS}, categories: 6}}}}",
             f"{{client_id: {OTHER}, features: [price, rating], "
-            "sample_data: {products: 300, categories: 4}}",
+            "sample_data: {products: 300, categories: 4, noise: 0.2}}",
         ],
     )
     registry = load_clients(clients_file)

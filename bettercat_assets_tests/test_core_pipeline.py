@@ -45,11 +45,15 @@ def test_training_metrics_params_and_tags_logged(trained_twice, mlflow_client, l
     run = mlflow_client.get_run(first.run_id)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == f"charlie-{DAY.isoformat()}"
-    for metric in ["accuracy", "top5_accuracy", "macro_f1", "log_loss", "train_rows", "test_rows"]:
+    for metric in ["accuracy", "top5_accuracy", "macro_f1", "log_loss", "prior_accuracy"]:
         assert metric in run.data.metrics, metric
-    assert run.data.metrics["train_rows"] + run.data.metrics["test_rows"] == pytest.approx(
-        len(pd.read_csv(layout.train_file("charlie")))
+    # counts are integers: MLflow params, shown as written
+    params = run.data.params
+    assert int(params["train_rows"]) + int(params["test_rows"]) == len(
+        pd.read_csv(layout.train_file("charlie"))
     )
+    assert params["n_classes"] == "12" and "n_classes" not in run.data.metrics
+    assert run.data.tags["gate_metric"] == "top5_accuracy"
     # Real signal: top-5 accuracy well above chance (5 of 12 categories).
     assert run.data.metrics["top5_accuracy"] > 0.6
     assert run.data.params["rf_n_estimators"] == "15"

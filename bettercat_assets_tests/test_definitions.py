@@ -64,3 +64,23 @@ def test_adding_a_client_adds_a_partition_without_code_change(tmp_path):
         timeout=120,
     )
     assert result.stdout.strip().splitlines()[-1] == "zulu_new", result.stderr
+
+
+def test_descriptions_shown_in_the_ui_have_no_markdown_backticks():
+    """Dagster's Catalog lists descriptions as plain text: a backtick would show as is."""
+    from bettercat_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    described = {}
+    for assets_def in defs.assets:
+        described[f"multi-asset {assets_def.node_def.name}"] = assets_def.node_def.description
+        for spec in assets_def.specs:
+            described[f"asset {spec.key.to_user_string()}"] = spec.description
+        for check in assets_def.check_specs:
+            described[f"check {check.name}"] = check.description
+    for kind, defs_list in (("job", defs.jobs), ("sensor", defs.sensors)):
+        described.update({f"{kind} {d.name}": d.description for d in defs_list})
+    described.update({f"schedule {s.name}": s.description for s in defs.schedules})
+    assert len(described) >= 20 and all(described.values()), described
+    with_backticks = {name: text for name, text in described.items() if "`" in text}
+    assert not with_backticks

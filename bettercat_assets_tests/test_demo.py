@@ -16,7 +16,7 @@ from bettercat_assets_tests.reliability_support import BIN, REPO, subprocess_env
 CLIENTS_YAML = """\
 defaults:
   model_params: {n_estimators: 8, min_samples_leaf: 3, n_jobs: 1, random_state: 7}
-  quality_gate: {min_top5_accuracy: 0.0, max_top5_regression: 1.0}
+  quality_gate: {min_top5_accuracy: 0.0, max_top5_regression: 1.0, min_lift_over_prior: null}
 clients:
   - {client_id: demo_a, features: [price, weight_g], sample_data: {products: 200, categories: 6}}
   - {client_id: demo_b, features: [price], sample_data: {products: 150, categories: 4}}
@@ -244,3 +244,25 @@ def test_a_code_location_that_fails_to_load_is_one_clear_error(tmp_path):
     message = str(info.value)
     assert message.startswith("code location 'bettercat': ")
     assert "No module named 'no_such_bettercat_module'" in message and "\n" not in message
+
+
+def test_progress_line_names_the_gate_metric_when_it_is_not_top5():
+    from bettercat_assets.demo import _progress_line
+
+    row = {
+        "client": "fjord",
+        "status": "ok",
+        "rows": 1600,
+        "top5_accuracy": 1.0,
+        "gate_metric": "accuracy",
+        "gate_value": 0.5906,
+        "model_version": 1,
+        "run_id": "b131eae1-f0cb",
+    }
+    line = _progress_line(row, 12.0, "")
+    assert line == (
+        "fjord: done in 12 s: 1600 rows, top-5 1.000, gate judged on accuracy 0.591, "
+        "scored with v1 (run b131eae1)"
+    )
+    top5 = {**row, "gate_metric": "top5_accuracy", "gate_value": 0.9}
+    assert "judged on" not in _progress_line(top5, 12.0, "")

@@ -50,7 +50,7 @@ def fault_world(tmp_path_factory):
             f"{{client_id: {SCORE_CID}, features: [price, weight_g], "
             "sample_data: {products: 400, categories: 6}}",
             f"{{client_id: {KILL_CID}, features: [price, rating], "
-            "sample_data: {products: 300, categories: 4}}",
+            "sample_data: {products: 300, categories: 4, noise: 0.2}}",
         ],
     )
     registry = load_clients(clients_file)

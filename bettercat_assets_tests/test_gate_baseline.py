@@ -12,8 +12,8 @@ from bettercat_assets.core.training.evaluation import (
     GATE_METRIC,
     evaluate,
     prior_top_k_accuracy,
-    quality_gate,
 )
+from bettercat_assets.core.training.gate import quality_gate
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
 
@@ -113,3 +113,42 @@ def test_clients_yaml_accepts_the_margin(tmp_path):
     registry = load_clients(path)
     assert registry.get("a").quality_gate.min_lift_over_prior is None
     assert registry.get("b").quality_gate.min_lift_over_prior == 0.0
+
+
+def test_at_most_five_categories_are_judged_on_accuracy():
+    from bettercat_assets.core.training.gate import TOP5, gate_metric
+
+    assert gate_metric(6) is TOP5
+    for n in (2, 3, 5):
+        metric = gate_metric(n)
+        assert (metric.name, metric.baseline) == ("accuracy", "prior_accuracy")
+        assert not metric.has_floor and metric.tests_chance
+        assert f"with {n} categories top5_accuracy is 1.0" in metric.note
+
+
+def test_accuracy_must_beat_the_most_frequent_category_beyond_chance():
+    from bettercat_assets.core.training.gate import binomial_p_value, gate_metric
+
+    five = gate_metric(5)
+    # 0.46 vs 0.40 on 50 rows: 23 hits where 20 are expected, a lift chance gives often
+    lucky = quality_gate(0.46, GATE, baseline_value=0.40, metric=five, test_rows=50)
+    assert not lucky.passed and lucky.p_value == pytest.approx(binomial_p_value(0.46, 0.4, 50))
+    assert lucky.p_value > 0.2
+    assert "does not beat the most-frequent-category baseline 0.4000 beyond chance" in lucky.reason
+    assert lucky.floor is None, "the top-5 floor is not a floor on accuracy"
+    # the same lift on 2,000 rows is no luck
+    real = quality_gate(0.46, GATE, baseline_value=0.40, metric=five, test_rows=2000)
+    assert real.passed and real.p_value < 0.0001
+    assert "beyond chance (p < 0.0001 on 2000 test rows)" in real.reason
+    # a model below the baseline fails whatever the size
+    assert not quality_gate(0.35, GATE, baseline_value=0.4, metric=five, test_rows=2000).passed
+
+
+def test_accuracy_gate_compares_the_champion_on_the_same_metric():
+    from bettercat_assets.core.training.gate import gate_metric
+
+    result = quality_gate(
+        0.70, GATE, 2, 0.80, baseline_value=0.4, metric=gate_metric(4), test_rows=500
+    )
+    assert not result.passed
+    assert "accuracy 0.7000 is worse than champion v2's 0.8000" in result.reason

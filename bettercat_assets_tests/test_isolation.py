@@ -112,9 +112,9 @@ def two_clients(tmp_path_factory, tracking_settings):
         root / "clients.yaml",
         [
             f"{{client_id: {A}, features: [price, weight_g], "
-            "sample_data: {products: 300, categories: 5}}",
+            "sample_data: {products: 300, categories: 5, noise: 0.2}}",
             f"{{client_id: {B}, features: [price, rating, n_reviews], "
-            "sample_data: {products: 300, categories: 4}}",
+            "sample_data: {products: 300, categories: 4, noise: 0.2}}",
         ],
     )
     registry = load_clients(clients_file)

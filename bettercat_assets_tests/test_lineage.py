@@ -116,6 +116,11 @@ def test_lineage_from_one_parquet_file(golf, mlflow_run, ws, monkeypatch):
     assert lines["data_path"] == str(ws.layout.train_file("golf"))
     assert lines["dagster_run_id"] == golf["model_run_id"], "the run that trained the model"
     assert lines["scoring_dagster_run_id"] == golf["run_id"], "the run that wrote the file"
+    from bettercat_assets.core.tracking.runs import dagster_run_url
+
+    assert lines["dagster_run_url"] == dagster_run_url(golf["model_run_id"])
+    assert lines["dagster_run_url"].startswith("http://") and "/runs/" in lines["dagster_run_url"]
+    assert lines["scoring_dagster_run_url"] == dagster_run_url(golf["run_id"])
     assert lines["code_version"] == mlflow_run.data.tags["code_version"]
     assert lines["gate_status"] == "passed"
 

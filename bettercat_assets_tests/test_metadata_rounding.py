@@ -16,12 +16,8 @@ from bettercat_assets.core.scoring.prediction_checks import (
     OutputStats,
     prediction_outcomes,
 )
-from bettercat_assets.core.training.evaluation import (
-    gate_check_metadata,
-    per_category_table,
-    quality_gate,
-    weakest_categories,
-)
+from bettercat_assets.core.training.evaluation import per_category_table, weakest_categories
+from bettercat_assets.core.training.gate import gate_check_metadata, quality_gate
 
 GATE = QualityGate(min_top5_accuracy=0.3, max_top5_regression=0.02)
 
@@ -63,6 +59,7 @@ def test_gate_metadata_without_a_champion_has_no_champion_keys_and_no_nan():
         "value": 0.8123,
         "floor": 0.3,
         "tolerance": 0.02,
+        "baseline_metric": "prior_top5_accuracy",
         "baseline_value": 0.4123,
     }
 
@@ -140,3 +137,21 @@ def test_prediction_check_metadata_is_rounded_and_omits_a_missing_champion():
     assert outcomes["score_bounds"].metadata["max_per_product_sum"] == 1.0
     assert outcomes["model_is_champion"].metadata == {"output_versions": [2]}
     assert not outcomes["model_is_champion"].passed
+
+
+def test_preview_scores_are_rounded_like_metrics():
+    from bettercat_assets.core.config.rounding import round_frame
+
+    preview = pd.DataFrame(
+        {
+            "product_id": ["p1", "p1"],
+            "pred_label": ["a", "b"],
+            "pred_score": np.array([0.9264535307884216, 0.023578884080052376], dtype=np.float32),
+            "rank": np.array([0, 1], dtype=np.int32),
+        }
+    )
+    text = round_frame(preview).to_markdown(index=False)
+    assert "0.9265" in text and "0.0236" in text
+    assert "0.0235789" not in text and "0.92645" not in text
+    assert preview["pred_score"].dtype == np.float32, "the original frame is left alone"
+    assert round_frame(preview)["rank"].tolist() == [0, 1]

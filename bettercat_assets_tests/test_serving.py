@@ -308,6 +308,12 @@ def test_bettercat_serve_runs_mlflows_scoring_server(champion, tracking_settings
         assert [p["product_id"] for p in body["predictions"]] == products["product_id"][:2].tolist()
         assert {len(p["pred_labels"]) for p in body["predictions"]} == {5}
         assert server.log_tail().count(f"(v{version}) on {url}/invocations") == 1
+        # a 400 says what is wrong in one sentence: neither the input table nor the schema
+        short = json.loads(products.head(2)[["product_id", "price"]].to_json(orient="records"))
+        status, body = _post(f"{url}/invocations", {"dataframe_records": short})
+        assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", body
+        assert body["message"].startswith("Model is missing inputs ['weight_g'"), body
+        assert "Failed to" not in body["message"] and "P-" not in body["message"], body
         # one process: the scoring server itself, with the downloaded model (no skops file)
         served = tmp_path / "home" / "serving" / MODEL
         assert list(served.rglob("MLmodel")) and not list(served.rglob("*.skops"))
@@ -456,3 +462,24 @@ def test_versions_registered_before_serving_still_load(tracking_settings, tmp_pa
     )
     with pytest.raises(ModelNotFoundError, match="registered before top-k serving"):
         serving.servable_champion(tracking_settings, load_clients(clients).get("legacy_shop"))
+
+
+def test_useful_message_is_the_innermost_error():
+    from bettercat_assets.core.serving.errors import useful_message
+
+    table = "   product_id  price\n0  P-1  3.79\n1  P-2  1.0"
+    wrapped = (
+        f"Failed to predict data '{table}'. \nError: Failed to enforce schema of data "
+        f"'{table}' with schema '['product_id': string (required), 'price': double "
+        "(required), 'weight_g': double (required)]'. Error: Model is missing inputs "
+        "['weight_g']."
+    )
+    assert useful_message(wrapped) == "Model is missing inputs ['weight_g']."
+    ours = f"Failed to predict data '{table}'. \nError: column 'price' must be numeric"
+    assert useful_message(ours) == "column 'price' must be numeric"
+    assert useful_message("plain message") == "plain message"
+    conversion = (
+        "Invalid input. Data is not compatible with model signature. Failed to convert column "
+        "price to type 'float64'. Error: 'ValueError(\"could not convert string to float\")'"
+    )
+    assert useful_message(f"Failed to predict data '{table}'. \nError: {conversion}") == conversion

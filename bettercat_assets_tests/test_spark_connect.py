@@ -100,3 +100,37 @@ def test_cli_scores_a_client_through_spark_connect(
     assert table["product_id"].nunique() == products
     assert len(table) == products * 5
     assert set(table["model_version"]) == {trained.version}
+
+
+def test_wrong_outputs_fail_their_client_only_under_spark_connect(
+    connect_url, registry, layout, tracking_settings, sample_data
+):
+    """The pass statistics reach the driver without accumulators: each wrong output injected
+    into the Connect server's workers fails its own client's checks, and only those (in a
+    process of its own: pyspark refuses a remote session beside this session's classic one)."""
+    import json
+
+    from bettercat_assets_tests import pass_checks_support as support
+
+    support.train_clients(registry, layout, tracking_settings)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bettercat_assets_tests.pass_checks_support",
+            connect_url,
+            str(registry.path),
+            str(layout.prefix),
+            tracking_settings.tracking_uri,
+            tracking_settings.artifact_root,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    failed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failed == {
+        cid: sorted(support.DEFECTS.get(cid, ("none", set()))[1]) for cid in support.CLIENTS
+    }

@@ -8,7 +8,8 @@ from sklearn.metrics import top_k_accuracy_score
 
 from bettercat_assets.core.config.clients import QualityGate
 from bettercat_assets.core.model.topk import top_k_frame, top_k_indices
-from bettercat_assets.core.training.evaluation import GATE_METRIC, quality_gate, top_k_accuracy
+from bettercat_assets.core.training.evaluation import GATE_METRIC, top_k_accuracy
+from bettercat_assets.core.training.gate import quality_gate
 
 
 def reference(proba: np.ndarray, k: int) -> np.ndarray:

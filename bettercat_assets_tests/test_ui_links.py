@@ -84,3 +84,39 @@ def test_client_experiments_are_marked_model_training(registry, mlflow_client, t
     )
     assert tracking.ensure_experiment(mlflow_client, tracking_settings, old) == old_id
     assert mlflow_client.get_experiment(old_id).tags[kind[0]] == kind[1]
+
+
+def test_runs_list_link_opens_the_gate_view():
+    """The runs list bettercat links to shows the gate metric, its baseline and the verdict
+    (MLflow's shared view: `viewStateShareKey` names the experiment tag holding the state)."""
+    import json
+
+    from bettercat_assets.core.tracking import views
+
+    url = views.runs_url(SERVER, "7")
+    assert url.startswith("http://mlflow:5000/#/experiments/7/runs?")
+    assert "viewStateShareKey=bettercat-gate" in url and "workflowType=machine_learning" in url
+    state = views.gate_view_state("accuracy", "prior_accuracy")
+    assert state["selectedColumns"][:3] == [
+        "metrics.`accuracy`",
+        "metrics.`prior_accuracy`",
+        "tags.`gate_status`",
+    ]
+    assert json.loads(json.dumps(state)) == state
+
+
+def test_run_description_links_the_version_and_the_dagster_run():
+    from bettercat_assets.core.config.clients import QualityGate
+    from bettercat_assets.core.training.descriptions import run_description, version_description
+    from bettercat_assets.core.training.gate import gate_metric, quality_gate
+
+    gate = quality_gate(0.9, QualityGate(), baseline_value=0.4, metric=gate_metric(3), test_rows=50)
+    text = run_description(
+        gate, "http://m/#/models/a_model/versions/2", 2, "http://d/runs/abcdef12-9"
+    )
+    assert text.startswith("Quality gate **passed**, judged on `accuracy`: **accuracy 0.9000**")
+    assert "[version 2](http://m/#/models/a_model/versions/2)" in text
+    assert "[abcdef12](http://d/runs/abcdef12-9)" in text
+    described = version_description(gate, champion_after=2, version=2)
+    assert described.splitlines()[0].startswith("Quality gate **passed**")
+    assert gate.reason in described and described.endswith("v2 is `@champion`.")

@@ -8,8 +8,11 @@ Needs a running `dagster dev` (`make dev`, http://127.0.0.1:3000) and MLflow UI
     .venv/bin/python docs/screenshots.py --only partitions.png --out /tmp/shots
 
 The shots: `asset_graph.png` (Lineage), `partitions.png` (registered_model's Partitions tab on
-`--client-id`), both used by README.md and docs/ui.md, and `mlflow_runs.png` (the client's
-MLflow experiment in the "Model training" view).
+`--client-id`), both used by README.md and docs/ui.md, `mlflow_runs.png` (the client's runs
+list in the "Model training" view, opened through the `bettercat-gate` view the training writes:
+the gate metric, its baseline and the verdict as columns) and `mlflow_model_version.png` (the
+`@champion` version page of `--version-client-id`, default the 5-category `fjord_outdoor`: the
+gate's verdict in the version's description), both used by docs/ui.md.
 """
 
 from __future__ import annotations
@@ -105,8 +108,25 @@ def experiment_id(mlflow_url: str, client_id: str) -> str:
     return answer["experiment"]["experiment_id"]
 
 
-def shots(dagster_url: str, mlflow_url: str, client_id: str, mlflow_experiment: str) -> list[Shot]:
+def champion_version(mlflow_url: str, client_id: str) -> str:
+    """The `@champion` version of the client's registered model, from MLflow's REST API."""
+    query = urllib.parse.urlencode({"name": f"{client_id}_model", "alias": "champion"})
+    try:
+        answer = _get_json(f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?{query}")
+    except ScreenshotError as exc:
+        raise ScreenshotError(f"client '{client_id}': no @champion ({exc})") from None
+    return answer["model_version"]["version"]
+
+
+def shots(
+    dagster_url: str,
+    mlflow_url: str,
+    client_id: str,
+    mlflow_experiment: str,
+    version_client: tuple[str, str],
+) -> list[Shot]:
     partition = urllib.parse.quote(client_id)
+    model, version = f"{version_client[0]}_model", version_client[1]
     return [
         Shot("asset_graph.png", f"{dagster_url}/asset-groups"),
         Shot(
@@ -115,7 +135,12 @@ def shots(dagster_url: str, mlflow_url: str, client_id: str, mlflow_experiment: 
         ),
         Shot(
             "mlflow_runs.png",
-            f"{mlflow_url}/#/experiments/{mlflow_experiment}/runs?workflowType=machine_learning",
+            f"{mlflow_url}/#/experiments/{mlflow_experiment}/runs"
+            "?viewStateShareKey=bettercat-gate&workflowType=machine_learning",
+        ),
+        Shot(
+            "mlflow_model_version.png",
+            f"{mlflow_url}/#/models/{model}/versions/{version}?workflowType=machine_learning",
         ),
     ]
 
@@ -162,6 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dagster-url", default="http://127.0.0.1:3000")
     parser.add_argument("--mlflow-url", default="http://127.0.0.1:5000")
     parser.add_argument("--client-id", default="acme_fashion", help="The partition to show.")
+    parser.add_argument(
+        "--version-client-id", default="fjord_outdoor", help="The client whose version to show."
+    )
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="Default docs/img.")
     parser.add_argument("--only", action="append", default=[], help="Only this file (repeatable).")
     parser.add_argument("--budget-ms", type=int, default=20_000, help="Render time per page.")
@@ -175,8 +203,16 @@ def run(args: argparse.Namespace) -> list[Path]:
     require_up(f"{dagster_url}/server_info", "dagster dev", "make dev")
     require_up(f"{mlflow_url}/health", "the MLflow UI", "make mlflow-ui")
     dismiss_dagster_welcome(dagster_url)
+    version_client = (
+        args.version_client_id,
+        champion_version(mlflow_url, args.version_client_id),
+    )
     selected = shots(
-        dagster_url, mlflow_url, args.client_id, experiment_id(mlflow_url, args.client_id)
+        dagster_url,
+        mlflow_url,
+        args.client_id,
+        experiment_id(mlflow_url, args.client_id),
+        version_client,
     )
     unknown = set(args.only) - {s.file for s in selected}
     if unknown:

@@ -25,6 +25,7 @@ from bettercat_assets.checks import check_specs
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import BettercatError
 from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.config.rounding import round_frame
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.data.quality import PREDICTION_CHECKS
 from bettercat_assets.core.scoring.spark_pass import ScoringRequest, ScoringResult, score_clients
@@ -50,9 +51,9 @@ def category_predictions_spec(partitions: PartitionsDefinition) -> AssetSpec:
         code_version=CODE_VERSION,
         skippable=True,
         automation_condition=RESCORE_ON_NEW_CHAMPION,
-        description="Top-k categories per product (`product_id`, `pred_label`, `pred_score`, "
-        "`rank`, `model_version`), scored by the client's `@champion` with Spark `mapInPandas` "
-        "and written to `products_categories/client_id=<id>/date=<day>/`.",
+        description="Top-k categories per product (product_id, pred_label, pred_score, rank, "
+        "model_version), scored by the client's @champion with Spark mapInPandas and written "
+        "as parquet to products_categories/client_id=<id>/date=<day>/.",
     )
 
 
@@ -74,7 +75,7 @@ def prediction_metadata(result: ScoringResult, settings: TrackingSettings) -> di
         "model_run_id": result.run_id or "",
         **{name: MetadataValue.url(url) for name, url in links.items()},
         "path": MetadataValue.path(str(result.output_dir)),
-        "preview": MetadataValue.md(result.preview.to_markdown(index=False)),
+        "preview": MetadataValue.md(round_frame(result.preview).to_markdown(index=False)),
     }
 
 

@@ -19,11 +19,8 @@ from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import BettercatError
 from bettercat_assets.core.config.rounding import round_metrics
 from bettercat_assets.core.data.quality import CheckOutcome
-from bettercat_assets.core.training.evaluation import (
-    GateResult,
-    WeakestCategories,
-    gate_check_metadata,
-)
+from bettercat_assets.core.training.evaluation import WeakestCategories
+from bettercat_assets.core.training.gate import GateResult, gate_check_metadata
 from bettercat_assets.core.training.train import TrainingResult, train_model
 
 QUALITY_GATE = "quality_gate"
@@ -40,37 +37,44 @@ def registered_model_spec(partitions: PartitionsDefinition) -> AssetSpec:
         code_version=CODE_VERSION,
         skippable=True,
         description="A RandomForest trained on the client's data, logged to the client's MLflow "
-        "experiment and registered as `<client_id>_model`. Materialized when the new version "
-        "passes the blocking quality gate and becomes `@champion`.",
+        "experiment and registered as <client_id>_model. Materialized when the new version "
+        "passes the blocking quality gate and becomes @champion.",
     )
 
 
 def registered_model_checks(partitions: PartitionsDefinition):
     descriptions = {
         QUALITY_GATE: "Top-5 accuracy meets the client's floor, beats the class-prior baseline "
-        "and is not worse than the champion's on the same test split by more than the tolerance."
+        "and is not worse than the champion's on the same test split by more than the tolerance. "
+        "A client with at most 5 categories, whose top-5 accuracy is always 1.0, is judged on "
+        "top-1 accuracy: it must beat the most-frequent-category baseline beyond chance and not "
+        "fall behind the champion. The metadata names the metric that judged."
     }
     return check_specs("registered_model", descriptions, blocking=True, partitions_def=partitions)
 
 
 def model_metadata(result: TrainingResult) -> dict[str, object]:
-    """Materialization metadata: links to MLflow, the version, the gate and the metrics.
+    """Materialization metadata: links to MLflow, the version, the gate (and the metric that
+    judged it) and the metrics.
 
-    Metrics are rounded (`core/config/rounding.py`); `champion_version` is left out while the client
-    has no champion at all.
+    Metrics are rounded (`core/config/rounding.py`), counts are integers; `champion_version` is
+    left out while the client has no champion at all.
     """
     weakest = WeakestCategories(result.weakest_categories, result.weakest_summary)
     champion = result.champion_version
     return {
         "mlflow_run": MetadataValue.url(result.run_url),
+        "mlflow_runs": MetadataValue.url(result.runs_url),
         "model_version_url": MetadataValue.url(result.model_url),
         "model_name": result.model_name,
         "model_version": MetadataValue.int(result.version),
         **({"champion_version": MetadataValue.int(champion)} if champion is not None else {}),
         "champion_changed": MetadataValue.bool(result.champion_changed),
         "gate": result.gate.reason,
+        "gate_metric": result.gate.metric,
         "training_data_sha256": result.data_fingerprint,
         **{k: MetadataValue.float(v) for k, v in sorted(round_metrics(result.metrics).items())},
+        **{k: MetadataValue.int(int(v)) for k, v in sorted(result.counts.items())},
         "weakest_categories": MetadataValue.md(weakest.markdown()),
     }
 

@@ -23,7 +23,7 @@ def training_data_spec(partitions: PartitionsDefinition) -> AssetSpec:
         kinds={"pandas", "csv"},
         code_version=CODE_VERSION,
         skippable=True,
-        description="A client's training table (`train/client_id=<id>/data_train.csv.gz`), "
+        description="A client's training table, train/client_id=<id>/data_train.csv.gz, "
         "checked for schema, nulls, size, classes and duplicate products before any model "
         "trains on it.",
     )

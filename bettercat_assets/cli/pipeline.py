@@ -81,7 +81,8 @@ def train(clients_file, data_prefix, client_id, training_date, features, model_p
     m = result.metrics
     click.echo(
         f"{result.model_name} v{result.version}: top5_accuracy={m['top5_accuracy']:.4f} "
-        f"accuracy={m['accuracy']:.4f} macro_f1={m['macro_f1']:.4f} log_loss={m['log_loss']:.4f}\n"
+        f"accuracy={m['accuracy']:.4f} macro_f1={m['macro_f1']:.4f} log_loss={m['log_loss']:.4f} "
+        f"(gate metric: {result.gate.metric})\n"
         f"run: {result.run_url}"
     )
     if not result.gate.passed:

@@ -16,6 +16,39 @@ from bettercat_assets.cli.common import (
     user_errors,
 )
 
+#: What `show` prints of a run, in order: metrics (4 decimals), then counts (integers).
+SHOWN_METRICS = (
+    "top5_accuracy",
+    "prior_top5_accuracy",
+    "accuracy",
+    "prior_accuracy",
+    "macro_f1",
+    "log_loss",
+)
+SHOWN_COUNTS = ("train_rows", "test_rows", "n_classes")
+
+
+def gate_line(tags: dict[str, str]) -> str:
+    """The version's verdict and the metric that judged it (runs before gate_metric was
+    recorded were judged on top5_accuracy)."""
+    metric = tags.get("gate_metric", "top5_accuracy")
+    reason = tags.get("gate_reason", "")
+    judged = "" if "judged on" in reason else f" (judged on {metric})"  # the reason may say it
+    return f"quality gate {tags['gate_status']}{judged}: {reason}"
+
+
+def metrics_table(metrics: dict[str, float], params: dict[str, str]) -> str:
+    """One row: the metrics with 4 decimals and the counts as integers (MLflow params; runs
+    logged before that hold them as float metrics)."""
+    import pandas as pd
+
+    row = {k: f"{metrics[k]:.4f}" for k in SHOWN_METRICS if k in metrics}
+    for key in SHOWN_COUNTS:
+        value = params.get(key, metrics.get(key))
+        if value is not None:
+            row[key] = str(int(float(value)))
+    return pd.DataFrame([row]).to_string(index=False)
+
 
 @click.command()
 @clients_file_option
@@ -28,11 +61,10 @@ from bettercat_assets.cli.common import (
 @user_errors
 def show(clients_file, data_prefix, client_id, day, products) -> None:
     """Print a client's champion, its metrics and sample predictions."""
-    import pandas as pd
-
     from bettercat_assets.core.config.clients import load_clients
     from bettercat_assets.core.scoring.readback import read_predictions, wide_preview
     from bettercat_assets.core.tracking import runs as tracking
+    from bettercat_assets.core.tracking.views import runs_url
 
     cfg = load_client(clients_file, client_id)
     settings = tracking_settings()
@@ -44,20 +76,10 @@ def show(clients_file, data_prefix, client_id, day, products) -> None:
         f"client {client_id}: {cfg.model_name} v{mv.version} (@champion), trained "
         f"{run.data.tags.get('training_date', '?')}, run {tracking.run_url(settings, run.info.experiment_id, run_id)}"
     )
+    click.echo(f"runs (gate columns): {runs_url(settings, run.info.experiment_id)}")
     if mv.tags.get("gate_status"):
-        click.echo(f"quality gate {mv.tags['gate_status']}: {mv.tags.get('gate_reason', '')}")
-    keys = [
-        "top5_accuracy",
-        "prior_top5_accuracy",
-        "accuracy",
-        "macro_f1",
-        "log_loss",
-        "train_rows",
-        "test_rows",
-        "n_classes",
-    ]
-    metrics = {k: run.data.metrics[k] for k in keys if k in run.data.metrics}
-    click.echo(pd.DataFrame([metrics]).to_string(index=False, float_format="{:.4f}".format))
+        click.echo(gate_line(mv.tags))
+    click.echo(metrics_table(run.data.metrics, run.data.params))
     when, frame = read_predictions(data_layout(data_prefix), client_id, day.date() if day else None)
     scored_with = sorted(int(v) for v in frame["model_version"].unique())
     click.echo(
@@ -100,7 +122,7 @@ def check_config(clients_file) -> None:
 
 
 @click.command()
-@click.argument("parquet_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("parquet_path", type=click.Path(path_type=Path))
 @user_errors
 def lineage(parquet_path: Path) -> None:
     """Walk back from a prediction parquet file to its model, MLflow run, data and Dagster run.
@@ -110,8 +132,13 @@ def lineage(parquet_path: Path) -> None:
     """
     import dataclasses
 
+    from bettercat_assets.core.config.errors import BettercatError
     from bettercat_assets.core.scoring.readback import lineage_of
 
+    if not parquet_path.exists():
+        raise BettercatError(f"{parquet_path}: no such file or directory")
     info = lineage_of(parquet_path, tracking_settings())
-    for key, value in dataclasses.asdict(info).items():
-        click.echo(f"{key:22} {value if value is not None else '-'}")
+    fields = dataclasses.asdict(info)
+    width = max(len(key) for key in fields)
+    for key, value in fields.items():
+        click.echo(f"{key:{width}} {value if value is not None else '-'}")

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Decimals of metrics (accuracies, F1, log-loss, shares).
 METRIC_DECIMALS = 4
@@ -36,3 +40,13 @@ def decimals_for(name: str) -> int:
 def round_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """Every value rounded to the decimals its name calls for (see `decimals_for`)."""
     return {name: round_float(value, decimals_for(name)) for name, value in metrics.items()}
+
+
+def round_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` whose float columns are rounded like metrics of the column's name
+    (`pred_score` 0.0235789 -> 0.0236), as float64 so a float32 does not print 0.023600001."""
+    rounded = frame.copy()
+    for name in frame.select_dtypes("floating").columns:
+        values = frame[name].astype("float64").tolist()
+        rounded[name] = [round_float(v, decimals_for(str(name))) for v in values]
+    return rounded

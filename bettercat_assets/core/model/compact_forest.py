@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bettercat_assets.core.model.forest_format import ARRAY_DTYPES, validate_arrays
+from bettercat_assets.core.model.forest_kernel_aot import compiled_kernel
 
 FORMAT_VERSION = 1
 ARRAYS_FILE = "compact_forest.npz"
@@ -195,11 +196,17 @@ class CompactForest:
     def predict_proba(self, X: Any, *, backend: str | None = None) -> np.ndarray:
         """Mean over trees of each tree's leaf class distribution; float64 (n, n_classes).
 
-        ``backend``: "numba" or "numpy"; default numba when installed.
+        ``backend``: "compiled" (ahead of time: `forest_kernel_aot`), "numba" or "numpy";
+        default the compiled kernel when it was built, else numba when installed.
         """
         X = self._check_X(X)
+        compiled = (
+            compiled_kernel(_accumulate_python, self._arrays)
+            if backend in (None, "compiled")
+            else None
+        )
         if backend is None:
-            backend = "numba" if HAVE_NUMBA else "numpy"
+            backend = "compiled" if compiled else "numba" if HAVE_NUMBA else "numpy"
         out = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)
         if X.shape[0] == 0:
             return out
@@ -216,7 +223,11 @@ class CompactForest:
             a["leaf_values"],
             out,
         )
-        if backend == "numba":
+        if backend == "compiled":
+            if compiled is None:
+                raise ValueError("backend 'compiled' requested but no compiled kernel was built")
+            compiled(*args, _BLOCK_ROWS, _LANES)
+        elif backend == "numba":
             if not HAVE_NUMBA:
                 raise ValueError("backend 'numba' requested but numba is not installed")
             _accumulate_numba()(*args, _BLOCK_ROWS, _LANES)

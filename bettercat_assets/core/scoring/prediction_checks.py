@@ -1,21 +1,23 @@
-"""The `category_predictions` checks, computed by Spark over the written output.
+"""The `category_predictions` checks: verdicts from the numbers the scoring pass made.
 
-Nothing here collects rows to the driver: one Spark job aggregates the written parquet per
-product, then per client, and counts the input per client; the verdicts are built from that
-handful of numbers per client, so driver memory does not grow with the product count.
+The numbers come from the pass that scores and writes (`core/scoring/check_stats.py`, one
+state per client folded by the Spark workers and saved beside the predictions) and from the
+Parquet footers Spark wrote: nothing re-reads the inputs or the output. The driver holds a
+handful of numbers per client plus 8 bytes per input product (the id hashes that find
+duplicates across the whole input).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from bettercat_assets.core.data.quality import CheckOutcome
-from bettercat_assets.core.scoring.batch_scorer import CLIENT_COLUMN, ID_COLUMN
+from bettercat_assets.core.scoring.pass_stats import State
 
 SCORE_SUM_TOLERANCE = 1e-6
 
@@ -32,7 +34,7 @@ class InputStats:
 
 @dataclass(frozen=True)
 class OutputStats:
-    """What the written output holds for one client, as aggregated by Spark."""
+    """What the written output holds for one client, as the scoring pass made it."""
 
     rows: int
     products: int
@@ -45,124 +47,65 @@ class OutputStats:
     max_score: float
     max_sum: float
     versions: tuple[int, ...]
+    #: rows the scoring pass made (its own count); `rows` is what the Parquet footers hold
+    rows_scored: int | None = None
 
 
-def _example(condition: Column, value: Column) -> Column:
-    """The smallest `value` among rows meeting `condition` (a deterministic example)."""
-    return F.min(F.when(condition, value))
+def footer_rows(client_dir: Path) -> int:
+    """Rows in a client's written parquet, from the footers alone (no data page is read)."""
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in client_dir.glob("part-*"))
 
 
-def _per_product(outputs: DataFrame) -> DataFrame:
-    ranked = F.array_sort(F.collect_list(F.struct("rank", "pred_score")))
-    return outputs.groupBy(CLIENT_COLUMN, ID_COLUMN).agg(
-        F.count(F.lit(1)).alias("n"),
-        F.min("rank").alias("r_min"),
-        F.max("rank").alias("r_max"),
-        F.count_distinct("rank").alias("n_ranks"),
-        F.sum(F.col("pred_score").cast("double")).alias("score_sum"),
-        F.min("pred_score").alias("score_min"),
-        F.max("pred_score").alias("score_max"),
-        F.collect_set("model_version").alias("versions"),
-        ranked.alias("ranked"),
-    )
+def duplicate_hashes(state: State) -> int:
+    """Input rows whose id hash repeats an earlier one (the hashes come sorted)."""
+    hashes = state["id_hashes"]
+    return int(np.count_nonzero(hashes[1:] == hashes[:-1])) if hashes.size > 1 else 0
 
 
-def _rising_steps(ranked: Column) -> Column:
-    """Rank steps whose score rises, in an array of (rank, score) sorted by rank."""
-    steps = F.filter(
-        F.sequence(F.lit(1), F.greatest(F.size(ranked) - 1, F.lit(1))),
-        lambda i: (
-            (F.size(ranked) > i)
-            & ~F.isnan(ranked[i]["pred_score"])  # Spark orders NaN above every number: a NaN
-            & ~F.isnan(ranked[i - 1]["pred_score"])  # score is score_bounds' defect, not a rise
-            & (ranked[i]["pred_score"] > ranked[i - 1]["pred_score"])
+def duplicate_ids(plain_csv: Path, id_column: str) -> int:
+    """Input rows repeating an earlier row's id, counted exactly from the id column (read only
+    when the hashes suggest a duplicate: two distinct ids may share a 64-bit hash)."""
+    table = pacsv.read_csv(
+        plain_csv,
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[id_column], strings_can_be_null=True, quoted_strings_can_be_null=False
         ),
     )
-    return F.size(steps)
+    ids = table.column(id_column)
+    return len(ids) - len(ids.unique())
 
 
-def _client_aggregates(outputs: DataFrame, rows_per_product: Mapping[str, int]) -> DataFrame:
-    """One row per client: the output's numbers, from a per-product then a per-client pass."""
-    expected = F.create_map(
-        *[x for cid, kk in rows_per_product.items() for x in (F.lit(cid), F.lit(int(kk)))]
-    )[F.col(CLIENT_COLUMN)]
-    products = _per_product(outputs).withColumn("kk", expected)
-    n, kk = F.col("n"), F.col("kk")
-    wrong = n != kk
-    # An input id listed m times is scored m times: m * kk rows, each rank m times.
-    duplicated = (n > kk) & (n % kk == 0) & (F.col("n_ranks") == kk)
-    bad_rank = (F.col("r_min") != 0) | (F.col("r_max") != n - 1) | (F.col("n_ranks") != n)
-    return products.groupBy(CLIENT_COLUMN).agg(
-        F.sum("n").alias("rows"),
-        F.count(F.lit(1)).alias("products"),
-        F.sum(wrong.cast("long")).alias("wrong_count"),
-        _example(wrong, F.struct(ID_COLUMN, "n")).alias("wrong_example"),
-        F.sum(F.when(duplicated, n / kk - 1).otherwise(0)).cast("long").alias("duplicate_rows"),
-        F.sum(bad_rank.cast("long")).alias("bad_ranks"),
-        _example(bad_rank, F.col(ID_COLUMN)).alias("bad_rank_example"),
-        F.sum(_rising_steps(F.col("ranked"))).alias("rising_steps"),
-        F.min("score_min").alias("min_score"),
-        F.max("score_max").alias("max_score"),
-        F.max("score_sum").alias("max_sum"),
-        F.array_sort(F.array_distinct(F.flatten(F.collect_set("versions")))).alias("versions"),
+def pass_stats_to_checks(
+    state: State, rows_written: int, duplicates: int
+) -> tuple[OutputStats, InputStats]:
+    """The checks' numbers from a client's merged pass state and its Parquet footers."""
+
+    def count(name: str) -> int:
+        return int(state[name][0])
+
+    def example(name: str) -> str | None:
+        return str(state[name][0]) if state[name].size else None
+
+    wrong = example("wrong_example")
+    out = OutputStats(
+        rows=rows_written,
+        products=count("products"),
+        wrong_count=count("wrong_count"),
+        wrong_count_example=(wrong, int(state["wrong_example_n"][0]))
+        if wrong is not None
+        else None,
+        bad_ranks=count("bad_ranks"),
+        bad_ranks_example=example("bad_rank_example"),
+        rising_steps=count("rising_steps"),
+        min_score=float(state["min_score"][0]),
+        max_score=float(state["max_score"][0]),
+        max_sum=float(state["max_sum"][0]),
+        versions=tuple(int(v) for v in state["versions"]),
+        rows_scored=count("rows"),
     )
-
-
-def prediction_stats(
-    outputs: DataFrame, inputs: DataFrame, rows_per_product: Mapping[str, int]
-) -> tuple[dict[str, OutputStats], dict[str, InputStats]]:
-    """Per-client stats of a long output and its input, in one Spark job.
-
-    `outputs` has `client_id`, product_id, pred_score, rank, model_version; `inputs` has
-    `client_id` and product_id. A second job runs only when an input product is missing from
-    the output, to name one.
-    """
-    counts = inputs.groupBy(CLIENT_COLUMN).agg(F.count(F.lit(1)).alias("input_rows"))
-    rows = counts.join(_client_aggregates(outputs, rows_per_product), CLIENT_COLUMN, "left")
-    out: dict[str, OutputStats] = {}
-    inp: dict[str, InputStats] = {}
-    for row in rows.collect():
-        cid, input_rows = row[CLIENT_COLUMN], int(row["input_rows"])
-        if row["rows"] is None:  # nothing written for this client
-            inp[cid] = InputStats(input_rows, input_rows, input_rows, None)
-            continue
-        out[cid] = _to_output_stats(row)
-        distinct = input_rows - int(row["duplicate_rows"])
-        inp[cid] = InputStats(input_rows, distinct, max(0, distinct - out[cid].products), None)
-    missing = [cid for cid, stats in inp.items() if stats.unscored and cid in out]
-    examples = _unscored_examples(inputs, outputs, missing) if missing else {}
-    for cid, example in examples.items():
-        inp[cid] = dataclasses.replace(inp[cid], unscored_example=example)
+    rows = count("input_rows")
+    inp = InputStats(rows, rows - duplicates, count("unscored"), example("unscored_example"))
     return out, inp
-
-
-def _to_output_stats(row) -> OutputStats:
-    example = row["wrong_example"]
-    return OutputStats(
-        rows=int(row["rows"]),
-        products=int(row["products"]),
-        wrong_count=int(row["wrong_count"]),
-        wrong_count_example=(str(example[ID_COLUMN]), int(example["n"])) if example else None,
-        bad_ranks=int(row["bad_ranks"]),
-        bad_ranks_example=row["bad_rank_example"],
-        rising_steps=int(row["rising_steps"]),
-        min_score=float(row["min_score"]),
-        max_score=float(row["max_score"]),
-        max_sum=float(row["max_sum"]),
-        versions=tuple(int(v) for v in row["versions"]),
-    )
-
-
-def _unscored_examples(
-    inputs: DataFrame, outputs: DataFrame, client_ids: list[str]
-) -> dict[str, str]:
-    """The smallest input product id missing from the output, for each of `client_ids`."""
-    wanted = F.col(CLIENT_COLUMN).isin(client_ids)
-    ids = inputs.where(wanted).select(CLIENT_COLUMN, ID_COLUMN)
-    scored = outputs.where(wanted).select(CLIENT_COLUMN, ID_COLUMN).distinct()
-    missing = ids.join(scored, [CLIENT_COLUMN, ID_COLUMN], "left_anti")
-    rows = missing.groupBy(CLIENT_COLUMN).agg(F.min(ID_COLUMN).alias("example")).collect()
-    return {r[CLIENT_COLUMN]: r["example"] for r in rows}
 
 
 def prediction_outcomes(
@@ -197,15 +140,21 @@ def _all_scored(inp: InputStats) -> CheckOutcome:
 
 
 def _rows_per_product(out: OutputStats, kk: int, k: int, n_classes: int) -> CheckOutcome:
-    ok = out.wrong_count == 0
-    example = out.wrong_count_example
+    problems = []
+    if out.wrong_count:
+        example = out.wrong_count_example or ("?", 0)
+        problems.append(
+            f"{out.wrong_count} product(s) do not have {kk} rows, e.g. "
+            f"{example[0]!r} has {example[1]}"
+        )
+    if out.rows_scored is not None and out.rows_scored != out.rows:
+        problems.append(
+            f"{out.rows} rows written (Parquet footers) but {out.rows_scored} rows scored"
+        )
     return CheckOutcome(
         "rows_per_product",
-        ok,
-        f"{kk} rows per product (min(k={k}, classes={n_classes}))"
-        if ok
-        else f"{out.wrong_count} product(s) do not have {kk} rows, e.g. "
-        f"{example[0]!r} has {example[1]}",
+        not problems,
+        "; ".join(problems) or f"{kk} rows per product (min(k={k}, classes={n_classes}))",
         {"expected_rows_per_product": kk},
     )
 

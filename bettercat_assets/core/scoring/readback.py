@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -74,12 +75,25 @@ class Lineage:
     data_fingerprint: str | None
     #: The Dagster run that trained the model (None when trained with `bettercat train`).
     dagster_run_id: str | None
+    #: Its page in the Dagster UI.
+    dagster_run_url: str | None
     code_version: str | None
     git_sha: str | None
     gate_status: str | None
     #: From the output's `_lineage.json`: when and by which Dagster run it was scored.
     scored_at: str | None
     scoring_dagster_run_id: str | None
+    scoring_dagster_run_url: str | None
+
+
+def _dagster_run_url(run_id: str | None, recorded: str | None = None) -> str | None:
+    """The Dagster UI page of `run_id`: at $BETTERCAT_DAGSTER_UI_URL when set, else the URL the
+    run recorded (the deployment's address then), else at `dagster dev`'s default address."""
+    if not run_id:
+        return None
+    if recorded and not os.environ.get(tracking.DAGSTER_UI_URL_ENV):
+        return recorded
+    return tracking.dagster_run_url(run_id)
 
 
 def lineage_of(parquet_path: Path, settings: TrackingSettings) -> Lineage:
@@ -122,9 +136,11 @@ def lineage_of(parquet_path: Path, settings: TrackingSettings) -> Lineage:
         data_path=tags.get("data_path"),
         data_fingerprint=tags.get("data_fingerprint"),
         dagster_run_id=tags.get("dagster_run_id"),
+        dagster_run_url=_dagster_run_url(tags.get("dagster_run_id"), tags.get("dagster_run_url")),
         code_version=tags.get("code_version"),
         git_sha=tags.get("git_sha"),
         gate_status=mv.tags.get("gate_status"),
         scored_at=recorded.get("scored_at"),
         scoring_dagster_run_id=recorded.get("dagster_run_id"),
+        scoring_dagster_run_url=_dagster_run_url(recorded.get("dagster_run_id")),
     )

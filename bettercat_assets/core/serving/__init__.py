@@ -3,6 +3,7 @@ serve`) or every client from one process (`bettercat serve`, the fleet server).
 
 Offers:
 - `server`: ServeCommand, servable_champion, champion_model_uri, scoring_server_command
+- `errors`: TrimmedErrors, useful_message (a 400 in one sentence)
 - `fleet`: create_app, build_models, serve (the fleet server)
 - `fleet_limits`: FleetLimits
 - `model_cache`: ModelCache, CachedModel
@@ -19,6 +20,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "servable_champion": "server",
         "champion_model_uri": "server",
         "scoring_server_command": "server",
+        "TrimmedErrors": "errors",
+        "useful_message": "errors",
         "create_app": "fleet",
         "build_models": "fleet",
         "serve": "fleet",

@@ -4,7 +4,8 @@ Two ways, both MLflow's own server (`mlflow.pyfunc.scoring_server`, uvicorn) on 
 top-k pyfunc:
 
 * `scoring_server_command` (the default): download the champion's model once, then exec the
-  command MLflow itself builds for `--env-manager local` (`scoring_server.get_cmd`). One
+  command MLflow itself builds for `--env-manager local` (`scoring_server.get_cmd`), with
+  MLflow's app behind `errors.TrimmedErrors` (a 400 says what is wrong in one sentence). One
   process: what `mlflow models serve` runs, without its CLI process (~260 MB) waiting beside it;
 * `mlflow_cli_command`: `mlflow models serve -m models:/<client>_model@champion --env-manager
   local`, from the venv's own `mlflow`.
@@ -25,6 +26,10 @@ from bettercat_assets.core.config.errors import ConfigError, ModelNotFoundError
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model import store as model_store
 from bettercat_assets.core.tracking import runs as tracking
+
+#: MLflow's scoring app, and the same app with 400 messages cut to the useful sentence.
+MLFLOW_APP = "mlflow.pyfunc.scoring_server.app:app"
+TRIMMED_APP = "bettercat_assets.core.serving.app:app"
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ def scoring_server_command(
     )
     command, env = scoring_server.get_cmd(local, port, host, None, workers)
     program, *args = shlex.split(command)
-    if program != "uvicorn":  # pragma: no cover - a change in MLflow's command
+    if program != "uvicorn" or MLFLOW_APP not in args:  # pragma: no cover - MLflow changed
         raise RuntimeError(f"unexpected MLflow scoring server command: {command}")
+    args = [TRIMMED_APP if arg == MLFLOW_APP else arg for arg in args]
     argv = [sys.executable, "-m", "uvicorn", *args]
     return ServeCommand(argv, {**_env(settings), **env}, cfg.model_name, version)

@@ -2,6 +2,7 @@
 
 Offers:
 - `runs`: mlflow_client, ensure_experiment, champion_version, serving_version, set_champion, CHAMPION_ALIAS
+- `views`: set_gate_view, runs_url (the runs list with the gate's columns)
 - `lineage`: code_version, git_sha
 """
 
@@ -16,6 +17,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "serving_version": "runs",
         "set_champion": "runs",
         "CHAMPION_ALIAS": "runs",
+        "set_gate_view": "views",
+        "runs_url": "views",
         "code_version": "lineage",
         "git_sha": "lineage",
     },

@@ -2,7 +2,8 @@
 
 Offers:
 - `train`: TrainingResult, train_model, split_train_test
-- `evaluation`: evaluate, quality_gate, GateResult, top_k_accuracy
+- `evaluation`: evaluate, top_k_accuracy
+- `gate`: quality_gate, gate_metric, GateResult
 """
 
 from bettercat_assets.core._lazy import lazy_exports
@@ -14,8 +15,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "train_model": "train",
         "split_train_test": "train",
         "evaluate": "evaluation",
-        "quality_gate": "evaluation",
-        "GateResult": "evaluation",
+        "quality_gate": "gate",
+        "gate_metric": "gate",
+        "GateResult": "gate",
         "top_k_accuracy": "evaluation",
     },
 )

@@ -1,4 +1,4 @@
-"""Evaluation metrics, diagnostic tables and the champion/challenger quality gate."""
+"""Evaluation metrics and diagnostic tables (the quality gate that uses them is `gate.py`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from bettercat_assets.core.config.clients import QualityGate
-from bettercat_assets.core.config.rounding import METRIC_DECIMALS, round_float
+from bettercat_assets.core.config.rounding import METRIC_DECIMALS
 from bettercat_assets.core.model.topk import top_k_indices
 
 GATE_METRIC = "top5_accuracy"
 #: Top-5 accuracy of always predicting the 5 most frequent training categories.
 BASELINE_METRIC = "prior_top5_accuracy"
+#: Accuracy of always predicting the most frequent training category.
+ACCURACY_BASELINE_METRIC = "prior_accuracy"
 
 
 def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, k: int = 5) -> float:
@@ -39,6 +40,15 @@ def prior_top_k_accuracy(y_train: np.ndarray, y_test: np.ndarray, k: int = 5) ->
     return float(np.isin(y_test, top).mean()) if y_test.size else float("nan")
 
 
+def score_metric(name: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    """A gate metric (`accuracy` or `top5_accuracy`) of `proba` on `y_true`."""
+    if name == "accuracy":
+        return float((np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y_true)).mean())
+    if name == GATE_METRIC:
+        return top_k_accuracy(y_true, proba, classes, 5)
+    raise ValueError(f"unknown gate metric {name!r}")
+
+
 def evaluate(
     y_true: np.ndarray,
     proba: np.ndarray,
@@ -46,7 +56,8 @@ def evaluate(
     y_train: np.ndarray | None = None,
 ) -> dict[str, float]:
     """accuracy, top-5 accuracy, macro-F1 and log-loss on a held-out set; with `y_train`, also
-    the class-prior baseline's top-5 accuracy on the same rows (`prior_top5_accuracy`)."""
+    the class-prior baselines on the same rows: top-5 accuracy of the 5 most frequent training
+    categories (`prior_top5_accuracy`) and accuracy of the most frequent (`prior_accuracy`)."""
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
     metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -56,6 +67,7 @@ def evaluate(
     }
     if y_train is not None:
         metrics[BASELINE_METRIC] = prior_top_k_accuracy(y_train, y_true, 5)
+        metrics[ACCURACY_BASELINE_METRIC] = prior_top_k_accuracy(y_train, y_true, 1)
     return metrics
 
 
@@ -145,130 +157,3 @@ def confused_pairs(
         }
     )
     return pairs[pairs["count"] > 0].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """Outcome of the quality gate for a newly trained model."""
-
-    passed: bool
-    metric: str
-    value: float
-    floor: float
-    champion_version: int | None
-    champion_value: float | None
-    tolerance: float
-    reason: str
-    #: The class-prior baseline on the same test split (None: not computed or not applicable).
-    baseline_value: float | None = None
-
-
-def quality_gate(
-    value: float,
-    gate: QualityGate,
-    champion_version: int | None = None,
-    champion_value: float | None = None,
-    baseline_value: float | None = None,
-) -> GateResult:
-    """Pass when the metric meets the floor, beats the class-prior baseline and is not worse
-    than the champion (scored on the same test split) beyond the tolerance.
-
-    Why the baseline: the champion is re-scored on the *new* test split, so when the new data
-    is broken (labels shuffled or mis-joined) the champion collapses too and "not worse than the
-    champion" passes a model that learned nothing. Such a model scores at most about what
-    predicting the 5 most frequent categories for every product scores, so it fails here. With
-    5 categories or fewer top-5 accuracy is 1.0 by construction and the baseline rule is moot.
-    `gate.min_lift_over_prior` is the margin (default 0: strictly better); null turns it off.
-    """
-    min_lift = gate.min_lift_over_prior
-    if min_lift is None or baseline_value is None or np.isnan(baseline_value):
-        baseline_value = None
-    elif baseline_value >= 1.0:
-        baseline_value = None  # no headroom above the baseline: the rule cannot apply
-    regressed = champion_value is not None and value < champion_value - gate.max_top5_regression
-    problems = _gate_problems(value, gate, champion_version, champion_value, baseline_value)
-    if problems:
-        reason = "; ".join(problems)
-        if champion_value is not None and not regressed:
-            reason += (
-                f" (champion v{champion_version}: {champion_value:.4f} on the same test split)"
-            )
-    else:
-        reason = _pass_reason(value, gate, champion_version, champion_value, baseline_value)
-    return GateResult(
-        passed=not problems,
-        metric=GATE_METRIC,
-        value=value,
-        floor=gate.min_top5_accuracy,
-        champion_version=champion_version,
-        champion_value=champion_value,
-        tolerance=gate.max_top5_regression,
-        reason=reason,
-        baseline_value=baseline_value,
-    )
-
-
-def _gate_problems(
-    value: float,
-    gate: QualityGate,
-    champion_version: int | None,
-    champion_value: float | None,
-    baseline_value: float | None,
-) -> list[str]:
-    """Each rule the value breaks, as a sentence."""
-    min_lift = gate.min_lift_over_prior or 0.0
-    problems = []
-    if value < gate.min_top5_accuracy:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} is below the floor {gate.min_top5_accuracy:.4f}"
-        )
-    if baseline_value is not None and value - baseline_value <= min_lift:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} does not beat the class-prior baseline "
-            f"{baseline_value:.4f}{f' by more than {min_lift:.4f}' if min_lift else ''} "
-            "(the 5 most frequent training categories for every product)"
-        )
-    if champion_value is not None and value < champion_value - gate.max_top5_regression:
-        problems.append(
-            f"{GATE_METRIC} {value:.4f} is worse than champion v{champion_version}'s "
-            f"{champion_value:.4f} on the same test split by more than {gate.max_top5_regression:.4f}"
-        )
-    return problems
-
-
-def _pass_reason(
-    value: float,
-    gate: QualityGate,
-    champion_version: int | None,
-    champion_value: float | None,
-    baseline_value: float | None,
-) -> str:
-    """Why a passing value passes: every rule it meets."""
-    passes = [f"meets the floor {gate.min_top5_accuracy:.4f}"]
-    if baseline_value is not None:
-        passes.append(f"beats the class-prior baseline {baseline_value:.4f}")
-    if champion_value is not None:
-        passes.append(
-            f"is within {gate.max_top5_regression:.4f} of champion v{champion_version}'s "
-            f"{champion_value:.4f}"
-        )
-    listed = passes[0] if len(passes) == 1 else ", ".join(passes[:-1]) + " and " + passes[-1]
-    return f"{GATE_METRIC} {value:.4f} {listed}"
-
-
-def gate_check_metadata(gate: GateResult) -> dict[str, str | int | float]:
-    """The quality-gate check's metadata, rounded; a value that does not exist (no earlier
-    champion, no baseline) is left out rather than shown as 0 or NaN."""
-    metadata: dict[str, str | int | float] = {
-        "metric": gate.metric,
-        "value": round_float(gate.value),
-        "floor": gate.floor,
-        "tolerance": gate.tolerance,
-    }
-    if gate.baseline_value is not None:
-        metadata["baseline_value"] = round_float(gate.baseline_value)
-    if gate.champion_version is not None:
-        metadata["champion_version"] = int(gate.champion_version)
-    if gate.champion_value is not None and not np.isnan(gate.champion_value):
-        metadata["champion_value"] = round_float(gate.champion_value)
-    return metadata

@@ -23,24 +23,21 @@ from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
-from bettercat_assets.core.model.store import (  # noqa: E402
-    load_scoring_model,
-    log_forest,
-    record_registration,
-)
+from bettercat_assets.core.model.store import log_forest, record_registration  # noqa: E402
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
+from bettercat_assets.core.tracking.views import runs_url  # noqa: E402
+from bettercat_assets.core.training.descriptions import describe_training  # noqa: E402
 from bettercat_assets.core.training.diagnostics import log_diagnostics  # noqa: E402
-from bettercat_assets.core.training.evaluation import (  # noqa: E402
-    BASELINE_METRIC,
-    GATE_METRIC,
-    GateResult,
-    WeakestCategories,
-    evaluate,
-    quality_gate,
-    top_k_accuracy,
-)
+from bettercat_assets.core.training.evaluation import WeakestCategories, evaluate  # noqa: E402
 from bettercat_assets.core.training.fitting import FittedModel, fit_client_model  # noqa: E402
+from bettercat_assets.core.training.gate import (  # noqa: E402
+    GateMetric,
+    GateResult,
+    champion_score,
+    gate_metric,
+    quality_gate,
+)
 
 Progress = Callable[[str], None]
 _log = logging.getLogger(__name__)
@@ -67,6 +64,10 @@ class TrainingResult:
     weakest_categories: pd.DataFrame = field(repr=False)
     #: How many categories are weak and why (f1 = 0, not in the top 5, no test rows).
     weakest_summary: str = ""
+    #: train_rows, test_rows, n_classes: integers (MLflow params, Dagster int metadata).
+    counts: dict[str, int] = field(default_factory=dict)
+    #: The client's runs list in MLflow, with the gate's columns.
+    runs_url: str = ""
 
     @property
     def champion_changed(self) -> bool:
@@ -90,24 +91,6 @@ def split_train_test(
     train_idx = np.concatenate([train_idx, np.flatnonzero(singles)])
     x = table.features
     return x.iloc[train_idx], x.iloc[test_idx], labels[train_idx], labels[test_idx]
-
-
-def _champion_score(
-    settings: TrackingSettings,
-    cfg: ClientConfig,
-    champion: int | None,
-    x_test: pd.DataFrame,
-    y_test: np.ndarray,
-) -> float | None:
-    """The champion's top-5 accuracy on the new test split, when it uses the same features."""
-    if champion is None:
-        return None
-    model = load_scoring_model(settings, cfg.model_name, champion)
-    if model.feature_kinds != {s.name: s.kind for s in cfg.feature_specs}:
-        return None
-    columns = {name: x_test[name].to_numpy() for name in model.feature_names}
-    proba = model.predict_proba(columns)
-    return top_k_accuracy(y_test, proba, model.classes_, 5)
 
 
 def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
@@ -158,12 +141,14 @@ _Fitted = FittedModel  # stage 2, fit: the estimator, its featurizer and compact
 
 @dataclass(frozen=True)
 class _Evaluation:
-    """Stage 3, evaluate: raw metrics for the gate, rounded ones for display."""
+    """Stage 3, evaluate: raw metrics for the gate, rounded ones for display, counts."""
 
     raw: dict[str, float]
     metrics: dict[str, float]
     proba: np.ndarray
     champion_value: float | None
+    counts: dict[str, int]
+    gate_metric: GateMetric
 
 
 @dataclass(frozen=True)
@@ -227,6 +212,8 @@ def train_model(
         classes=len(fitted.classes_),
         weakest_categories=weakest.table,
         weakest_summary=weakest.summary,
+        counts=evaluation.counts,
+        runs_url=runs_url(settings, run.experiment_id),
     )
 
 
@@ -320,19 +307,24 @@ def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -
     proba = fitted.predict_proba(split.x_test)
     raw = {
         **evaluate(split.y_test, proba, fitted.classes_, y_train=split.y_train),
-        "train_rows": float(len(split.y_train)),
-        "test_rows": float(len(split.y_test)),
-        "n_classes": float(len(fitted.classes_)),
         "n_model_features": float(fitted.estimator.n_features_in_),
         "fit_seconds": fitted.fit_seconds,
         "compact_model_mb": fitted.compact.nbytes / 2**20,
         "sklearn_model_mb": _sklearn_megabytes(fitted.estimator),
     }
-    champion_value = _champion_score(run.settings, run.client, champion, split.x_test, split.y_test)
+    metric = gate_metric(len(fitted.classes_))
+    champion_value = champion_score(
+        run.settings, run.client.model_name, champion, split.x_test, split.y_test, metric.name
+    )
     if champion_value is not None:
-        raw["champion_top5_accuracy"] = champion_value
+        raw[f"champion_{metric.name}"] = champion_value
+    counts = {
+        "train_rows": len(split.y_train),
+        "test_rows": len(split.y_test),
+        "n_classes": len(fitted.classes_),
+    }
     # what MLflow and Dagster show; the gate judges `raw`
-    return _Evaluation(raw, round_metrics(raw), proba, champion_value)
+    return _Evaluation(raw, round_metrics(raw), proba, champion_value, counts, metric)
 
 
 def _log_evaluation(
@@ -341,6 +333,7 @@ def _log_evaluation(
     """Stage 4, log: metrics and diagnostics on the run."""
     with tracking.store_lock(run.settings):
         mlflow.log_metrics(evaluation.metrics)
+        mlflow.log_params(evaluation.counts)  # counts: MLflow shows params as written, 3200
         features = list(run.client.features)
         return log_diagnostics(
             fitted.classes_,
@@ -351,22 +344,30 @@ def _log_evaluation(
         )
 
 
+def _judge(run: _Run, evaluation: _Evaluation, champion: int | None) -> GateResult:
+    metric = evaluation.gate_metric
+    return quality_gate(
+        evaluation.raw[metric.name],
+        run.client.quality_gate,
+        champion,
+        evaluation.champion_value,
+        baseline_value=evaluation.raw.get(metric.baseline),
+        metric=metric,
+        test_rows=evaluation.counts["test_rows"],
+    )
+
+
 def _register_and_gate(
     run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation, champion: int | None
 ) -> _Registered:
     client = run.client
-    gate = quality_gate(
-        evaluation.raw[GATE_METRIC],
-        client.quality_gate,
-        champion,
-        evaluation.champion_value,
-        baseline_value=evaluation.raw.get(BASELINE_METRIC),
-    )
+    gate = _judge(run, evaluation, champion)
     version_tags = {
         "run_id": run.run_id,
         "data_fingerprint": split.table.fingerprint,
         "code_version": run.tags["code_version"],
-        "gate_status": "passed" if gate.passed else "failed",
+        "gate_status": gate.verdict,
+        "gate_metric": gate.metric,
         "gate_reason": gate.reason,
         **run.extra_tags,
     }
@@ -385,5 +386,14 @@ def _register_and_gate(
         if gate.passed:
             tracking.set_champion(run.mlflow, client.model_name, version)
             champion = version
-        mlflow.set_tag("gate_status", version_tags["gate_status"])
+        describe_training(
+            run.mlflow,
+            run.settings,
+            run.experiment_id,
+            run.tags,
+            run.client,
+            version,
+            gate,
+            champion,
+        )
     return _Registered(version, gate, champion)
