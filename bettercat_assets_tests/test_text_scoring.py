@@ -34,7 +34,7 @@ CLIENTS = {
     "text_linear": f"{{client_id: text_linear, features: {TEXT_FEATURES}, model: {{kind: linear}}, "
     "sample_data: {products: 700, categories: 8, missing_share: 0.05}}",
     "numbers_only": "{client_id: numbers_only, features: [price, weight_g], "
-    "model_params: {n_estimators: 10}, sample_data: {products: 300, categories: 5}}",
+    "model_params: {n_estimators: 10}, sample_data: {products: 400, categories: 8}}",
 }
 UNUSUAL = [  # title, brand: unicode, empty and missing text, unseen and missing categories
     ("Ǆungla İstanbul straße 日本語テキスト café", "never-seen-brand"),
