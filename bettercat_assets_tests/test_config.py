@@ -131,8 +131,8 @@ def test_shipped_client_overrides_merge_over_defaults():
     assert echo.model_params["max_leaf_nodes"] == 800
     assert echo.model_params["n_estimators"] == 60
     assert echo.model_params["min_samples_leaf"] == 5  # from defaults
-    acme = registry.get("acme_fashion")
-    assert acme.model_params == DEFAULT_MODEL_PARAMS
+    acme = registry.get("acme_fashion")  # a text client: defaults.text_model_params apply
+    assert acme.model_params == {**DEFAULT_MODEL_PARAMS, "min_samples_leaf": 1}
     assert acme.quality_gate.min_top5_accuracy == pytest.approx(0.30)
     assert acme.sample_data.products == 20000
 

@@ -288,12 +288,13 @@ def test_scoring_missing_feature(tmp_path):
     assert_names(info.value, path, "missing column 'weight_g'")
 
 
-def test_scoring_unexpected_extra_column(tmp_path):
+def test_scoring_extra_columns_are_ignored_and_logged(tmp_path, caplog):
     rows = [["product_id", "price", "weight_g", "colour"], ["p1", "1", "2", "red"]]
     path = write_rows(tmp_path, rows, "data_predict.csv.gz")
-    with pytest.raises(DataError) as info:
-        load_scoring_table(make_client(), path, list(FEATURES))
-    assert_names(info.value, path, "unexpected column(s) 'colour'", "price, weight_g")
+    with caplog.at_level("INFO"):
+        frame = load_scoring_table(make_client(), path, list(FEATURES))
+    assert list(frame.columns) == ["product_id", *FEATURES]
+    assert "ignoring column(s) 'colour'" in caplog.text and CID in caplog.text
 
 
 def test_scoring_non_numeric_feature(tmp_path):
@@ -312,15 +313,10 @@ def test_check_scoring_header_directly(tmp_path):
     with pytest.raises(DataError) as info:
         check_scoring_header(CID, path, ["product_id", "price"], "product_id", list(FEATURES))
     assert_names(info.value, path, "missing column 'weight_g'")
-    with pytest.raises(DataError) as info:
-        check_scoring_header(
-            CID,
-            path,
-            ["product_id", "price", "weight_g", "category_id"],
-            "product_id",
-            list(FEATURES),
-        )
-    assert_names(info.value, path, "unexpected column(s) 'category_id'")
+    extra = check_scoring_header(
+        CID, path, ["product_id", "price", "weight_g", "category_id"], "product_id", list(FEATURES)
+    )
+    assert extra == ["category_id"]
     with pytest.raises(DataError) as info:
         check_scoring_header(CID, path, ["price", "weight_g"], "product_id", list(FEATURES))
     assert_names(info.value, path, "missing column 'product_id'")

@@ -51,6 +51,12 @@ def load_client(
         update["features"] = tuple(f.strip() for f in features.split(",") if f.strip())
         if not update["features"]:
             raise ConfigError(f"client '{client_id}': --features is empty")
+        from bettercat_assets.core.config.feature_specs import FeatureSpec
+
+        kinds = {spec.name: spec for spec in cfg.feature_specs}  # a listed name keeps its kind
+        update["feature_specs"] = tuple(
+            kinds.get(name, FeatureSpec(name=name)) for name in update["features"]
+        )
     if params:
         try:
             overrides = json.loads(params)

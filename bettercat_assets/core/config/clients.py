@@ -4,49 +4,41 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sklearn.ensemble import RandomForestClassifier
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from bettercat_assets.core.config.entry_problems import (
+    CLIENT_ID_PATTERN,
+    EntryProblem,
+    _left_out,
+    _safe_id,
+)
 from bettercat_assets.core.config.errors import ConfigError, UnknownClientError
+from bettercat_assets.core.config.feature_specs import (
+    DEFAULT_MODEL_PARAMS,
+    DEFAULT_TEXT_MODEL_PARAMS,
+    RANDOM_FOREST_PARAMS,  # noqa: F401  (re-exported)
+    FeatureSpec,
+    ModelChoice,
+    TextSettings,
+    _check_model_params,
+    parse_features,
+)
 from bettercat_assets.core.config.monitoring import Monitoring
 
 CLIENTS_FILE_ENV = "BETTERCAT_CLIENTS_FILE"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-RANDOM_FOREST_PARAMS = frozenset(RandomForestClassifier().get_params())
-
 _M = TypeVar("_M", bound=BaseModel)
-
-#: Bounded trees by default: unbounded leaves cost GBs per model (see README, "Model size").
-DEFAULT_MODEL_PARAMS: dict[str, Any] = {
-    "n_estimators": 100,
-    "min_samples_leaf": 5,
-    "max_features": "sqrt",
-    "n_jobs": -1,
-    "random_state": 42,
-}
-
-
-def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
-    if not params:
-        return params
-    for key in params:
-        if key not in RANDOM_FOREST_PARAMS:
-            close = difflib.get_close_matches(key, RANDOM_FOREST_PARAMS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown RandomForestClassifier parameter '{key}'{hint}")
-    try:
-        RandomForestClassifier(**params)._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
-    return params
 
 
 class QualityGate(BaseModel):
@@ -87,13 +79,19 @@ class ClientDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PARAMS))
+    #: merged over `model_params` for a client with text features (its own keys still win)
+    text_model_params: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEFAULT_TEXT_MODEL_PARAMS)
+    )
     top_k: int = Field(5, ge=1, le=100)
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
     data_checks: DataChecks = Field(default_factory=DataChecks)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    text: TextSettings = Field(default_factory=TextSettings)
+    model: ModelChoice = Field(default_factory=ModelChoice)
 
-    _check_params = field_validator("model_params")(
+    _check_params = field_validator("model_params", "text_model_params")(
         classmethod(lambda cls, v: _check_model_params(v))
     )
 
@@ -104,28 +102,22 @@ class ClientEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(pattern=CLIENT_ID_PATTERN)
-    features: list[str] = Field(min_length=1)
+    #: column names (numeric) or {name, kind} mappings, see `feature_specs`
+    features: list[Any] = Field(min_length=1)
     model_params: dict[str, Any] = Field(default_factory=dict)
     top_k: int | None = Field(None, ge=1, le=100)
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
     quality_gate: QualityGate | None = None
     data_checks: DataChecks | None = None
     monitoring: Monitoring | None = None
+    text: TextSettings | None = None
+    model: ModelChoice | None = None
     sample_data: SampleData = Field(default_factory=SampleData)
 
     @field_validator("features")
     @classmethod
-    def _features_unique_and_named(cls, features: list[str]) -> list[str]:
-        reserved = {"product_id", "category_id"}
-        for name in features:
-            if not name or not name.strip():
-                raise ValueError("feature names must not be empty")
-            if name in reserved:
-                raise ValueError(f"'{name}' is reserved and cannot be a feature")
-        dupes = sorted({f for f in features if features.count(f) > 1})
-        if dupes:
-            raise ValueError(f"duplicate feature(s): {', '.join(dupes)}")
-        return features
+    def _features_unique_and_named(cls, features: list[Any]) -> list[FeatureSpec]:
+        return parse_features(features)
 
 
 class ClientConfig(BaseModel):
@@ -134,7 +126,10 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     client_id: str
+    #: feature column names, in order (the kinds are in `feature_specs`)
     features: tuple[str, ...]
+    #: default: every feature numeric
+    feature_specs: tuple[FeatureSpec, ...] = ()
     model_params: dict[str, Any]
     top_k: int
     test_size: float
@@ -142,8 +137,26 @@ class ClientConfig(BaseModel):
     data_checks: DataChecks
     sample_data: SampleData
     monitoring: Monitoring = Monitoring()
+    text: TextSettings = TextSettings()
+    model: ModelChoice = ModelChoice()
     id_column: str = "product_id"
     label_column: str = "category_id"
+
+    @model_validator(mode="after")
+    def _specs_for_features(self) -> ClientConfig:
+        if not self.feature_specs:
+            specs = tuple(FeatureSpec(name=name) for name in self.features)
+            object.__setattr__(self, "feature_specs", specs)
+        return self
+
+    @property
+    def has_text_or_categorical(self) -> bool:
+        """True when a feature is text or categorical (the model then reads sparse features)."""
+        return any(spec.kind != "numeric" for spec in self.feature_specs)
+
+    def features_of_kind(self, kind: str) -> list[str]:
+        """The names of this client's features of one kind, in order."""
+        return [spec.name for spec in self.feature_specs if spec.kind == kind]
 
     @property
     def model_name(self) -> str:
@@ -173,15 +186,26 @@ class ClientsFile(BaseModel):
         d = self.defaults
         return ClientConfig(
             client_id=entry.client_id,
-            features=tuple(entry.features),
-            model_params={**d.model_params, **entry.model_params},
+            features=tuple(spec.name for spec in entry.features),
+            feature_specs=tuple(entry.features),
+            model_params=_forest_params(d, entry),
             top_k=entry.top_k or d.top_k,
             test_size=entry.test_size or d.test_size,
             quality_gate=_merge(d.quality_gate, entry.quality_gate),
             data_checks=_merge(d.data_checks, entry.data_checks),
             monitoring=_merge(d.monitoring, entry.monitoring),
             sample_data=entry.sample_data,
+            text=_merge(d.text, entry.text),
+            model=_merge(d.model, entry.model),
         )
+
+
+def _forest_params(defaults: ClientDefaults, entry: ClientEntry) -> dict[str, Any]:
+    """defaults.model_params, then defaults.text_model_params for a text client, then the
+    client's own model_params."""
+    has_text = any(spec.kind == "text" for spec in entry.features)
+    text = defaults.text_model_params if has_text else {}
+    return {**defaults.model_params, **text, **entry.model_params}
 
 
 def _merge(default: _M, override: _M | None) -> _M:
@@ -189,20 +213,6 @@ def _merge(default: _M, override: _M | None) -> _M:
     if override is None:
         return default
     return default.model_copy(update=override.model_dump(exclude_unset=True))
-
-
-@dataclass(frozen=True)
-class EntryProblem:
-    """A client entry that cannot be used, and why (one line per error, without the file)."""
-
-    who: str
-    errors: tuple[str, ...]
-    #: The partition this entry keeps (a safe, unique id), or None when it is left out.
-    partition: str | None
-
-    def lines(self, path: Path) -> list[str]:
-        """One self-contained line per error: `<file>: client 'B': <key>: <message>`."""
-        return [f"{path}: {self.who}: {error}" for error in self.errors]
 
 
 class ClientRegistry:
@@ -273,6 +283,8 @@ _NESTED_MODELS: dict[str, type[BaseModel]] = {
     "data_checks": DataChecks,
     "sample_data": SampleData,
     "monitoring": Monitoring,
+    "text": TextSettings,
+    "model": ModelChoice,
 }
 
 
@@ -301,42 +313,6 @@ def _validate_entry(raw: dict[str, Any], defaults: ClientDefaults) -> ClientEntr
     except ValueError as exc:
         return [f"model_params: {exc}"]
     return entry
-
-
-def _safe_id(raw: Any) -> str | None:
-    """The entry's client_id if it is a safe identifier, else None."""
-    cid = raw.get("client_id") if isinstance(raw, dict) else None
-    return cid if isinstance(cid, str) and re.fullmatch(CLIENT_ID_PATTERN, cid) else None
-
-
-def _left_out(index: int, raw: Any, ids: list[str | None]) -> EntryProblem | None:
-    """An entry whose id cannot name a partition (not a mapping, unsafe, duplicated), or None."""
-    cid = _safe_id(raw)
-    if cid is not None:
-        copies = [i + 1 for i, other in enumerate(ids) if other == cid]
-        if len(copies) == 1:
-            return None
-        where = ", ".join(f"#{n}" for n in copies)
-        error = (
-            f"client_id: duplicate client_id '{cid}' (entries {where}); every copy is left out "
-            "of the partitions until one entry remains"
-        )
-        return EntryProblem(f"client '{cid}'", (error,), None)
-    if not isinstance(raw, dict):
-        error = (
-            f"expected a mapping with client_id and features, got {raw!r}; "
-            "left out of the partitions"
-        )
-        return EntryProblem(f"client #{index + 1}", (error,), None)
-    if "client_id" not in raw:
-        return EntryProblem(
-            f"client #{index + 1}", ("client_id: Field required; left out of the partitions",), None
-        )
-    error = (
-        f"client_id: {raw['client_id']!r} is not a safe identifier (allowed: "
-        f"{CLIENT_ID_PATTERN}); left out of the partitions"
-    )
-    return EntryProblem(f"client '{raw['client_id']}'", (error,), None)
 
 
 def _load_entries(document: ClientsFile) -> list[ClientEntry | EntryProblem]:

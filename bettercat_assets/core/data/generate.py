@@ -34,6 +34,7 @@ import pandas as pd
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import BettercatError
 from bettercat_assets.core.config.paths import DataLayout
+from bettercat_assets.core.data import generate_text
 
 #: Share of products that go to the training file; the rest (at least one) are to be predicted.
 TRAIN_SHARE = 0.8
@@ -314,6 +315,14 @@ def generate_client_data(
     labels = np.concatenate([train_labels, predict_labels])
     columns = _feature_columns(client, labels, department_of, rng)
     product_ids = _product_ids(client.client_id, n, rng)
+    columns |= generate_text.text_columns(
+        client,
+        labels,
+        department_of,
+        category_ids,
+        lambda name: client_rng(seed, f"{client.client_id}\x00text\x00{name}"),
+    )
+    columns = {name: columns[name] for name in client.features}
 
     frame = pd.DataFrame({client.id_column: product_ids, **columns})
     frame[client.label_column] = category_ids[labels]
@@ -354,7 +363,7 @@ def _feature_columns(
     """Feature columns around per-category prototypes: department centre plus a category
     offset, unit variance per feature, noise and missing values as `sample_data` says."""
     sample = client.sample_data
-    features = list(client.features)
+    features = client.features_of_kind("numeric")
     n, d, k = labels.size, len(features), department_of.size
     n_departments = int(department_of.max()) + 1
     centres = rng.normal(0.0, 1.0, size=(n_departments, d))

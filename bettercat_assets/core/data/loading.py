@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import logging
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pandas as pd
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.errors import DataError
 
+_log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 #: Feature cells (lower-cased) that mean "missing"; RandomForest handles NaN natively.
 MISSING_MARKERS = frozenset({"", "nan", "na", "null"})
@@ -22,7 +25,8 @@ MISSING_MARKERS = frozenset({"", "nan", "na", "null"})
 
 @dataclass(frozen=True)
 class TrainingTable:
-    """A validated training table: features as float64 (NaN = missing) and string labels."""
+    """A validated training table: numeric features as float64 (NaN = missing), text and
+    categorical features as strings (empty = missing), and string labels."""
 
     client_id: str
     path: Path
@@ -124,15 +128,36 @@ def numeric_features(
         bad = pd.Series(~np.isfinite(values.to_numpy(dtype="float64")), index=raw.index) & ~missing
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = raw[name].iloc[row]
+            fix = ""
+            if np.isnan(pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]):
+                fix = (
+                    f"; if it holds words, declare it as `{{name: {name}, kind: text}}` "
+                    f"(or `kind: categorical`) in the client's features"
+                )
             raise DataError(
                 client_id,
                 path,
-                f"column '{name}' must be numeric; line {row + 2} has {raw[name].iloc[row]!r}",
+                f"column '{name}' must be numeric; line {row + 2} has {value!r}{fix}",
             )
         if values.isna().all():
             raise DataError(client_id, path, f"column '{name}' has no values (all missing)")
         parsed[name] = values.astype("float64")
     return pd.DataFrame(parsed, index=raw.index)
+
+
+def feature_frame(
+    client_id: str, path: Path, raw: pd.DataFrame, kinds: Mapping[str, str]
+) -> pd.DataFrame:
+    """Numeric features parsed (`numeric_features`); text and categorical ones kept as the
+    exact strings of the file (an empty cell is missing text, never an error)."""
+    numeric = [name for name, kind in kinds.items() if kind == "numeric"]
+    parsed = numeric_features(client_id, path, raw, numeric) if numeric else None
+    columns = {
+        name: parsed[name] if kind == "numeric" else raw[name].astype(str)
+        for name, kind in kinds.items()
+    }
+    return pd.DataFrame(columns, index=raw.index)
 
 
 def _check_ids(client_id: str, path: Path, ids: pd.Series, column: str) -> None:
@@ -173,13 +198,20 @@ def load_training_table(client: ClientConfig, path: Path) -> TrainingTable:
         path=path,
         fingerprint=file_fingerprint(path),
         product_ids=raw[pid],
-        features=numeric_features(cid, path, raw, features),
+        features=feature_frame(cid, path, raw, {s.name: s.kind for s in client.feature_specs}),
         labels=labels,
     )
 
 
-def load_scoring_table(client: ClientConfig, path: Path, features: list[str]) -> pd.DataFrame:
-    """Load and validate a scoring CSV in pandas (reference path and small inputs)."""
+def load_scoring_table(
+    client: ClientConfig,
+    path: Path,
+    features: list[str],
+    kinds: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Load and validate a scoring CSV in pandas (reference path and small inputs).
+
+    `kinds` (feature -> numeric/text/categorical, the model's) defaults to all numeric."""
     cid, pid = client.client_id, client.id_column
     header = read_header(cid, path)
     check_scoring_header(cid, path, header, pid, features)
@@ -187,26 +219,27 @@ def load_scoring_table(client: ClientConfig, path: Path, features: list[str]) ->
     if raw.empty:
         raise DataError(cid, path, "no data rows (header only)")
     _check_ids(cid, path, raw[pid], pid)
-    frame = (
-        numeric_features(cid, path, raw, features) if features else pd.DataFrame(index=raw.index)
-    )
+    kinds = {name: (kinds or {}).get(name, "numeric") for name in features}
+    frame = feature_frame(cid, path, raw, kinds) if features else pd.DataFrame(index=raw.index)
     frame.insert(0, pid, raw[pid])
     return frame
 
 
 def check_scoring_header(
     client_id: str, path: Path, header: list[str], id_column: str, features: list[str]
-) -> None:
-    """The scoring file must hold the id column and exactly the model's features."""
+) -> list[str]:
+    """The scoring file must hold the id column and the model's features; other columns (a
+    catalogue export has more) are ignored, and the log says which."""
     require_columns(client_id, path, header, [id_column, *features])
     extra = [c for c in header if c not in {id_column, *features}]
     if extra:
-        raise DataError(
+        _log.info(
+            "client '%s': %s: ignoring column(s) %s (not features of the model)",
             client_id,
             path,
-            f"unexpected column(s) {', '.join(map(repr, extra))} not in the model's signature "
-            f"({', '.join(features)})",
+            ", ".join(map(repr, extra)),
         )
+    return extra
 
 
 def read_raw_training_file(client: ClientConfig, path: Path) -> pd.DataFrame:

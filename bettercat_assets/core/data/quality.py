@@ -29,7 +29,7 @@ def _missing_mask(column: pd.Series) -> pd.Series:
 
 
 def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
-    """Required columns present, features numeric."""
+    """Required columns present, numeric features numeric (text and categorical are strings)."""
     required = [cfg.id_column, *cfg.features, cfg.label_column]
     missing = [c for c in required if c not in raw.columns]
     if missing:
@@ -40,7 +40,7 @@ def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutco
             {"missing_columns": missing},
         )
     non_numeric = {}
-    for name in cfg.features:
+    for name in cfg.features_of_kind("numeric"):
         text = raw[name]
         missing = _missing_mask(text)
         parsed = pd.to_numeric(text.str.strip().mask(missing), errors="coerce")
@@ -61,12 +61,14 @@ def check_schema(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutco
 
 
 def check_null_share(cfg: ClientConfig, raw: pd.DataFrame, path: Path) -> CheckOutcome:
-    """Share of missing values per feature at most `data_checks.max_null_share`."""
+    """Share of missing values per feature at most `data_checks.max_null_share` (text features
+    are left out: missing text is the empty text, not a gap in the data)."""
     bound = cfg.data_checks.max_null_share
+    text = set(cfg.features_of_kind("text"))
     shares = {
         name: float(_missing_mask(raw[name]).mean()) if len(raw) else 1.0
         for name in cfg.features
-        if name in raw.columns
+        if name in raw.columns and name not in text
     }
     worst = max(shares, key=shares.get) if shares else None
     passed = worst is None or shares[worst] <= bound

@@ -4,6 +4,7 @@
 
 Offers:
 - `compact_forest`: CompactForest
+- `compact_linear`: CompactLinear; `scoring_model`: ScoringModel; `sparse_forest`: sparse_predict_proba
 - `topk`: top_k_indices, top_k_frame
 - `pyfunc`: TopKCategoriesModel, serving_signature
 - `store`: log_forest, log_compact, load_compact, fetch_compact, download_compact,
@@ -16,6 +17,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "CompactForest": "compact_forest",
+        "CompactLinear": "compact_linear",
+        "ScoringModel": "scoring_model",
+        "sparse_predict_proba": "sparse_forest",
         "top_k_indices": "topk",
         "top_k_frame": "topk",
         "TopKCategoriesModel": "pyfunc",

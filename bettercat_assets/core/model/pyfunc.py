@@ -1,8 +1,8 @@
 """The registered `<client>_model`: an MLflow pyfunc answering with the top-k categories.
 
 `predict(df)` returns the rows batch scoring writes (`product_id`, `pred_label`, `pred_score`,
-`rank`, `model_version`; k rows per product) from the compact form alone: `CompactForest.load`
-checks the checksum and reads the arrays with `allow_pickle=False`. No sklearn, no skops, no
+`rank`, `model_version`; k rows per product) from the compact form alone: `ScoringModel.load`
+checks the checksums and reads the arrays with `allow_pickle=False`. No sklearn, no skops, no
 pickle: the model is logged as code (`pyfunc_entry.py`), which MLflow runs at load time.
 
 Where things come from at load time:
@@ -35,7 +35,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.scoring_model import ScoringModel
 from bettercat_assets.core.model.topk import top_k_frame, top_k_indices
 
 COMPACT_ARTIFACT = "compact"
@@ -52,10 +52,20 @@ OUTPUTS = (OUTPUT_ROWS, OUTPUT_PER_PRODUCT)
 NUMPY_MAX_ROWS = 1000
 
 
-def serving_signature(features: list[str], id_column: str) -> ModelSignature:
-    """Input: the id column (string) and every feature (double; a column must be there, a value
-    may be missing, as in batch scoring); output: the batch's top-k rows."""
-    inputs = Schema([ColSpec("string", id_column)] + [ColSpec("double", f) for f in features])
+def serving_signature(
+    features: list[str], id_column: str, kinds: dict[str, str] | None = None
+) -> ModelSignature:
+    """Input: the id column (string) and every feature (double for numbers, string for text and
+    categories; a column must be there, a value may be missing, as in batch scoring); output:
+    the batch's top-k rows."""
+    kinds = kinds or {}
+    inputs = Schema(
+        [ColSpec("string", id_column)]
+        + [
+            ColSpec("double" if kinds.get(f, "numeric") == "numeric" else "string", f)
+            for f in features
+        ]
+    )
     outputs = Schema(
         [
             ColSpec("string", "product_id"),
@@ -98,7 +108,7 @@ class TopKCategoriesModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         config = context.model_config or {}
         try:
-            self._forest = CompactForest.load(Path(context.artifacts[COMPACT_ARTIFACT]))
+            self._model = ScoringModel.load(Path(context.artifacts[COMPACT_ARTIFACT]))
         except ValueError as exc:
             raise MlflowException(f"compact model refused: {exc}") from None
         self._id_column = str(config.get("id_column", "product_id"))
@@ -109,10 +119,16 @@ class TopKCategoriesModel(PythonModel):
             if override is not None
             else _read_version(Path(context.artifacts[REGISTRATION_ARTIFACT]))
         )
-        self._features = [str(f) for f in self._forest.feature_names]
+        self._features = list(self._model.feature_names)
+        self._numeric = self._model.names_of_kind("numeric")
         # Touch every array once now rather than in the first request.
-        self._forest.predict_proba(
-            np.zeros((1, len(self._features)), dtype=np.float32), backend="numpy"
+        self._model.predict_proba(self._columns_of(self._example()), backend="numpy")
+
+    def _example(self) -> pd.DataFrame:
+        """One product with every number missing and every text empty."""
+        return pd.DataFrame(
+            {f: [np.nan if f in self._numeric else ""] for f in self._features}
+            | {self._id_column: ["example"]}
         )
 
     @property
@@ -122,27 +138,27 @@ class TopKCategoriesModel(PythonModel):
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this model holds: what a serving cache budgets for it."""
-        return int(self._forest.nbytes)
+        return int(self._model.nbytes)
 
-    def _features_of(self, frame: pd.DataFrame) -> np.ndarray:
-        """The feature matrix as float32, as batch scoring builds it; errors name the column."""
+    def _columns_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The feature columns as batch scoring reads them; errors name the column."""
         missing = [c for c in [self._id_column, *self._features] if c not in frame.columns]
         if missing:
             raise _invalid(f"missing column(s) {', '.join(repr(c) for c in missing)}")
-        try:  # after MLflow's schema enforcement the columns are float64 already
-            X = frame[self._features].to_numpy(dtype=np.float32, na_value=np.nan)
-        except (TypeError, ValueError):
-            for name in self._features:
-                try:
-                    pd.to_numeric(frame[name], errors="raise")
-                except (TypeError, ValueError):
-                    raise _invalid(f"column '{name}' must be numeric") from None
-            raise
-        bad = np.isinf(X)
-        if bad.any():
-            name = self._features[int(np.flatnonzero(bad.any(axis=0))[0])]
-            raise _invalid(f"column '{name}' holds infinity or a value too large for float32")
-        return np.ascontiguousarray(X)
+        columns: dict[str, np.ndarray] = {}
+        for name in self._features:
+            if name not in self._numeric:
+                values = frame[name].astype(object).to_numpy()
+                columns[name] = np.where(pd.isna(values), None, values)
+                continue
+            try:  # after MLflow's schema enforcement the columns are float64 already
+                x = pd.to_numeric(frame[name], errors="raise").to_numpy(np.float32, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise _invalid(f"column '{name}' must be numeric") from None
+            if np.isinf(x).any():
+                raise _invalid(f"column '{name}' holds infinity or a value too large for float32")
+            columns[name] = x.astype(np.float64)
+        return columns
 
     def predict(
         self,
@@ -156,17 +172,18 @@ class TopKCategoriesModel(PythonModel):
             raise _invalid(f"param '{OUTPUT_PARAM}' must be one of {list(OUTPUTS)}, got {output!r}")
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        X = self._features_of(model_input)
+        columns = self._columns_of(model_input)
         ids = model_input[self._id_column].astype(object).to_numpy()
-        backend = "numpy" if len(X) <= NUMPY_MAX_ROWS else None
-        proba = self._forest.predict_proba(X, backend=backend)
+        backend = "numpy" if len(ids) <= NUMPY_MAX_ROWS else None
+        proba = self._model.predict_proba(columns, backend=backend)
+        classes = self._model.classes_
         if output == OUTPUT_ROWS:
-            return top_k_frame(ids, proba, self._forest.classes_, self._k, self._version)
+            return top_k_frame(ids, proba, classes, self._k, self._version)
         best = top_k_indices(proba, self._k)
         return pd.DataFrame(
             {
                 "product_id": ids,
-                "pred_labels": list(self._forest.classes_[best]),
+                "pred_labels": list(classes[best]),
                 "pred_scores": list(np.take_along_axis(proba, best, axis=1).astype(np.float32)),
                 "model_version": np.full(len(ids), self._version, dtype=np.int32),
             }

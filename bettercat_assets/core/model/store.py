@@ -21,7 +21,7 @@ import tempfile
 import threading
 from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import mlflow.pyfunc
@@ -35,6 +35,7 @@ from bettercat_assets.core.config.errors import ModelNotFoundError, UnsafeModelE
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model import pyfunc as serving_model
 from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.scoring_model import ScoringModel
 from bettercat_assets.core.monitoring.reference import ReferenceProfile
 from bettercat_assets.core.tracking import runs as tracking
 
@@ -73,29 +74,39 @@ SERVING_PIP_REQUIREMENTS = [
 ]
 
 
-def _log_sklearn(forest: RandomForestClassifier, example: pd.DataFrame) -> ModelInfo:
+def _log_sklearn(estimator: Any, example: pd.DataFrame, featurized: bool) -> ModelInfo:
+    """The scikit-learn estimator (skops). With a featurizer it reads the featurizer's sparse
+    output, so it gets no signature; the registered pyfunc is the model to serve."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    signature = None if featurized else infer_signature(example, estimator.predict(example))
     return mlflow.sklearn.log_model(
-        forest,
+        estimator,
         name=SKLEARN_MODEL_NAME_IN_RUN,
-        signature=infer_signature(example, forest.predict(example)),
+        signature=signature,
         pip_requirements=PIP_REQUIREMENTS,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
 
 
-def serving_example(example: pd.DataFrame, id_column: str) -> pd.DataFrame:
-    """The input example of the served model: made-up ids, then the feature rows."""
+def serving_example(
+    example: pd.DataFrame, id_column: str, kinds: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """The input example of the served model: made-up ids, then the feature rows (numbers as
+    float64, text and categories as strings)."""
     ids = pd.Series([f"example-{i}" for i in range(len(example))], name=id_column)
-    return pd.concat([ids, example.reset_index(drop=True).astype(np.float64)], axis=1)
+    rows = example.reset_index(drop=True).copy()
+    for name in rows.columns:
+        numeric = (kinds or {}).get(name, "numeric") == "numeric"
+        rows[name] = rows[name].astype(np.float64) if numeric else rows[name].astype(str)
+    return pd.concat([ids, rows], axis=1)
 
 
 def log_forest(
-    forest: RandomForestClassifier,
-    compact: CompactForest,
+    estimator: Any,
+    compact: CompactForest | ScoringModel,
     example: pd.DataFrame,
     *,
     id_column: str = "product_id",
@@ -105,9 +116,10 @@ def log_forest(
     """Log the sklearn model, then the top-k pyfunc on the compact form (and the monitoring
     reference `profile` beside it); returns the pyfunc's ModelInfo, the one to register (then
     call `record_registration`)."""
-    sklearn_info = _log_sklearn(forest, example)
+    model = compact if isinstance(compact, ScoringModel) else ScoringModel(compact, None)
+    sklearn_info = _log_sklearn(estimator, example, model.featurizer is not None)
     return log_compact(
-        compact,
+        model,
         example,
         id_column=id_column,
         top_k=top_k,
@@ -117,7 +129,7 @@ def log_forest(
 
 
 def log_compact(
-    compact: CompactForest,
+    compact: CompactForest | ScoringModel,
     example: pd.DataFrame,
     *,
     id_column: str = "product_id",
@@ -125,12 +137,12 @@ def log_compact(
     tags: dict[str, str] | None = None,
     profile: ReferenceProfile | None = None,
 ) -> ModelInfo:
-    """Log the top-k pyfunc on a compact forest alone (the model that is registered and
+    """Log the top-k pyfunc on a compact model alone (the model that is registered and
     served), in the active run, with the monitoring reference `profile` beside it if given."""
-    features = [str(f) for f in compact.feature_names]
+    model = compact if isinstance(compact, ScoringModel) else ScoringModel(compact, None)
     with tempfile.TemporaryDirectory() as tmp:
         compact_dir = Path(tmp) / serving_model.COMPACT_ARTIFACT
-        compact.save(compact_dir)
+        model.save(compact_dir)
         if profile is not None:
             profile.save(compact_dir)
         registration = Path(tmp) / serving_model.REGISTRATION_FILE
@@ -143,8 +155,10 @@ def log_compact(
                 serving_model.REGISTRATION_ARTIFACT: str(registration),
             },
             model_config={"id_column": id_column, "top_k": int(top_k)},
-            signature=serving_model.serving_signature(features, id_column),
-            input_example=serving_example(example, id_column),
+            signature=serving_model.serving_signature(
+                model.feature_names, id_column, model.feature_kinds
+            ),
+            input_example=serving_example(example, id_column, model.feature_kinds),
             pip_requirements=SERVING_PIP_REQUIREMENTS,
             tags={LAYOUT_TAG: LAYOUT, **(tags or {})},
         )
@@ -276,17 +290,18 @@ def download_serving_model(
     return Path(local)
 
 
-_CACHE: dict[tuple[str, str, int], CompactForest] = {}
+_CACHE: dict[tuple[str, str, int], ScoringModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def fetch_compact(
+def fetch_scoring_model(
     settings: TrackingSettings, model_name: str, version: int, dst: str
-) -> tuple[Path, CompactForest]:
-    """Download a version's compact form into `dst` and verify it; UnsafeModelError if damaged."""
+) -> tuple[Path, ScoringModel]:
+    """Download a version's compact form (featurizer included) into `dst` and verify every
+    part; UnsafeModelError if one is damaged or tampered with."""
     local = download_compact(settings, model_name, version, dst)
     try:
-        return local, CompactForest.load(local)
+        return local, ScoringModel.load(local)
     except ValueError as exc:
         # The message names files in a temporary download folder: say where they are
         # in the registry instead.
@@ -298,14 +313,27 @@ def fetch_compact(
         ) from None
 
 
-def load_compact(settings: TrackingSettings, model_name: str, version: int) -> CompactForest:
+def fetch_compact(
+    settings: TrackingSettings, model_name: str, version: int, dst: str
+) -> tuple[Path, Any]:
+    """`fetch_scoring_model`, returning the compact estimator (a CompactForest for forests)."""
+    local, model = fetch_scoring_model(settings, model_name, version, dst)
+    return local, model.estimator
+
+
+def load_compact(settings: TrackingSettings, model_name: str, version: int) -> Any:
+    """The compact estimator of a version (a CompactForest for forests); cached."""
+    return load_scoring_model(settings, model_name, version).estimator
+
+
+def load_scoring_model(settings: TrackingSettings, model_name: str, version: int) -> ScoringModel:
     """Download and load a version's compact form; cached, so once per process."""
     key = (settings.tracking_uri, model_name, int(version))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
         with tempfile.TemporaryDirectory() as tmp:
-            _, forest = fetch_compact(settings, model_name, version, tmp)
+            _, forest = fetch_scoring_model(settings, model_name, version, tmp)
         _CACHE.clear()  # a process only ever needs the version it is using now
         _CACHE[key] = forest
         return forest
@@ -337,7 +365,9 @@ def load_sklearn(
                 f"model '{model_name}' v{version}: {SKOPS_FILE} cannot be loaded safely: "
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             ) from None
-    if not isinstance(forest, RandomForestClassifier):
+    from sklearn.linear_model import LogisticRegression
+
+    if not isinstance(forest, RandomForestClassifier | LogisticRegression):
         raise UnsafeModelError(
             f"model '{model_name}' v{version}: {SKOPS_FILE} holds a {type(forest).__name__}, "
             "not a RandomForestClassifier"

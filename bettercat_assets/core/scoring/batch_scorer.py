@@ -1,13 +1,15 @@
 """What runs in Spark's Python workers: top-k categories from compact models Spark shipped.
 
 This module is imported by the workers, so it imports only numpy, pandas, pyarrow and the
-compact forest: no MLflow and no scikit-learn. The driver resolves each client's `@champion`,
+compact model (featurizer, forest or linear model): no MLflow and no scikit-learn. The driver resolves each client's `@champion`,
 downloads its compact form and ships the two files with `SparkSession.addArtifacts` (classic
 Spark and Spark Connect alike); a worker loads a model with `np.load(allow_pickle=False)`
 after checking its checksum, once per process.
 
-Many clients share one Spark pass: rows carry their `client_id`, and their features sit in
-the generic columns `f0..fN` in the client's own feature order.
+Many clients share one Spark pass: rows carry their `client_id`, their numeric features sit
+in the generic double columns `f0..fN` and their text and categorical features in the generic
+string columns `s0..sM`, each in the client's own feature order. Only the model's features
+travel; a client with text ships its featurizer beside its model.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bettercat_assets.core.model.compact_forest import CompactForest
+from bettercat_assets.core.model.scoring_model import ScoringModel
 from bettercat_assets.core.model.topk import top_k_indices
 from bettercat_assets.core.scoring.pass_stats import PassStatistic, ScoredSlice, TaskStats
 
@@ -37,8 +39,13 @@ SCORING_CHUNK_ROWS = 4096
 
 
 def feature_column(position: int) -> str:
-    """Name of the shared-pass column holding a client's feature number `position`."""
+    """Name of the shared-pass column holding a client's numeric feature number `position`."""
     return f"f{position}"
+
+
+def string_column(position: int) -> str:
+    """Name of the shared-pass column holding a client's text/categorical feature `position`."""
+    return f"s{position}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,16 @@ class ShippedModel:
     n_classes: int
     #: rows per product: min(the client's k, its number of categories)
     top_k: int
+    #: "random_forest" or "linear": which compact estimator the two files hold
+    kind: str = "random_forest"
+    #: the featurizer's (arrays, description) files, or None (numeric features read directly)
+    featurizer_files: tuple[str, str] | None = None
+    #: the features read as strings (text and categorical), in feature order
+    string_features: tuple[str, ...] = ()
+
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        return tuple(f for f in self.feature_names if f not in self.string_features)
 
 
 def top_k_batch(
@@ -109,22 +126,46 @@ def release_freed_memory() -> None:
 
 
 @functools.lru_cache(maxsize=MODELS_PER_WORKER)
-def load_shipped(arrays_file: str, meta_file: str) -> tuple[CompactForest, pa.Array]:
-    """Load a shipped model (checksum verified by `CompactForest.load_files`) and its labels."""
-    forest = CompactForest.load_files(_shipped_path(arrays_file), _shipped_path(meta_file))
+def load_shipped(
+    arrays_file: str,
+    meta_file: str,
+    kind: str = "random_forest",
+    featurizer_files: tuple[str, str] | None = None,
+) -> tuple[ScoringModel, pa.Array]:
+    """Load a shipped model (every part's checksum verified) and its labels."""
+    parts = {kind: (_shipped_path(arrays_file), _shipped_path(meta_file))}
+    if featurizer_files is not None:
+        parts["featurizer"] = tuple(_shipped_path(name) for name in featurizer_files)
+    model = ScoringModel.load_parts(parts)
     release_freed_memory()
-    return forest, pa.array(forest.classes_.tolist(), type=pa.string())
+    return model, pa.array(model.classes_.tolist(), type=pa.string())
+
+
+def client_columns(rows: pd.DataFrame, model: ShippedModel) -> dict[str, np.ndarray]:
+    """A client's features by name from the shared pass's generic columns."""
+    numeric = {
+        name: rows[feature_column(i)].to_numpy(dtype=np.float64, na_value=np.nan)
+        for i, name in enumerate(model.numeric_features)
+    }
+    strings = {
+        name: rows[string_column(i)].to_numpy(dtype=object)
+        for i, name in enumerate(model.string_features)
+    }
+    return numeric | strings
 
 
 def score_client_rows(rows: pd.DataFrame, model: ShippedModel) -> Iterator[ScoredSlice]:
     """Top-k rows for one client's products (a slice of a shared-pass batch), in chunks of
     `SCORING_CHUNK_ROWS` so that a worker holds a chunk's class probabilities, not a batch's."""
-    forest, labels = load_shipped(model.arrays_file, model.meta_file)
-    columns = [feature_column(i) for i in range(len(model.feature_names))]
+    scorer, labels = load_shipped(
+        model.arrays_file, model.meta_file, model.kind, model.featurizer_files
+    )
+    numeric = [feature_column(i) for i in range(len(model.numeric_features))]
     for start in range(0, len(rows), SCORING_CHUNK_ROWS):
         chunk = rows.iloc[start : start + SCORING_CHUNK_ROWS]
-        X = np.ascontiguousarray(chunk[columns].to_numpy(dtype=np.float32, na_value=np.nan))
-        proba = forest.predict_proba(X)
+        # the numeric features as float32 (the statistics' view; text stays in its columns)
+        X = np.ascontiguousarray(chunk[numeric].to_numpy(dtype=np.float32, na_value=np.nan))
+        proba = scorer.predict_proba(client_columns(chunk, model))
         ids = chunk[ID_COLUMN]
         out = top_k_batch(ids, proba, labels, model.top_k, model.version)
         yield ScoredSlice(model.client_id, ids, X, proba, out, model.top_k)

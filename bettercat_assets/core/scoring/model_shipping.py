@@ -23,8 +23,8 @@ from pyspark.sql import SparkSession
 
 from bettercat_assets.core.config.errors import UnsafeModelError
 from bettercat_assets.core.config.settings import TrackingSettings
-from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE
-from bettercat_assets.core.model.store import fetch_compact
+from bettercat_assets.core.model.scoring_model import PART_FILES
+from bettercat_assets.core.model.store import fetch_scoring_model
 from bettercat_assets.core.monitoring.reference import PROFILE_FILE, ReferenceProfile
 from bettercat_assets.core.scoring.batch_scorer import ShippedModel
 
@@ -47,6 +47,8 @@ class StagedModel:
     model: ShippedModel
     #: the version's monitoring reference (None: registered before monitoring existed)
     profile: ReferenceProfile | None = None
+    #: every file to ship (the model's two, and the featurizer's two when there is one)
+    files: tuple[Path, ...] = ()
 
 
 def stage_model(
@@ -55,23 +57,35 @@ def stage_model(
     """Download and verify one version into the shipping folder (no Spark needed yet)."""
     workdir = shipping_dir()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        local, forest = fetch_compact(settings, model_name, version, tmp)
-        digest = forest_digest(local)
-        stem = f"{client_id}-v{int(version)}-{digest[:12]}"
-        arrays, meta = workdir / f"{stem}.npz", workdir / f"{stem}.json"
-        shutil.copyfile(local / ARRAYS_FILE, arrays)
-        shutil.copyfile(local / META_FILE, meta)
+        local, scoring = fetch_scoring_model(settings, model_name, version, tmp)
+        stem = f"{client_id}-v{int(version)}-{forest_digest(local, scoring.kind)[:12]}"
+        shipped: dict[str, tuple[Path, Path]] = {}
+        for part in scoring.parts():
+            arrays_name, meta_name = PART_FILES[part]
+            tag = "" if part == scoring.kind else f"-{part}"
+            arrays, meta = workdir / f"{stem}{tag}.npz", workdir / f"{stem}{tag}.json"
+            shutil.copyfile(local / arrays_name, arrays)
+            shutil.copyfile(local / meta_name, meta)
+            shipped[part] = (arrays, meta)
         profile = _load_profile(local, model_name, version)
+    arrays, meta = shipped[scoring.kind]
+    featurizer = shipped.get("featurizer")
     model = ShippedModel(
         client_id=client_id,
         version=int(version),
         arrays_file=arrays.name,
         meta_file=meta.name,
-        feature_names=tuple(str(f) for f in forest.feature_names),
-        n_classes=len(forest.classes_),
-        top_k=min(top_k, len(forest.classes_)),
+        feature_names=tuple(scoring.feature_names),
+        n_classes=len(scoring.classes_),
+        top_k=min(top_k, len(scoring.classes_)),
+        kind=scoring.kind,
+        featurizer_files=(featurizer[0].name, featurizer[1].name) if featurizer else None,
+        string_features=tuple(
+            n for n in scoring.feature_names if n not in scoring.names_of_kind("numeric")
+        ),
     )
-    return StagedModel(arrays=arrays, meta=meta, model=model, profile=profile)
+    files = tuple(path for pair in shipped.values() for path in pair)
+    return StagedModel(arrays=arrays, meta=meta, model=model, profile=profile, files=files)
 
 
 def _load_profile(local: Path, model_name: str, version: int) -> ReferenceProfile | None:
@@ -90,10 +104,11 @@ def _load_profile(local: Path, model_name: str, version: int) -> ReferenceProfil
 
 def ship_model(spark: SparkSession, staged: StagedModel) -> ShippedModel:
     """Hand a staged model's two files to Spark; returns what the workers need to load it."""
-    spark.addArtifacts(str(staged.arrays), str(staged.meta), file=True)
+    spark.addArtifacts(*(str(p) for p in staged.files or (staged.arrays, staged.meta)), file=True)
     return staged.model
 
 
-def forest_digest(directory: Path) -> str:
-    """The arrays checksum the compact form records about itself (already verified)."""
-    return str(json.loads((directory / META_FILE).read_text(encoding="utf-8"))["arrays_sha256"])
+def forest_digest(directory: Path, kind: str = "random_forest") -> str:
+    """The checksum the compact model records about itself (already verified)."""
+    meta = json.loads((directory / PART_FILES[kind][1]).read_text(encoding="utf-8"))
+    return str(meta.get("arrays_sha256") or meta["sha256"])

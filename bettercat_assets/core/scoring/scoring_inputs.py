@@ -25,6 +25,7 @@ from bettercat_assets.core.scoring.batch_scorer import (
     ID_COLUMN,
     ShippedModel,
     feature_column,
+    string_column,
 )
 from bettercat_assets.core.scoring.model_shipping import StagedModel, stage_model
 from bettercat_assets.core.scoring.timing import timed
@@ -98,21 +99,32 @@ def _decompress(client_id: str, source: Path, target: Path) -> Path:
     return target
 
 
-def _input_schema(header: list[str], id_column: str) -> T.StructType:
+def _input_schema(
+    header: list[str], id_column: str, numeric: Iterable[str] | None = None
+) -> T.StructType:
+    """Numeric features as doubles; the id, text, categorical and extra columns as strings.
+    `numeric` None: every column but the id is numeric."""
+    numeric = set(header) - {id_column} if numeric is None else set(numeric)
     return T.StructType(
         [
-            T.StructField(name, T.StringType() if name == id_column else T.DoubleType(), True)
+            T.StructField(name, T.DoubleType() if name in numeric else T.StringType(), True)
             for name in header
         ]
     )
 
 
-def read_products(spark: SparkSession, path: Path, header: list[str], id_column: str) -> DataFrame:
+def read_products(
+    spark: SparkSession,
+    path: Path,
+    header: list[str],
+    id_column: str,
+    numeric: Iterable[str] | None = None,
+) -> DataFrame:
     """Read a scoring CSV with an explicit schema (no inference pass), failing on bad rows."""
     return spark.read.csv(
         str(path),
         header=True,
-        schema=_input_schema(header, id_column),
+        schema=_input_schema(header, id_column, numeric),
         mode="FAILFAST",
         enforceSchema=False,
         multiLine=False,
@@ -125,21 +137,30 @@ def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _client_frame(spark: SparkSession, p: Prepared, width: int) -> DataFrame:
-    """One client's products in the shared layout: client_id, product_id, f0..f{width-1}."""
-    products = read_products(spark, p.plain_csv, p.header, p.client.id_column)
-    padding = range(len(p.features), width)
+def _client_frame(spark: SparkSession, p: Prepared, width: int, string_width: int = 0) -> DataFrame:
+    """One client's products in the shared layout: client_id, product_id, its numeric features
+    in f0..f{width-1} and its text/categorical ones in s0..s{string_width-1}. Only the model's
+    features are selected; other columns of the file stay behind."""
+    numeric, strings = p.model.numeric_features, p.model.string_features
+    products = read_products(spark, p.plain_csv, p.header, p.client.id_column, numeric)
+    double, string = T.DoubleType(), T.StringType()
     return products.select(
         F.lit(p.client.client_id).alias(CLIENT_COLUMN),
         F.col(_quoted(p.client.id_column)).alias(ID_COLUMN),
-        *[F.col(_quoted(name)).alias(feature_column(i)) for i, name in enumerate(p.features)],
-        *[F.lit(None).cast(T.DoubleType()).alias(feature_column(i)) for i in padding],
+        *[F.col(_quoted(name)).alias(feature_column(i)) for i, name in enumerate(numeric)],
+        *[F.lit(None).cast(double).alias(feature_column(i)) for i in range(len(numeric), width)],
+        *[F.col(_quoted(name)).alias(string_column(i)) for i, name in enumerate(strings)],
+        *[
+            F.lit(None).cast(string).alias(string_column(i))
+            for i in range(len(strings), string_width)
+        ],
     )
 
 
 def shared_frame(spark: SparkSession, prepared: Iterable[Prepared]) -> DataFrame:
     """Every prepared client's products in one DataFrame (features padded to the widest)."""
     prepared = list(prepared)
-    width = max(len(p.features) for p in prepared)
-    frames = [_client_frame(spark, p, width) for p in prepared]
+    width = max(len(p.model.numeric_features) for p in prepared)
+    string_width = max(len(p.model.string_features) for p in prepared)
+    frames = [_client_frame(spark, p, width, string_width) for p in prepared]
     return functools.reduce(DataFrame.unionByName, frames)

@@ -122,7 +122,9 @@ def explain(p: Prepared, exc: BaseException) -> BettercatError:
     text = str(exc)
     if "Malformed" in text or "MALFORMED" in text:
         try:
-            load_scoring_table(p.client, p.source, p.features)  # names the column, if it can
+            kinds = {n: "numeric" for n in p.model.numeric_features}
+            kinds |= {n: "text" for n in p.model.string_features}
+            load_scoring_table(p.client, p.source, p.features, kinds)  # names the column
         except DataError as data_error:
             return data_error
         return DataError(p.client.client_id, p.source, "malformed CSV record")

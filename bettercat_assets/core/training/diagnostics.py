@@ -11,7 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 
 from bettercat_assets.core.training.evaluation import (  # noqa: E402
     WeakestCategories,
@@ -22,23 +21,33 @@ from bettercat_assets.core.training.evaluation import (  # noqa: E402
 
 
 def log_diagnostics(
-    forest: RandomForestClassifier, features: list[str], y_test: np.ndarray, proba: np.ndarray
+    classes: np.ndarray,
+    importances: np.ndarray | None,
+    features: list[str],
+    y_test: np.ndarray,
+    proba: np.ndarray,
 ) -> WeakestCategories:
-    """Feature-importance plot, per-category table and confused pairs as run artifacts."""
-    y_pred = forest.classes_[proba.argmax(axis=1)]
-    per_category = per_category_table(y_test, y_pred, forest.classes_, proba)
-    pairs = confused_pairs(y_test, y_pred, forest.classes_)
+    """Feature-importance plot (forests: per input feature), per-category table and confused
+    pairs as run artifacts."""
+    y_pred = classes[proba.argmax(axis=1)]
+    per_category = per_category_table(y_test, y_pred, classes, proba)
+    pairs = confused_pairs(y_test, y_pred, classes)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         per_category.to_csv(out / "per_category_metrics.csv", index=False)
         pairs.to_csv(out / "confused_pairs.csv", index=False)
-        order = np.argsort(forest.feature_importances_)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
-        ax.barh(np.asarray(features)[order], forest.feature_importances_[order], color="#4f46e5")
-        ax.set_xlabel("mean decrease in impurity")
-        ax.set_title("Feature importance")
-        fig.tight_layout()
-        fig.savefig(out / "feature_importance.png", dpi=100)
-        plt.close(fig)
+        if importances is not None:
+            _plot_importances(importances, features, out / "feature_importance.png")
         mlflow.log_artifacts(tmp, artifact_path="diagnostics")
     return weakest_categories(per_category)
+
+
+def _plot_importances(importances: np.ndarray, features: list[str], path: Path) -> None:
+    order = np.argsort(importances)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
+    ax.barh(np.asarray(features)[order], importances[order], color="#4f46e5")
+    ax.set_xlabel("mean decrease in impurity")
+    ax.set_title("Feature importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

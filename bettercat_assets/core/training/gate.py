@@ -103,16 +103,21 @@ def champion_score(
     y_test: np.ndarray,
     metric: str,
 ) -> float | None:
-    """The champion's gate metric on the new test split, when it uses the same features."""
-    from bettercat_assets.core.model.store import load_compact
+    """The champion's gate metric on the new test split, when it reads the same features
+    (names and kinds: a column's dtype says numeric or text)."""
+    from bettercat_assets.core.model.store import load_scoring_model
 
     if champion is None:
         return None
-    forest = load_compact(settings, model_name, champion)
-    if list(forest.feature_names) != list(x_test.columns):
+    model = load_scoring_model(settings, model_name, champion)
+    if list(model.feature_names) != list(x_test.columns):
         return None
-    proba = forest.predict_proba(x_test.to_numpy(dtype=np.float32))
-    return score_metric(metric, y_test, proba, forest.classes_)
+    for name, kind in model.feature_kinds.items():
+        if (kind == "numeric") != pd.api.types.is_numeric_dtype(x_test[name]):
+            return None
+    columns = {name: x_test[name].to_numpy() for name in model.feature_names}
+    proba = model.predict_proba(columns)
+    return score_metric(metric, y_test, proba, model.classes_)
 
 
 def binomial_p_value(value: float, baseline: float, n: int) -> float:

@@ -1,9 +1,8 @@
-"""Train, evaluate, track, register and gate one client's RandomForest."""
+"""Train, evaluate, track, register and gate one client's model (RandomForest or linear)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +15,6 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
@@ -25,8 +23,6 @@ from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
 from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
-from bettercat_assets.core.model.compact_forest import CompactForest  # noqa: E402
-from bettercat_assets.core.model.forest_conversion import compact_from_sklearn  # noqa: E402
 from bettercat_assets.core.model.store import log_forest, record_registration  # noqa: E402
 from bettercat_assets.core.monitoring.reference import reference_from_table  # noqa: E402
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
@@ -35,6 +31,7 @@ from bettercat_assets.core.tracking.views import runs_url  # noqa: E402
 from bettercat_assets.core.training.descriptions import describe_training  # noqa: E402
 from bettercat_assets.core.training.diagnostics import log_diagnostics  # noqa: E402
 from bettercat_assets.core.training.evaluation import WeakestCategories, evaluate  # noqa: E402
+from bettercat_assets.core.training.fitting import FittedModel, fit_client_model  # noqa: E402
 from bettercat_assets.core.training.gate import (  # noqa: E402
     GateMetric,
     GateResult,
@@ -140,13 +137,7 @@ class _Split:
     y_test: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Fitted:
-    """Stage 2, fit: the forest, its compact form and the fit time."""
-
-    forest: RandomForestClassifier
-    compact: CompactForest
-    fit_seconds: float
+_Fitted = FittedModel  # stage 2, fit: the estimator, its featurizer and compact form
 
 
 @dataclass(frozen=True)
@@ -219,7 +210,7 @@ def train_model(
         previous_champion_version=previous_champion,
         data_path=str(split.path),
         data_fingerprint=split.table.fingerprint,
-        classes=len(fitted.forest.classes_),
+        classes=len(fitted.classes_),
         weakest_categories=weakest.table,
         weakest_summary=weakest.summary,
         counts=evaluation.counts,
@@ -279,7 +270,7 @@ def _log_params(run: _Run) -> int | None:
         champion_mv = tracking.champion_version(run.mlflow, client.model_name)
         mlflow.log_params(
             {
-                **{f"rf_{k}": v for k, v in client.model_params.items()},
+                **_model_params(client),
                 "features": ",".join(client.features),
                 "test_size": client.test_size,
                 "top_k": client.top_k,
@@ -288,28 +279,41 @@ def _log_params(run: _Run) -> int | None:
     return int(champion_mv.version) if champion_mv else None
 
 
+def _model_params(client: ClientConfig) -> dict[str, object]:
+    """The fitted model's parameters as run params: `rf_*` or `linear_*`, and the text settings."""
+    if client.model.kind == "linear":
+        params = {f"linear_{k}": v for k, v in client.model.linear_params.items()}
+    else:
+        params = {f"rf_{k}": v for k, v in client.model_params.items()}
+    if client.has_text_or_categorical:
+        params |= {"feature_kinds": ",".join(f"{s.name}:{s.kind}" for s in client.feature_specs)}
+        params |= {f"text_{k}": v for k, v in client.text.model_dump().items()}
+    return {"model_kind": client.model.kind, **params}
+
+
 def _fit(client: ClientConfig, split: _Split, progress: Progress) -> _Fitted:
-    progress(f"{client.client_id}: fitting RandomForest on {len(split.y_train)} rows")
-    started = time.perf_counter()
-    forest = RandomForestClassifier(**client.model_params).fit(split.x_train, split.y_train)
-    fit_seconds = time.perf_counter() - started
-    return _Fitted(forest, compact_from_sklearn(forest), fit_seconds)
+    what = "logistic regression" if client.model.kind == "linear" else "RandomForest"
+    progress(f"{client.client_id}: fitting {what} on {len(split.y_train)} rows")
+    return fit_client_model(client, split.x_train, split.y_train)
+
+
+def _sklearn_megabytes(estimator: object) -> float:
+    trees = getattr(estimator, "estimators_", None)
+    if trees is None:
+        return float(estimator.coef_.nbytes) / 2**20
+    return sum(t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes for t in trees) / 2**20
 
 
 def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -> _Evaluation:
-    forest = fitted.forest
-    proba = forest.predict_proba(split.x_test)
+    proba = fitted.predict_proba(split.x_test)
     raw = {
-        **evaluate(split.y_test, proba, forest.classes_, y_train=split.y_train),
+        **evaluate(split.y_test, proba, fitted.classes_, y_train=split.y_train),
+        "n_model_features": float(fitted.estimator.n_features_in_),
         "fit_seconds": fitted.fit_seconds,
         "compact_model_mb": fitted.compact.nbytes / 2**20,
-        "sklearn_model_mb": sum(
-            t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes
-            for t in forest.estimators_
-        )
-        / 2**20,
+        "sklearn_model_mb": _sklearn_megabytes(fitted.estimator),
     }
-    metric = gate_metric(len(forest.classes_))
+    metric = gate_metric(len(fitted.classes_))
     champion_value = champion_score(
         run.settings, run.client.model_name, champion, split.x_test, split.y_test, metric.name
     )
@@ -318,7 +322,7 @@ def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -
     counts = {
         "train_rows": len(split.y_train),
         "test_rows": len(split.y_test),
-        "n_classes": len(forest.classes_),
+        "n_classes": len(fitted.classes_),
     }
     # what MLflow and Dagster show; the gate judges `raw`
     return _Evaluation(raw, round_metrics(raw), proba, champion_value, counts, metric)
@@ -331,8 +335,13 @@ def _log_evaluation(
     with tracking.store_lock(run.settings):
         mlflow.log_metrics(evaluation.metrics)
         mlflow.log_params(evaluation.counts)  # counts: MLflow shows params as written, 3200
+        features = list(run.client.features)
         return log_diagnostics(
-            fitted.forest, list(run.client.features), split.y_test, evaluation.proba
+            fitted.classes_,
+            fitted.input_importances(len(features)),
+            features,
+            split.y_test,
+            evaluation.proba,
         )
 
 
@@ -365,15 +374,17 @@ def _register_and_gate(
     }
     with tracking.store_lock(run.settings):
         info = log_forest(
-            fitted.forest,
+            fitted.estimator,
             fitted.compact,
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
-            profile=reference_from_table(  # as scoring sees it: compact forest, float32
-                split.table.features,
-                fitted.compact.predict_proba(split.x_test.to_numpy(dtype=np.float32)),
-                fitted.forest.classes_,
+            profile=reference_from_table(  # as scoring sees it: the compact model, float32
+                split.table.features[fitted.compact.names_of_kind("numeric")],
+                fitted.compact.predict_proba(
+                    {name: split.x_test[name].to_numpy() for name in fitted.compact.feature_names}
+                ),
+                fitted.classes_,
                 split.y_test,
                 client.monitoring.bins,
             ),

@@ -1,0 +1,180 @@
+"""Text to TF-IDF rows, exactly as scikit-learn's `TfidfVectorizer` computes them.
+
+Runs in Spark workers and the serving process: numpy and the standard library only (numba
+when installed). What makes the reproduction exact:
+
+* tokens come from Python's `re` with scikit-learn's default pattern `(?u)\\b\\w\\w+\\b`,
+  whose `\\w` is Unicode (Arrow's RE2 `\\w` is ASCII only, so Arrow is not used here);
+  lower-casing is `str.lower`;
+* `char_wb` n-grams pad each whitespace-separated word with one space on both sides and count
+  a word shorter than n once;
+* a row's L2 norm is summed sequentially over its terms in column order, in float64, as
+  scikit-learn's `inplace_csr_row_normalize_l2` does (numpy's pairwise sums round otherwise).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+_WHITE_SPACES = re.compile(r"\s\s+")
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+#: below this many values the pure-Python norm is used (no numba import in a small server)
+_NUMBA_MIN_VALUES = 20_000
+
+
+def word_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
+    """scikit-learn's `analyzer="word"` with the default token pattern and no stop words."""
+    min_n, max_n = ngram_range
+
+    def analyze(doc: str) -> list[str]:
+        tokens = TOKEN_PATTERN.findall(doc.lower() if lowercase else doc)
+        if max_n == 1:
+            return tokens
+        grams = list(tokens) if min_n == 1 else []
+        first = max(min_n, 2)
+        for n in range(first, min(max_n + 1, len(tokens) + 1)):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return grams
+
+    return analyze
+
+
+def char_wb_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
+    """scikit-learn's `analyzer="char_wb"`: character n-grams inside space-padded words."""
+    min_n, max_n = ngram_range
+
+    def analyze(doc: str) -> list[str]:
+        text = _WHITE_SPACES.sub(" ", doc.lower() if lowercase else doc)
+        grams: list[str] = []
+        for word in text.split():
+            w = " " + word + " "
+            w_len = len(w)
+            for n in range(min_n, max_n + 1):
+                if w_len <= n:  # a short word is counted once, whole
+                    grams.append(w)
+                    break
+                grams.extend(w[i : i + n] for i in range(w_len - n + 1))
+        return grams
+
+    return analyze
+
+
+def analyzer(
+    kind: str, ngram_range: tuple[int, int], lowercase: bool
+) -> Callable[[str], list[str]]:
+    """The analyzer for `kind` ("word" or "char_wb")."""
+    if kind == "word":
+        return word_analyzer(ngram_range, lowercase)
+    if kind == "char_wb":
+        return char_wb_analyzer(ngram_range, lowercase)
+    raise ValueError(f"unknown analyzer {kind!r}")
+
+
+def term_ids(
+    docs: Sequence[str], analyze: Callable[[str], list[str]], vocabulary: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every in-vocabulary term occurrence; unknown terms are dropped."""
+    lookup = vocabulary.get
+    lengths = np.zeros(len(docs), dtype=np.int64)
+    columns: list[int] = []
+    for i, doc in enumerate(docs):
+        found = [j for j in map(lookup, analyze(doc)) if j is not None]
+        lengths[i] = len(found)
+        columns.extend(found)
+    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    return rows, np.asarray(columns, dtype=np.int64)
+
+
+#: words remembered per vocabulary by `char_wb_term_ids` before the memo starts over
+WORD_MEMO_SIZE = 50_000
+
+
+def char_wb_term_ids(
+    docs: Sequence[str],
+    ngram_range: tuple[int, int],
+    lowercase: bool,
+    vocabulary: dict[str, int],
+    memo: dict[str, list[int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
+    each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
+    The document is lower-cased whole first, as scikit-learn does (Greek final sigma)."""
+    grams_of = char_wb_analyzer(ngram_range, False)
+    lookup = vocabulary.get
+    lengths = np.zeros(len(docs), dtype=np.int64)
+    columns: list[int] = []
+    for i, doc in enumerate(docs):
+        count = 0
+        for word in (doc.lower() if lowercase else doc).split():
+            ids = memo.get(word)
+            if ids is None:
+                if len(memo) >= WORD_MEMO_SIZE:
+                    memo.clear()
+                ids = memo[word] = [j for j in map(lookup, grams_of(word)) if j is not None]
+            columns.extend(ids)
+            count += len(ids)
+        lengths[i] = count
+    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    return rows, np.asarray(columns, dtype=np.int64)
+
+
+def _row_norms_python(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Sequential float64 sum of squares per row (scikit-learn's order), then sqrt."""
+    values = data.tolist()
+    bounds = row_starts.tolist()
+    norms = np.empty(len(bounds) - 1, dtype=np.float64)
+    for r in range(len(bounds) - 1):
+        total = 0.0
+        for v in values[bounds[r] : bounds[r + 1]]:
+            total += v * v
+        norms[r] = total
+    return np.sqrt(norms)
+
+
+@functools.cache
+def _row_norms_numba() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:  # pragma: no cover
+    import numba
+
+    @numba.njit(nogil=True, cache=False)
+    def norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
+        out = np.empty(row_starts.shape[0] - 1, dtype=np.float64)
+        for r in range(row_starts.shape[0] - 1):
+            total = 0.0
+            for j in range(row_starts[r], row_starts[r + 1]):
+                total += data[j] * data[j]
+            out[r] = np.sqrt(total)
+        return out
+
+    return norms
+
+
+def tfidf_rows(
+    rows: np.ndarray,
+    columns: np.ndarray,
+    n_rows: int,
+    idf: np.ndarray,
+    sublinear_tf: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, value) of the L2-normalised TF-IDF terms, sorted by row then column."""
+    size = max(int(idf.size), 1)
+    keys, counts = np.unique(rows * size + columns, return_counts=True)
+    out_rows, out_cols = np.divmod(keys, size)
+    data = counts.astype(np.float64)
+    if sublinear_tf:
+        np.log(data, data)
+        data += 1.0
+    data *= idf[out_cols]
+    row_starts = np.searchsorted(out_rows, np.arange(n_rows + 1, dtype=np.int64))
+    if HAVE_NUMBA and data.size >= _NUMBA_MIN_VALUES:
+        norms = _row_norms_numba()(row_starts, data)
+    else:
+        norms = _row_norms_python(row_starts, data)
+    per_value = np.repeat(norms, np.diff(row_starts))
+    data /= np.where(per_value == 0.0, 1.0, per_value)
+    return out_rows, out_cols, data

@@ -1,0 +1,168 @@
+"""A fitted multinomial logistic regression in a pickle-free form, scored from sparse rows.
+
+`predict_proba` is scikit-learn's: for `LogisticRegression` (link "softmax") the softmax of
+`X @ coef.T + intercept`; for `SGDClassifier(loss="log_loss")` (link "ovr", one-vs-rest) each
+class's logistic, normalised to sum to one; two classes: the logistic of the single decision. Coefficients are stored in float32 (half the download; the
+products' scores move by well under 1e-6) and accumulated in float64. numpy only: Spark
+workers import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bettercat_assets.core.features.featurizer import SparseRows
+
+FORMAT = "bettercat.compact_linear"
+FORMAT_VERSION = 1
+LINKS = ("softmax", "ovr")
+ARRAYS_FILE = "compact_linear.npz"
+META_FILE = "compact_linear.json"
+#: rows per chunk: bounds the (non-zeros x classes) temporary of one chunk
+_CHUNK_VALUES = 20_000
+
+
+class CompactLinear:
+    """`coef_t` (n_features, n_decisions) float32 and `intercept` (n_decisions,) float64."""
+
+    def __init__(
+        self, coef_t: np.ndarray, intercept: np.ndarray, classes: Any, link: str = "softmax"
+    ) -> None:
+        if link not in LINKS:
+            raise ValueError(f"invalid compact linear model: link must be one of {LINKS}")
+        self.link = link
+        self.classes_ = np.asarray(classes).astype(str)
+        n_classes = len(self.classes_)
+        n_decisions = 1 if n_classes == 2 else n_classes
+        if n_classes < 2 or len(set(self.classes_.tolist())) != n_classes:
+            raise ValueError("invalid compact linear model: classes must be >= 2 unique labels")
+        if (
+            not isinstance(coef_t, np.ndarray)
+            or coef_t.dtype != np.float32
+            or coef_t.ndim != 2
+            or coef_t.shape[1] != n_decisions
+            or not np.all(np.isfinite(coef_t))
+        ):
+            raise ValueError(
+                f"invalid compact linear model: coef must be finite float32 (n, {n_decisions})"
+            )
+        if (
+            intercept.dtype != np.float64
+            or intercept.shape != (n_decisions,)
+            or not np.all(np.isfinite(intercept))
+        ):
+            raise ValueError("invalid compact linear model: intercept does not match the classes")
+        self.coef_t = coef_t
+        self.intercept = intercept
+        self.n_features_in_ = int(coef_t.shape[0])
+        for arr in (self.coef_t, self.intercept):
+            arr.setflags(write=False)
+
+    @classmethod
+    def from_coefficients(
+        cls, coef: np.ndarray, intercept: np.ndarray, classes: Any, link: str = "softmax"
+    ) -> CompactLinear:
+        """From scikit-learn's `coef_` (n_decisions, n_features) and `intercept_`."""
+        coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float64).T.astype(np.float32))
+        return cls(coef_t, np.asarray(intercept, dtype=np.float64), classes, link)
+
+    def decision(self, rows: SparseRows) -> np.ndarray:
+        """`X @ coef.T + intercept`, float64 (n_rows, n_decisions)."""
+        if rows.n_cols != self.n_features_in_:
+            raise ValueError(
+                f"rows have {rows.n_cols} features, the model expects {self.n_features_in_}"
+            )
+        n_rows = rows.n_rows
+        out = np.empty((n_rows, self.coef_t.shape[1]), dtype=np.float64)
+        out[:] = self.intercept
+        start = 0
+        while start < n_rows:
+            stop = (
+                int(np.searchsorted(rows.indptr, rows.indptr[start] + _CHUNK_VALUES, "right")) - 1
+            )
+            stop = min(max(stop, start + 1), n_rows)
+            lo, hi = int(rows.indptr[start]), int(rows.indptr[stop])
+            terms = self.coef_t[rows.indices[lo:hi]].astype(np.float64)
+            terms *= rows.data[lo:hi, None]
+            lengths = np.diff(rows.indptr[start : stop + 1])
+            nonempty = np.flatnonzero(lengths)
+            if nonempty.size:
+                starts = rows.indptr[start:stop][nonempty] - lo
+                out[start + nonempty] += np.add.reduceat(terms, starts, axis=0)
+            start = stop
+        return out
+
+    def predict_proba(self, rows: SparseRows) -> np.ndarray:
+        """Class probabilities, float64 (n_rows, n_classes), as scikit-learn computes them."""
+        decision = self.decision(rows)
+        if decision.shape[1] == 1:
+            p = 1.0 / (1.0 + np.exp(-decision[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        if self.link == "ovr":
+            proba = 1.0 / (1.0 + np.exp(-decision))
+            total = proba.sum(axis=1, keepdims=True)
+            return proba / np.where(total == 0.0, 1.0, total)
+        decision -= decision.max(axis=1, keepdims=True)
+        np.exp(decision, out=decision)
+        decision /= decision.sum(axis=1, keepdims=True)
+        return decision
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.coef_t.nbytes + self.intercept.nbytes + self.classes_.nbytes)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ARRAYS_FILE, "wb") as fh:
+            np.savez(fh, coef_t=self.coef_t, intercept=self.intercept)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "classes": self.classes_.tolist(),
+            "link": self.link,
+        }
+        meta["sha256"] = _digest(directory / ARRAYS_FILE, meta)
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> CompactLinear:
+        return cls.load_files(Path(directory) / ARRAYS_FILE, Path(directory) / META_FILE)
+
+    @classmethod
+    def load_files(cls, npz_path: Path, meta_path: Path) -> CompactLinear:
+        """Load what `save` wrote; ValueError if damaged or tampered with."""
+        try:
+            meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {meta_path}: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} is not a compact linear model description")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported compact linear format {meta.get('format_version')!r}")
+        try:
+            digest = _digest(Path(npz_path), meta)
+        except OSError as exc:
+            raise ValueError(f"cannot read {npz_path}: {exc}") from exc
+        if digest != meta.get("sha256"):
+            raise ValueError(f"{npz_path} does not match the checksum in {Path(meta_path).name}")
+        try:
+            with np.load(npz_path, allow_pickle=False) as npz:
+                coef_t, intercept = npz["coef_t"], npz["intercept"]
+        except Exception as exc:  # BadZipFile, pickled object arrays, a missing array ...
+            raise ValueError(f"cannot read {npz_path}: {exc}") from exc
+        classes = meta.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"{meta_path}: malformed classes")
+        return cls(coef_t, intercept, classes, str(meta.get("link", "softmax")))
+
+
+def _digest(npz_path: Path, meta: dict[str, Any]) -> str:
+    h = hashlib.sha256(Path(npz_path).read_bytes())
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
+    return h.hexdigest()

@@ -1,0 +1,200 @@
+"""The pickle-free featurizer and compact models reproduce scikit-learn exactly on sparse text
+features (unicode, empty and missing text, unseen categories, missing numbers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from bettercat_assets.core.config.clients import ClientConfig
+from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
+from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
+from bettercat_assets.core.features.text_terms import char_wb_analyzer, word_analyzer
+from bettercat_assets.core.model.scoring_model import ScoringModel
+from bettercat_assets.core.training.fitting import fit_client_model
+
+WORDS = [
+    "red",
+    "blue",
+    "steel",
+    "café",
+    "naïve",
+    "ΣΊΣΥΦΟΣ",
+    "日本語",
+    "İstanbul",
+    "straße",
+    "x",
+    "y",
+]
+SPECS = (
+    FeatureSpec(name="price"),
+    FeatureSpec(name="title", kind="text"),
+    FeatureSpec(name="brand", kind="categorical"),
+)
+ODD_TEXTS = ["", "  lead   trail  ", "a\tb\nc d", "Ǆungla İstanbul ß", "日本語テキスト", "x", "ab"]
+
+
+def catalogue(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 8, n)
+    titles = [" ".join(rng.choice(WORDS, rng.integers(0, 5))) + f" kind{k}" for k in y]
+    frame = pd.DataFrame(
+        {
+            "price": np.where(rng.random(n) < 0.1, np.nan, rng.normal(10, 3, n) + y),
+            "title": [t if rng.random() > 0.1 else "" for t in titles],
+            "brand": [str(rng.choice(["acme", "zeta", "Ünï", ""])) for _ in y],
+        }
+    )
+    return frame, np.array([f"cat-{k}" for k in y])
+
+
+def client(kind: str) -> ClientConfig:
+    return ClientConfig(
+        client_id="shop",
+        features=tuple(s.name for s in SPECS),
+        feature_specs=SPECS,
+        model_params={"n_estimators": 12, "min_samples_leaf": 1, "random_state": 0},
+        top_k=5,
+        test_size=0.2,
+        quality_gate={},
+        data_checks={},
+        sample_data={},
+        text=TextSettings(min_df=1),
+        model=ModelChoice(kind=kind),
+    )
+
+
+def unusual_rows() -> pd.DataFrame:
+    """Unicode, empty and missing text, unseen and missing categories, missing numbers."""
+    n = len(ODD_TEXTS)
+    return pd.DataFrame(
+        {
+            "price": [np.nan, 3.0, 1e6, -5.0, np.nan, 0.0, 12.5][:n],
+            "title": [None, *ODD_TEXTS[1:]],
+            "brand": ["never-seen", None, "acme", "", "Ünï", "zeta", "ZETA"][:n],
+        }
+    )
+
+
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3)])
+def test_analyzers_equal_scikit_learns(ngrams):
+    docs = ODD_TEXTS + [" ".join(WORDS), "Hello  World a b"]
+    for analyzer, ours in (("word", word_analyzer), ("char_wb", char_wb_analyzer)):
+        theirs = TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams).build_analyzer()
+        mine = ours(ngrams, True)
+        for doc in docs:
+            assert sorted(mine(doc)) == sorted(theirs(doc)), (analyzer, doc)
+
+
+@pytest.mark.parametrize("kind", ["random_forest", "linear"])
+def test_compact_model_equals_the_fitted_scikit_learn_pipeline(kind, tmp_path):
+    frame, y = catalogue(1200, seed=1)
+    fitted = fit_client_model(client(kind), frame.iloc[:1000], y[:1000])
+    test = pd.concat([frame.iloc[1000:], unusual_rows()], ignore_index=True)
+    reference = fitted.predict_proba(test)
+    # bit-identical features, as scikit-learn computes them
+    ours = fitted.compact.featurizer.transform({c: test[c].to_numpy() for c in test})
+    assert np.array_equal(ours.toarray(), fitted.features.transform(test).toarray())
+    fitted.compact.save(tmp_path)
+    loaded = ScoringModel.load(tmp_path)
+    assert loaded.kind == kind and loaded.feature_kinds["title"] == "text"
+    columns = {c: test[c].to_numpy(dtype=object) for c in ("title", "brand")}
+    columns["price"] = test["price"].to_numpy(dtype=np.float64)
+    for backend in ("numpy", "numba"):
+        proba = loaded.predict_proba(columns, backend=backend)
+        assert np.abs(proba - reference).max() <= 1e-6, backend
+
+
+def test_random_forest_without_text_keeps_native_missing_values():
+    frame, y = catalogue(400, seed=2)
+    numeric_only = client("random_forest").model_copy(
+        update={"features": ("price",), "feature_specs": (FeatureSpec(name="price"),)}
+    )
+    fitted = fit_client_model(numeric_only, frame[["price"]], y)
+    assert fitted.features is None and isinstance(fitted.estimator, RandomForestClassifier)
+    assert fitted.compact.featurizer is None  # the forest reads the column, NaN included
+
+
+def test_missing_numbers_become_the_median_and_an_indicator():
+    frame, y = catalogue(400, seed=3)
+    fitted = fit_client_model(client("random_forest"), frame, y)
+    featurizer = fitted.compact.featurizer
+    median = float(np.nanmedian(frame["price"]))
+    rows = featurizer.transform({"price": np.array([np.nan]), "title": [""], "brand": [None]})
+    dense = rows.toarray()[0]
+    assert dense[0] == median and dense[1] == 1.0  # value, then its missing-indicator
+    owners = featurizer.column_owners()
+    assert dense[owners == 1].sum() == 0.0  # empty text sets nothing
+    # a missing brand is the category "" (training had some), as OneHotEncoder has it
+    assert dense[owners == 2].sum() == 1.0
+    unseen = featurizer.transform({"price": np.array([1.0]), "title": ["zzz"], "brand": ["new"]})
+    assert unseen.toarray()[0][owners == 2].sum() == 0.0  # an unseen brand sets no column
+
+
+def _tamper(directory, how):
+    if how == "arrays":
+        data = bytearray((directory / ARRAYS_FILE).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (directory / ARRAYS_FILE).write_bytes(bytes(data))
+    else:  # a changed description: n-gram range widened
+        meta = json.loads((directory / META_FILE).read_text())
+        meta["blocks"][-1]["ngram_range"] = [1, 6]
+        (directory / META_FILE).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("how", ["arrays", "description"])
+def test_a_tampered_featurizer_is_refused(tmp_path, how):
+    frame, y = catalogue(300, seed=4)
+    fitted = fit_client_model(client("linear"), frame, y)
+    fitted.compact.save(tmp_path)
+    _tamper(tmp_path, how)
+    with pytest.raises(ValueError, match="checksum"):
+        Featurizer.load(tmp_path)
+    with pytest.raises(ValueError, match="checksum"):
+        ScoringModel.load(tmp_path)
+
+
+def test_a_featurizer_with_pickled_arrays_is_refused(tmp_path):
+    frame, y = catalogue(300, seed=5)
+    featurizer = fit_client_model(client("linear"), frame, y).compact.featurizer
+    featurizer.arrays["b0_terms"] = np.array([object()], dtype=object)
+    with pytest.raises(ValueError):
+        featurizer.save(tmp_path)
+        Featurizer.load(tmp_path)
+
+
+@pytest.mark.parametrize("estimator", ["sgd", "logistic"])
+def test_compact_linear_links_equal_scikit_learn(estimator):
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    from bettercat_assets.core.features.fit import fit_features
+    from bettercat_assets.core.model.compact_linear import CompactLinear
+
+    frame, y = catalogue(800, seed=6)
+    features = fit_features(SPECS, frame.iloc[:600], TextSettings(min_df=1), scale_numeric=True)
+    x_train, x_test = features.transform(frame.iloc[:600]), features.transform(frame.iloc[600:])
+    if estimator == "sgd":
+        model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=0).fit(x_train, y[:600])
+        link = "ovr"
+    else:
+        model = LogisticRegression(C=5.0, max_iter=200).fit(x_train, y[:600])
+        link = "softmax"
+    compact = CompactLinear.from_coefficients(model.coef_, model.intercept_, model.classes_, link)
+    rows = features.export().transform({c: frame.iloc[600:][c].to_numpy() for c in frame})
+    assert np.abs(compact.predict_proba(rows) - model.predict_proba(x_test)).max() <= 1e-6
+
+
+def test_large_batches_are_scored_in_chunks_with_the_same_result(monkeypatch):
+    from bettercat_assets.core.model import scoring_model
+
+    frame, y = catalogue(900, seed=7)
+    model = fit_client_model(client("random_forest"), frame.iloc[:700], y[:700]).compact
+    columns = {c: frame.iloc[700:][c].to_numpy() for c in frame}
+    whole = model.predict_proba(columns)
+    monkeypatch.setattr(scoring_model, "CHUNK_ROWS", 37)
+    assert np.array_equal(model.predict_proba(columns), whole)
