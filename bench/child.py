@@ -33,7 +33,8 @@ def prepare(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     from bettercat_assets.core.model.compact_forest import CompactForest
     from bettercat_assets.core.model.store import load_compact, load_sklearn
     from bettercat_assets.core.training.evaluation import top_k_accuracy
-    from bettercat_assets.core.training.train import split_train_test, train_model
+    from bettercat_assets.core.training.split import split_train_test
+    from bettercat_assets.core.training.train import train_model
 
     from .data import write_bench_client
 

@@ -22,7 +22,7 @@ from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 from bettercat_assets.core.model.store import load_compact
 from bettercat_assets.core.tracking import runs as tracking
 from bettercat_assets.core.training.evaluation import top_k_accuracy
-from bettercat_assets.core.training.train import split_train_test
+from bettercat_assets.core.training.split import split_train_test
 
 from .workspace import Workspace
 

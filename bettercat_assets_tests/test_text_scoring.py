@@ -83,7 +83,7 @@ def _reference(registry, layout, cid: str) -> tuple[pd.DataFrame, np.ndarray, np
     """The scikit-learn pipeline refitted exactly as training did (same split, same seeds)."""
     from bettercat_assets.core.data.loading import load_scoring_table, load_training_table
     from bettercat_assets.core.training.fitting import fit_client_model
-    from bettercat_assets.core.training.train import split_train_test
+    from bettercat_assets.core.training.split import split_train_test
 
     client = registry.get(cid)
     table = load_training_table(client, layout.train_file(cid))

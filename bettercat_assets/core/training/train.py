@@ -15,7 +15,6 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
 from bettercat_assets.core.config.clients import ClientConfig  # noqa: E402
@@ -39,6 +38,7 @@ from bettercat_assets.core.training.gate import (  # noqa: E402
     gate_metric,
     quality_gate,
 )
+from bettercat_assets.core.training.split import split_train_test  # noqa: E402
 
 Progress = Callable[[str], None]
 _log = logging.getLogger(__name__)
@@ -73,25 +73,6 @@ class TrainingResult:
     @property
     def champion_changed(self) -> bool:
         return self.champion_version != self.previous_champion_version
-
-
-def split_train_test(
-    table: TrainingTable, test_size: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """Stratified split; classes with a single row stay in training so test labels are known."""
-    labels = table.labels.to_numpy()
-    counts = table.labels.value_counts()
-    singles = table.labels.isin(counts.index[counts < 2]).to_numpy()
-    idx = np.flatnonzero(~singles)
-    n_classes = table.labels[~singles].nunique()
-    n_test = int(np.ceil(test_size * idx.size))
-    stratify = labels[idx] if n_classes <= n_test <= idx.size - n_classes else None
-    train_idx, test_idx = train_test_split(
-        idx, test_size=test_size, random_state=seed, stratify=stratify
-    )
-    train_idx = np.concatenate([train_idx, np.flatnonzero(singles)])
-    x = table.features
-    return x.iloc[train_idx], x.iloc[test_idx], labels[train_idx], labels[test_idx]
 
 
 def _end_run(settings: TrackingSettings, run_id: str, status: str) -> None:
