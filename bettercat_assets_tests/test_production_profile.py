@@ -470,6 +470,7 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     # The fleet view (client_fleet) follows each scoring in a run of its own; the client
     # assets' runs are the rest.
     fleet = [r for r in records if r.dagster_run.asset_selection == {AssetKey("client_fleet")}]
+    every_run = {r.dagster_run.run_id for r in records}
     records = [r for r in records if r not in fleet]
     training = [
         r.dagster_run for r in records if r.dagster_run.tags.get("dagster/backfill") == backfill_id
@@ -486,7 +487,7 @@ def test_backfill_then_sensor_scoring_on_postgres_and_mlflow_server(production):
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT run_id FROM runs")
-            assert {row[0] for row in cur.fetchall()} == {r.dagster_run.run_id for r in records}
+            assert {row[0] for row in cur.fetchall()} == every_run
     finally:
         conn.close()
 
