@@ -15,8 +15,6 @@ n-gram range is refused like a tampered forest.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.text_terms import (
     analyzer,
     char_wb_term_ids,
@@ -228,13 +227,8 @@ class Featurizer:
 
     def save(self, directory: Path) -> None:
         """Write `featurizer.npz` and `featurizer.json` (with the checksum of both)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / ARRAYS_FILE, "wb") as fh:
-            np.savez(fh, **self.arrays)
         meta = {**self.spec, "format": FORMAT, "format_version": FORMAT_VERSION}
-        meta["sha256"] = _digest(directory / ARRAYS_FILE, meta)
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        save_checksummed(directory, ARRAYS_FILE, META_FILE, self.arrays, meta)
 
     @classmethod
     def load(cls, directory: Path) -> Featurizer:
@@ -243,38 +237,11 @@ class Featurizer:
     @classmethod
     def load_files(cls, npz_path: Path, meta_path: Path) -> Featurizer:
         """Load what `save` wrote, under any names; ValueError if damaged or tampered with."""
-        try:
-            meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {meta_path}: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a featurizer description")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported featurizer format {meta.get('format_version')!r}")
-        try:
-            digest = _digest(Path(npz_path), meta)
-        except OSError as exc:
-            raise ValueError(f"cannot read {npz_path}: {exc}") from exc
-        if digest != meta.get("sha256"):
-            raise ValueError(f"{npz_path} does not match the checksum in {Path(meta_path).name}")
-        try:
-            with np.load(npz_path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except Exception as exc:  # BadZipFile, pickled object arrays, ...
-            raise ValueError(f"cannot read {npz_path}: {exc}") from exc
+        meta, arrays = load_checksummed(
+            npz_path, meta_path, FORMAT, FORMAT_VERSION, "featurizer", "featurizer"
+        )
         spec = {k: v for k, v in meta.items() if k not in ("format", "format_version", "sha256")}
         try:
             return cls(spec, arrays)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"invalid featurizer: malformed description ({exc})") from None
-
-
-def _digest(npz_path: Path, meta: dict[str, Any]) -> str:
-    """sha256 over the arrays file and the JSON description (minus the checksum itself)."""
-    h = hashlib.sha256()
-    with open(npz_path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    described = {k: v for k, v in meta.items() if k != "sha256"}
-    h.update(json.dumps(described, sort_keys=True).encode("utf-8"))
-    return h.hexdigest()

@@ -9,13 +9,12 @@ workers import this module.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.featurizer import SparseRows
 
 FORMAT = "bettercat.compact_linear"
@@ -117,18 +116,14 @@ class CompactLinear:
         return int(self.coef_t.nbytes + self.intercept.nbytes + self.classes_.nbytes)
 
     def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / ARRAYS_FILE, "wb") as fh:
-            np.savez(fh, coef_t=self.coef_t, intercept=self.intercept)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "classes": self.classes_.tolist(),
             "link": self.link,
         }
-        meta["sha256"] = _digest(directory / ARRAYS_FILE, meta)
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        arrays = {"coef_t": self.coef_t, "intercept": self.intercept}
+        save_checksummed(directory, ARRAYS_FILE, META_FILE, arrays, meta)
 
     @classmethod
     def load(cls, directory: Path) -> CompactLinear:
@@ -137,32 +132,14 @@ class CompactLinear:
     @classmethod
     def load_files(cls, npz_path: Path, meta_path: Path) -> CompactLinear:
         """Load what `save` wrote; ValueError if damaged or tampered with."""
+        meta, arrays = load_checksummed(
+            npz_path, meta_path, FORMAT, FORMAT_VERSION, "compact linear model", "compact linear"
+        )
         try:
-            meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {meta_path}: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a compact linear model description")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported compact linear format {meta.get('format_version')!r}")
-        try:
-            digest = _digest(Path(npz_path), meta)
-        except OSError as exc:
-            raise ValueError(f"cannot read {npz_path}: {exc}") from exc
-        if digest != meta.get("sha256"):
-            raise ValueError(f"{npz_path} does not match the checksum in {Path(meta_path).name}")
-        try:
-            with np.load(npz_path, allow_pickle=False) as npz:
-                coef_t, intercept = npz["coef_t"], npz["intercept"]
-        except Exception as exc:  # BadZipFile, pickled object arrays, a missing array ...
+            coef_t, intercept = arrays["coef_t"], arrays["intercept"]
+        except KeyError as exc:  # a missing array
             raise ValueError(f"cannot read {npz_path}: {exc}") from exc
         classes = meta.get("classes")
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise ValueError(f"{meta_path}: malformed classes")
         return cls(coef_t, intercept, classes, str(meta.get("link", "softmax")))
-
-
-def _digest(npz_path: Path, meta: dict[str, Any]) -> str:
-    h = hashlib.sha256(Path(npz_path).read_bytes())
-    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
-    return h.hexdigest()
