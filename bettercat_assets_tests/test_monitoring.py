@@ -129,10 +129,31 @@ def test_estimated_top5_tracks_the_actual_on_a_clean_held_out_batch(generated):
     assert abs(report.estimated_top5 - actual) <= 0.03
     assert not _alarms(report)
     # A weaker relation between features and labels (noisier catalogue): the real top-5
-    # falls; the forest stays confident there, so it is input drift that warns.
+    # falls, and so does the estimate, though the forest's top-5 mass rises there.
     noisy, noisy_actual = _estimate_and_actual(forest, profile, tables[2.0], held_out)
     assert noisy_actual < actual - 0.05
-    assert noisy.drifted_features
+    assert noisy.drifted_features and noisy.accuracy_dropped
+    assert noisy.estimated_top5 < report.estimated_top5 - 0.04
+
+
+@pytest.mark.parametrize("products", [300, 100_000])
+@pytest.mark.parametrize("change", ["noisier", "centres redrawn"])
+def test_estimated_top5_falls_when_the_labels_relation_to_the_features_changes(change, products):
+    cat = Catalogue(seed=11)
+    rng = np.random.default_rng(12)
+    profile = _reference(cat, rng)
+    if change == "noisier":
+        x, labels, z = cat.batch(products, rng, noise=2.0)
+    else:  # the same categories, each now around a new centre
+        labels, z = Catalogue(seed=99).latent(products, rng)
+        x = cat.shape(z, rng)
+    proba = cat.posterior(z)  # the model of the old relation
+    best = np.argsort(-proba, axis=1)[:, :5]
+    actual = float((best == labels[:, None]).any(axis=1).mean())
+    report = _judge(profile, x, proba)
+    assert actual < profile.predictions.top5_accuracy - 0.1
+    assert report.accuracy_dropped
+    assert report.estimated_top5 < profile.predictions.top5_accuracy - 0.05
 
 
 def test_monitoring_settings_are_validated_per_client(tmp_path):

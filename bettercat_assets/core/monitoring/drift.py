@@ -9,10 +9,13 @@ matter, so a 300-product tenant and a 3M-product one are judged fairly:
   both that chi-square's quantile times (1/n + 1/m) and `min_psi`. Bins with fewer than
   5 expected products in the smaller sample are pooled first, where the approximation holds;
 * the chance of a false alarm, `false_alarm_rate`, is split evenly over the client's signals
-  (Bonferroni): its features, the top-1 categories, the top-1 scores and the accuracy;
-* the estimated top-5 accuracy is the mean top-5 mass plus the test split's gap (actual top-5
-  accuracy minus mean mass); its drop is the difference of the two mean masses, which warns
-  when above both `min_accuracy_drop` and its normal quantile times its standard error.
+  (Bonferroni): its features (a text feature's length and vocabulary count as two), the top-1
+  categories, the top-1 scores and the accuracy;
+* the estimated top-5 accuracy (`core/monitoring/estimate.py`) is the test split's hit rate
+  per top-5 mass bin over the products scored, with the share of products that drifted inputs
+  moved credited only as an unrelated top-5 would be; its drop from the same estimate on the
+  test split warns when above both `min_accuracy_drop` and its normal quantile times its
+  standard error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from bettercat_assets.core.config.monitoring import Monitoring
+from bettercat_assets.core.monitoring.estimate import estimate_top5, novel_share
 from bettercat_assets.core.monitoring.reference import ReferenceProfile
 from bettercat_assets.core.monitoring.statistic import State
 
@@ -60,6 +64,8 @@ class DriftReport:
     reference_top5: float
     accuracy_drop: float
     drop_threshold: float
+    #: share of products the drifted inputs moved (credited as an unrelated top-5)
+    novel_share: float = 0.0
 
     @property
     def drifted_features(self) -> list[str]:
@@ -119,27 +125,34 @@ def _total_variation(reference: np.ndarray, current: np.ndarray) -> float:
     return float(0.5 * np.abs(current / current.sum() - reference / reference.sum()).sum())
 
 
-def compare(profile: ReferenceProfile, state: State, settings: Monitoring) -> DriftReport:
-    """Judge one scoring (`state`: the merged `MonitoringStatistic` counts) against `profile`."""
-    signals = len(profile.features) + 3
-    alpha = settings.false_alarm_rate / signals
-    floor = settings.min_psi
-    shifts, start = [], 0
-    counts = state["feature_counts"]
+def _feature_shifts(
+    profile: ReferenceProfile, counts: np.ndarray, alpha: float, floor: float
+) -> tuple[list[Shift], float]:
+    """Each feature's shift, and the largest share of products a drifted feature moved."""
+    shifts, start, novel = [], 0, 0.0
     for feature in profile.features:
         width = len(feature.counts)
-        current = counts[start : start + width]
+        current = np.asarray(counts[start : start + width])
         start += width
-        shifts.append(compare_counts(feature.name, np.array(feature.counts), current, alpha, floor))
+        reference = np.array(feature.counts)
+        shift = compare_counts(feature.label, reference, current, alpha, floor)
+        shifts.append(shift)
+        if shift.drifted:
+            novel = max(novel, novel_share(reference, current))
+    return shifts, novel
+
+
+def compare(profile: ReferenceProfile, state: State, settings: Monitoring) -> DriftReport:
+    """Judge one scoring (`state`: the merged `MonitoringStatistic` counts) against `profile`."""
+    alpha = settings.false_alarm_rate / (len(profile.features) + 3)
+    floor = settings.min_psi
+    shifts, novel = _feature_shifts(profile, state["feature_counts"], alpha, floor)
     ref = profile.predictions
     rows = int(state["rows"][0])
     top1_ref = np.asarray(ref.top1_counts, dtype=np.float64)
     top1_cur = np.asarray(state["top1_counts"], dtype=np.float64)
-    mass_mean = float(state["mass_sum"][0]) / rows if rows else ref.mass_mean
-    mass_var = max(float(state["mass_sq_sum"][0]) / rows - mass_mean**2, 0.0) if rows else 0.0
-    drop = ref.mass_mean - mass_mean
-    se = np.sqrt(ref.mass_var / max(ref.rows, 1) + mass_var / max(rows, 1))
-    z = float(stats.norm.isf(alpha))
+    estimate, var, reference, ref_var = estimate_top5(ref, state, novel)
+    se = np.sqrt(ref_var / max(ref.rows, 1) + var / max(rows, 1))
     return DriftReport(
         rows=rows,
         reference_rows=ref.rows,
@@ -149,8 +162,9 @@ def compare(profile: ReferenceProfile, state: State, settings: Monitoring) -> Dr
         top1_score=compare_counts(
             "top1_score", np.asarray(ref.score_counts), state["score_counts"], alpha, floor
         ),
-        estimated_top5=float(np.clip(mass_mean + ref.gap, 0.0, 1.0)),
+        estimated_top5=float(np.clip(estimate, 0.0, 1.0)),
         reference_top5=ref.top5_accuracy,
-        accuracy_drop=float(drop),
-        drop_threshold=float(max(settings.min_accuracy_drop, z * se)),
+        accuracy_drop=float(reference - estimate),
+        drop_threshold=float(max(settings.min_accuracy_drop, stats.norm.isf(alpha) * se)),
+        novel_share=float(novel),
     )

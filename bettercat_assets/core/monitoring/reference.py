@@ -5,19 +5,22 @@ Made once at training (`build_reference`) and stored beside the compact model as
 damaged or edited file is refused). Every scoring counts its products on the same bins
 (`core/monitoring/statistic.py`) and compares (`core/monitoring/drift.py`).
 
-Per feature, by kind:
+Per feature, by kind (`counts` always ends with the count of missing values):
 
 * `numeric`: interior quantile edges of the training table, then counts per bin
-  (`len(edges) + 1` bins, a value equal to an edge goes to the upper bin) and a last count
-  for missing values;
-* `categorical` and `text` (kinds arrive with feature kinds in clients.yaml) keep the same
-  `counts` layout: the top values then "other" then missing for a categorical; length bins then
-  missing for a text, with the mean vocabulary coverage beside. Only `numeric` is built today.
+  (`len(edges) + 1` bins, a value equal to an edge goes to the upper bin);
+* `categorical`: the training's most common `values`, counts per value then "other";
+* `text_length` and `text_vocabulary`, two per text feature (`core/monitoring/strings.py`):
+  quantile bins of the word tokens per product, on every training row, and of the share of
+  them in the fitted word vocabulary, on the test split (unseen by the featurizer, as scored
+  products are).
 
 Predictions, on the test split (never seen by the model): counts of each top-1 category,
-counts of the top-1 score on its own quantile edges, and the top-5 mass (sum of the five best
-scores) against top-5 accuracy: their gap corrects the label-free estimate at scoring.
-"""
+counts of the top-1 score on its own quantile edges, the top-5 mass (sum of the five best
+scores) against top-5 accuracy, and the actual top-5 hit rate per bin of top-5 mass with the
+test split's category shares, from which scoring estimates top-5 accuracy without labels
+(`core/monitoring/estimate.py`). A profile made before the text and categorical kinds and the
+per-bin rates loads too: its numbers are compared and its estimate is the mean mass plus gap."""
 
 from __future__ import annotations
 
@@ -30,10 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from bettercat_assets.core.monitoring import estimate, strings
+
 PROFILE_FILE = "reference_profile.json"
 FORMAT = "bettercat-reference-profile-1"
 TOP_K = 5
-FEATURE_KINDS = ("numeric", "categorical", "text")
+FEATURE_KINDS = ("numeric", "categorical", "text_length", "text_vocabulary")
+#: kinds binned on quantile edges (counts: len(edges) + 1 bins, then missing)
+BINNED_KINDS = ("numeric", "text_length", "text_vocabulary")
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,17 @@ class FeatureReference:
     kind: str
     edges: tuple[float, ...]
     counts: tuple[int, ...]
+    #: a categorical feature's most common training values, in `counts` order
+    values: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
         return int(sum(self.counts))
+
+    @property
+    def label(self) -> str:
+        """How checks name it: the feature, with the measure for a text feature."""
+        return f"{self.name}.{self.kind[5:]}" if self.kind.startswith("text_") else self.name
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,13 @@ class PredictionReference:
     mass_var: float
     #: actual top-5 accuracy on the test split
     top5_accuracy: float
+    #: interior quantile edges of the top-5 mass, its test-split counts per bin and the
+    #: actual top-5 hit rate per bin (shrunk towards mass plus gap where a bin is small)
+    mass_edges: tuple[float, ...] = ()
+    mass_counts: tuple[int, ...] = ()
+    mass_rates: tuple[float, ...] = ()
+    #: the test split's share of each class (in `classes` order)
+    label_shares: tuple[float, ...] = ()
 
     @property
     def gap(self) -> float:
@@ -124,23 +145,25 @@ def _body(profile: ReferenceProfile) -> dict:
     }
 
 
-def _from_body(body: dict) -> ReferenceProfile:
-    features = []
-    for f in body["features"]:
-        feature = FeatureReference(
-            name=str(f["name"]),
-            kind=str(f["kind"]),
-            edges=tuple(float(e) for e in f["edges"]),
-            counts=tuple(int(c) for c in f["counts"]),
-        )
-        if feature.kind not in FEATURE_KINDS:
-            raise ValueError(f"feature '{feature.name}' has unknown kind {feature.kind!r}")
-        if feature.kind == "numeric" and len(feature.counts) != len(feature.edges) + 2:
-            raise ValueError(f"feature '{feature.name}': counts do not match its edges")
-        if np.any(np.diff(feature.edges) <= 0):
-            raise ValueError(f"feature '{feature.name}': edges are not increasing")
-        features.append(feature)
-    p = body["predictions"]
+def _feature(f: dict) -> FeatureReference:
+    feature = FeatureReference(
+        name=str(f["name"]),
+        kind=str(f["kind"]),
+        edges=tuple(float(e) for e in f["edges"]),
+        counts=tuple(int(c) for c in f["counts"]),
+        values=tuple(str(v) for v in f.get("values", ())),
+    )
+    if feature.kind not in FEATURE_KINDS:
+        raise ValueError(f"feature '{feature.name}' has unknown kind {feature.kind!r}")
+    width = len(feature.edges) + 2 if feature.kind in BINNED_KINDS else len(feature.values) + 2
+    if len(feature.counts) != width:
+        raise ValueError(f"feature '{feature.label}': counts do not match its bins")
+    if np.any(np.diff(feature.edges) <= 0):
+        raise ValueError(f"feature '{feature.label}': edges are not increasing")
+    return feature
+
+
+def _predictions(p: dict) -> PredictionReference:
     predictions = PredictionReference(
         rows=int(p["rows"]),
         classes=tuple(str(c) for c in p["classes"]),
@@ -150,12 +173,26 @@ def _from_body(body: dict) -> ReferenceProfile:
         mass_mean=float(p["mass_mean"]),
         mass_var=float(p["mass_var"]),
         top5_accuracy=float(p["top5_accuracy"]),
+        mass_edges=tuple(float(e) for e in p.get("mass_edges", ())),
+        mass_counts=tuple(int(c) for c in p.get("mass_counts", ())),
+        mass_rates=tuple(float(r) for r in p.get("mass_rates", ())),
+        label_shares=tuple(float(s) for s in p.get("label_shares", ())),
     )
     if len(predictions.top1_counts) != len(predictions.classes):
         raise ValueError("top-1 counts do not match the classes")
     if len(predictions.score_counts) != len(predictions.score_edges) + 1:
         raise ValueError("score counts do not match the score edges")
-    return ReferenceProfile(tuple(features), predictions, int(body["bins"]))
+    bins = len(predictions.mass_edges) + 1 if predictions.mass_rates else 0
+    if len(predictions.mass_rates) != bins or len(predictions.mass_counts) != bins:
+        raise ValueError("top-5 hit rates do not match the mass bins")
+    if predictions.label_shares and len(predictions.label_shares) != len(predictions.classes):
+        raise ValueError("category shares do not match the classes")
+    return predictions
+
+
+def _from_body(body: dict) -> ReferenceProfile:
+    features = tuple(_feature(f) for f in body["features"])
+    return ReferenceProfile(features, _predictions(body["predictions"]), int(body["bins"]))
 
 
 def as_scored(values: np.ndarray) -> np.ndarray:
@@ -204,28 +241,90 @@ def numeric_reference(name: str, values: np.ndarray, bins: int) -> FeatureRefere
     return FeatureReference(name, "numeric", tuple(edges.tolist()), tuple(counts.tolist()))
 
 
+def categorical_reference(name: str, values: Any, bins: int) -> FeatureReference:
+    """A categorical feature's `bins` most common training values, other and missing."""
+    top = strings.top_values(values, bins)
+    counts = strings.category_counts(values, {v: i for i, v in enumerate(top)})
+    return FeatureReference(name, "categorical", (), tuple(counts.tolist()), top)
+
+
+def text_references(
+    name: str, train: Any, test: Any, vocabulary: strings.Vocabulary | None, bins: int
+) -> list[FeatureReference]:
+    """A text feature's token-count bins (every training row) and, when the featurizer has a
+    word vocabulary, its coverage bins (the test split, which the featurizer did not see)."""
+    known, lowercase = strings.vocabulary_of(vocabulary, name)
+    tokens, _ = strings.word_measures(train, None, lowercase)
+    out = [_binned(name, "text_length", tokens, bins)]
+    if known is not None:
+        _, coverage = strings.word_measures(test, known, lowercase)
+        out.append(_binned(name, "text_vocabulary", coverage, bins))
+    return out
+
+
+def _binned(name: str, kind: str, values: np.ndarray, bins: int) -> FeatureReference:
+    edges = quantile_edges(values, bins)
+    return FeatureReference(
+        name, kind, tuple(edges.tolist()), tuple(bin_counts(values, edges).tolist())
+    )
+
+
+def top5_hits(proba: np.ndarray, classes: np.ndarray, labels: Any) -> tuple[np.ndarray, ...]:
+    """(top-5 mass, whether the label is among the five best) per row."""
+    k = min(TOP_K, proba.shape[1])
+    best = np.argpartition(proba, proba.shape[1] - k, axis=1)[:, -k:]
+    hit = (classes[best] == np.asarray(labels, dtype=str)[:, None]).any(axis=1)
+    return top_k_mass(proba), hit
+
+
 def prediction_reference(
     proba: np.ndarray, classes: Sequence[str], y_test: np.ndarray, bins: int
 ) -> PredictionReference:
-    """The test split's top-1 categories and scores, and its top-5 mass against accuracy."""
+    """The test split's top-1 categories and scores, and its top-5 hit rate per mass bin."""
     classes = np.asarray([str(c) for c in classes])
-    top1 = proba.argmax(axis=1)
+    y_test = np.asarray(y_test, dtype=str)
     score = proba.max(axis=1)
     score_edges = quantile_edges(score, bins)
-    mass = top_k_mass(proba)
-    k = min(TOP_K, proba.shape[1])
-    best = np.argpartition(proba, proba.shape[1] - k, axis=1)[:, -k:]
-    hit = (classes[best] == np.asarray(y_test, dtype=str)[:, None]).any(axis=1)
+    mass, hit = top5_hits(proba, classes, y_test)
+    mass_edges = quantile_edges(mass, bins)
+    mass_counts, mass_rates = estimate.calibrate(mass, hit, mass_edges)
+    shares = np.array([np.mean(y_test == c) for c in classes]) if y_test.size else ()
     return PredictionReference(
         rows=int(proba.shape[0]),
         classes=tuple(classes.tolist()),
-        top1_counts=tuple(np.bincount(top1, minlength=classes.size).tolist()),
+        top1_counts=tuple(np.bincount(proba.argmax(axis=1), minlength=classes.size).tolist()),
         score_edges=tuple(score_edges.tolist()),
         score_counts=tuple(bin_counts(score, score_edges)[:-1].tolist()),
         mass_mean=float(mass.mean()),
         mass_var=float(mass.var()),
         top5_accuracy=float(hit.mean()),
+        mass_edges=tuple(mass_edges.tolist()),
+        mass_counts=tuple(mass_counts.tolist()),
+        mass_rates=tuple(float(r) for r in mass_rates),
+        label_shares=tuple(float(s) for s in shares),
     )
+
+
+@dataclass(frozen=True)
+class StringColumns:
+    """A model's text and categorical features for its profile: kinds, training and test
+    cells, and the fitted word vocabulary per text column."""
+
+    kinds: dict[str, str]
+    train: dict[str, Any]
+    test: dict[str, Any]
+    vocabulary: strings.Vocabulary | None = None
+
+    def references(self, bins: int) -> list[FeatureReference]:
+        out: list[FeatureReference] = []
+        for name, kind in self.kinds.items():
+            if kind == "categorical":
+                out.append(categorical_reference(name, self.train[name], bins))
+            else:
+                out += text_references(
+                    name, self.train[name], self.test[name], self.vocabulary, bins
+                )
+        return out
 
 
 def build_reference(
@@ -234,21 +333,30 @@ def build_reference(
     classes: Sequence[str],
     y_test: np.ndarray,
     bins: int,
+    string_columns: StringColumns | None = None,
 ) -> ReferenceProfile:
     """The profile of a freshly trained model: `features` are the training table's numeric
-    columns (every row), `proba_test` the model's probabilities on the test split."""
+    columns (every row), in the model's order, `proba_test` the model's probabilities on the
+    test split; `string_columns` its text and categorical features, in the model's order."""
+    numeric = [numeric_reference(n, v, bins) for n, v in features.items()]
+    others = string_columns.references(bins) if string_columns else []
     return ReferenceProfile(
-        features=tuple(numeric_reference(n, v, bins) for n, v in features.items()),
+        features=tuple(numeric + others),
         predictions=prediction_reference(proba_test, classes, y_test, bins),
         bins=int(bins),
     )
 
 
 def reference_from_table(
-    table: Any, proba_test: np.ndarray, classes: Sequence[str], y_test: Any, bins: int
+    table: Any,
+    proba_test: np.ndarray,
+    classes: Sequence[str],
+    y_test: Any,
+    bins: int,
+    string_columns: StringColumns | None = None,
 ) -> ReferenceProfile:
-    """`build_reference` from a training table (a DataFrame of every training row): its numeric
-    columns (other kinds are not profiled yet)."""
+    """`build_reference` from a training table's numeric columns (a DataFrame of every
+    training row) and the model's `string_columns`."""
     numeric = table.select_dtypes("number")
     return build_reference(
         {str(name): numeric[name].to_numpy(dtype=np.float64) for name in numeric.columns},
@@ -256,4 +364,5 @@ def reference_from_table(
         [str(c) for c in classes],
         np.asarray(y_test),
         bins,
+        string_columns,
     )
