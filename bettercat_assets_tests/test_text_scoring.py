@@ -127,6 +127,9 @@ def test_one_spark_pass_scores_text_clients_exactly(trained, tracking_settings, 
         _assert_rows_equal_reference(rows, *_reference(registry, layout, cid))
         if cid != "numbers_only":
             assert {f"odd-{i}" for i in range(len(UNUSUAL))} <= set(rows["product_id"])
+            # monitored in the same pass: the brand's top values, the title's two measures
+            profiled = {s.name for s in result.monitoring.features}
+            assert profiled == {"price", "brand", "title.length", "title.vocabulary"}
 
 
 @pytest.mark.integration

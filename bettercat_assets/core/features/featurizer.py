@@ -165,6 +165,14 @@ class Featurizer:
             self._vocabularies[b] = {t: i for i, t in enumerate(terms)}
         return self._vocabularies[b]
 
+    def word_vocabulary(self, column: str) -> tuple[dict[str, int], bool] | None:
+        """The word block's vocabulary of a text column and whether it lower-cases, or None
+        (no word block); a word token is in the vocabulary iff it is one of its terms."""
+        for b, block in enumerate(self.spec["blocks"]):
+            if block["column"] == column and block.get("analyzer") == "word":
+                return self._vocabulary(b), bool(block["lowercase"])
+        return None
+
     def _numeric(self, columns: dict[str, Any], n_rows: int) -> list[tuple]:
         names = self.names_of_kind("numeric")
         if not names:

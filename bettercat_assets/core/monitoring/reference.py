@@ -320,7 +320,7 @@ class StringColumns:
         for name, kind in self.kinds.items():
             if kind == "categorical":
                 out.append(categorical_reference(name, self.train[name], bins))
-            else:
+            elif kind == "text":
                 out += text_references(
                     name, self.train[name], self.test[name], self.vocabulary, bins
                 )
@@ -363,6 +363,29 @@ def reference_from_table(
         proba_test,
         [str(c) for c in classes],
         np.asarray(y_test),
+        bins,
+        string_columns,
+    )
+
+
+def reference_for_model(
+    model: Any, table: Any, x_test: Any, y_test: Any, bins: int
+) -> ReferenceProfile:
+    """The profile of a trained compact model (`ScoringModel`) as scoring sees it: `table`
+    every training row's features, `x_test` and `y_test` the test split."""
+    featurizer = model.featurizer
+    columns = {name: x_test[name].to_numpy() for name in model.feature_names}
+    string_columns = StringColumns(
+        kinds=dict(model.feature_kinds),
+        train={n: table[n].to_numpy() for n in model.feature_names},
+        test=columns,
+        vocabulary=featurizer.word_vocabulary if featurizer is not None else None,
+    )
+    return reference_from_table(
+        table[model.names_of_kind("numeric")],
+        model.predict_proba(columns),
+        model.classes_,
+        y_test,
         bins,
         string_columns,
     )

@@ -17,7 +17,7 @@ Runs in Spark's Python workers: numpy and the standard library only.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from typing import Any
 
 import numpy as np
@@ -87,8 +87,3 @@ def vocabulary_of(vocabulary: Vocabulary | None, column: str) -> tuple[Container
     """The column's word vocabulary and lower-casing, or (None, True) without one."""
     found = vocabulary(column) if vocabulary is not None else None
     return found if found is not None else (None, True)
-
-
-def string_kinds(kinds: dict[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
-    """(name, kind) of the text and categorical features among `names`, in that order."""
-    return [(n, kinds[n]) for n in names if kinds.get(n) in ("text", "categorical")]

@@ -161,14 +161,17 @@ def score_client_rows(rows: pd.DataFrame, model: ShippedModel) -> Iterator[Score
         model.arrays_file, model.meta_file, model.kind, model.featurizer_files
     )
     numeric = [feature_column(i) for i in range(len(model.numeric_features))]
+    vocabulary = scorer.featurizer.word_vocabulary if scorer.featurizer is not None else None
     for start in range(0, len(rows), SCORING_CHUNK_ROWS):
         chunk = rows.iloc[start : start + SCORING_CHUNK_ROWS]
         # the numeric features as float32 (the statistics' view; text stays in its columns)
         X = np.ascontiguousarray(chunk[numeric].to_numpy(dtype=np.float32, na_value=np.nan))
-        proba = scorer.predict_proba(client_columns(chunk, model))
+        columns = client_columns(chunk, model)
+        proba = scorer.predict_proba(columns)
         ids = chunk[ID_COLUMN]
         out = top_k_batch(ids, proba, labels, model.top_k, model.version)
-        yield ScoredSlice(model.client_id, ids, X, proba, out, model.top_k)
+        strings = {name: columns[name] for name in model.string_features}
+        yield ScoredSlice(model.client_id, ids, X, proba, out, model.top_k, strings, vocabulary)
 
 
 def _client_slices(batch: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:

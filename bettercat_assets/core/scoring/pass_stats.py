@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +58,10 @@ class ScoredSlice:
     output: pd.DataFrame
     #: rows per product the scorer makes: min(k, classes)
     rows_per_product: int
+    #: the text and categorical cells by feature name (object arrays, None = missing)
+    strings: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: a text column's fitted word vocabulary and lower-casing, None without a word block
+    vocabulary: Callable[[str], tuple[Container[str], bool] | None] | None = None
 
 
 class PassStatistic(Protocol):

@@ -23,7 +23,7 @@ from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
 from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
 from bettercat_assets.core.model.store import log_forest, record_registration  # noqa: E402
-from bettercat_assets.core.monitoring.reference import reference_from_table  # noqa: E402
+from bettercat_assets.core.monitoring.reference import reference_for_model  # noqa: E402
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
 from bettercat_assets.core.tracking.views import runs_url  # noqa: E402
@@ -360,12 +360,10 @@ def _register_and_gate(
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
-            profile=reference_from_table(  # as scoring sees it: the compact model, float32
-                split.table.features[fitted.compact.names_of_kind("numeric")],
-                fitted.compact.predict_proba(
-                    {name: split.x_test[name].to_numpy() for name in fitted.compact.feature_names}
-                ),
-                fitted.classes_,
+            profile=reference_for_model(
+                fitted.compact,
+                split.table.features,
+                split.x_test,
                 split.y_test,
                 client.monitoring.bins,
             ),
