@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats
 
 from bettercat_assets.core.config.monitoring import Monitoring
-from bettercat_assets.core.monitoring.estimate import estimate_top5, novel_share
-from bettercat_assets.core.monitoring.reference import ReferenceProfile
+from bettercat_assets.core.monitoring.estimate import binned_mean, novel_share, unrelated_rate
+from bettercat_assets.core.monitoring.reference import PredictionReference, ReferenceProfile
 from bettercat_assets.core.monitoring.statistic import State
 
 #: Pool bins expected to hold fewer products than this in the smaller sample.
@@ -123,6 +123,27 @@ def _total_variation(reference: np.ndarray, current: np.ndarray) -> float:
     if reference.sum() == 0 or current.sum() == 0:
         return 0.0
     return float(0.5 * np.abs(current / current.sum() - reference / reference.sum()).sum())
+
+
+def estimate_top5(
+    ref: PredictionReference, state: State, novel: float
+) -> tuple[float, float, float, float]:
+    """(estimate, its per-product variance, the test split's estimate, its variance) for a
+    scoring's `state`; `ref` is the profile's `PredictionReference`."""
+    rows = int(state["rows"][0])
+    if not ref.mass_rates or "mass_counts" not in state:
+        gap = ref.top5_accuracy - ref.mass_mean
+        mean = float(state["mass_sum"][0]) / rows if rows else ref.mass_mean
+        var = max(float(state["mass_sq_sum"][0]) / rows - mean**2, 0.0) if rows else 0.0
+        return mean + gap, var, ref.mass_mean + gap, ref.mass_var
+    rates = np.asarray(ref.mass_rates, dtype=np.float64)
+    current, var = binned_mean(state["mass_counts"], rates)
+    reference, ref_var = binned_mean(np.asarray(ref.mass_counts), rates)
+    if novel > 0 and ref.label_shares:
+        chance = unrelated_rate(np.asarray(ref.label_shares), state["top5_counts"], rows)
+        current = (1.0 - novel) * current + novel * chance
+        var *= (1.0 - novel) ** 2
+    return current, var, reference, ref_var
 
 
 def _feature_shifts(

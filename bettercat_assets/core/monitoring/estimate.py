@@ -14,20 +14,15 @@ unrelated to the category, sum over c of (the test split's share of c) x (the sh
 products whose top-5 holds c). So the estimate falls when the relation of features and labels
 moves with the inputs, as a noisier catalogue does, even where the model stays confident.
 
-A profile made before the per-bin rates gives the mean mass plus the gap, uncorrected.
+The estimate itself is `drift.estimate_top5`; a profile made before the per-bin rates gives
+the mean mass plus the gap there, uncorrected.
 
 Numpy only (the reference side runs at training, the counts in Spark workers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from bettercat_assets.core.monitoring.reference import PredictionReference
 
 #: Pseudo-products that pull a mass bin's hit rate towards its mass plus the overall gap.
 SHRINK = 10.0
@@ -39,7 +34,8 @@ def calibrate(
     """(counts, hit rates) per bin of top-5 mass on `edges`, from the test split."""
     mass = np.asarray(mass, dtype=np.float64)
     hit = np.asarray(hit, dtype=np.float64)
-    codes = np.searchsorted(edges, mass, side="right")
+    # binned as the scoring pass bins (`reference.bin_counts`: float32 values, upper on ties)
+    codes = np.searchsorted(edges, mass.astype(np.float32).astype(np.float64), side="right")
     counts = np.bincount(codes, minlength=edges.size + 1).astype(np.float64)
     hits = np.bincount(codes, weights=hit, minlength=edges.size + 1)
     mass_sums = np.bincount(codes, weights=mass, minlength=edges.size + 1)
@@ -79,24 +75,3 @@ def unrelated_rate(label_shares: np.ndarray, top5_counts: np.ndarray, rows: int)
     if rows == 0 or len(label_shares) != len(top5_counts):
         return 0.0
     return float(np.asarray(label_shares) @ (np.asarray(top5_counts) / rows))
-
-
-def estimate_top5(
-    ref: PredictionReference, state: Mapping[str, np.ndarray], novel: float
-) -> tuple[float, float, float, float]:
-    """(estimate, its per-product variance, the test split's estimate, its variance) for a
-    scoring's `state`; `ref` is the profile's `PredictionReference`."""
-    rows = int(state["rows"][0])
-    if not ref.mass_rates or "mass_counts" not in state:
-        gap = ref.top5_accuracy - ref.mass_mean
-        mean = float(state["mass_sum"][0]) / rows if rows else ref.mass_mean
-        var = max(float(state["mass_sq_sum"][0]) / rows - mean**2, 0.0) if rows else 0.0
-        return mean + gap, var, ref.mass_mean + gap, ref.mass_var
-    rates = np.asarray(ref.mass_rates, dtype=np.float64)
-    current, var = binned_mean(state["mass_counts"], rates)
-    reference, ref_var = binned_mean(np.asarray(ref.mass_counts), rates)
-    if novel > 0 and ref.label_shares:
-        chance = unrelated_rate(np.asarray(ref.label_shares), state["top5_counts"], rows)
-        current = (1.0 - novel) * current + novel * chance
-        var *= (1.0 - novel) ** 2
-    return current, var, reference, ref_var
