@@ -167,6 +167,44 @@ class CompactForest:
         self._arrays = {name: arrays[name].view() for name in ARRAY_DTYPES}
         for arr in self._arrays.values():
             arr.setflags(write=False)
+        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def packed_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nodes, used, slot_of) for the sparse kernel: the internal nodes as one int32 record
+        each (the split feature's number among the used ones, the threshold's float32 bits,
+        left, right), so a visit reads one cache line; `used` (int32) the columns the forest
+        splits on, sorted; `slot_of` (int32, -1: unused) their numbers by column. Made once;
+        the separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
+        rebuilds them)."""
+        if self._packed is None:
+            a = self._arrays
+            used, slots = np.unique(a["feature"], return_inverse=True)
+            nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
+            nodes[:, 0] = slots.reshape(-1)
+            nodes[:, 1] = a["threshold"].view(np.int32)
+            nodes[:, 2:] = a["children"]
+            slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
+            slot_of[used] = np.arange(used.size, dtype=np.int32)
+            self._feature_dtype = a["feature"].dtype
+            for name in ("feature", "threshold", "children"):
+                del a[name]
+            parts = (nodes, used.astype(np.int32), slot_of)
+            for arr in parts:
+                arr.setflags(write=False)
+            self._packed = parts
+        return self._packed
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The forest's arrays as saved (rebuilt from the packed nodes once packed)."""
+        if self._packed is None:
+            return dict(self._arrays)
+        nodes, used, _ = self._packed
+        return {
+            **self._arrays,
+            "feature": used[nodes[:, 0]].astype(self._feature_dtype),
+            "threshold": np.ascontiguousarray(nodes.view(np.float32)[:, 1]),
+            "children": np.ascontiguousarray(nodes[:, 2:]),
+        }
 
     # ---------------------------------------------------------------- prediction
 
@@ -201,7 +239,7 @@ class CompactForest:
         """
         X = self._check_X(X)
         compiled = (
-            compiled_kernel(_accumulate_python, self._arrays)
+            compiled_kernel(_accumulate_python, self.arrays())
             if backend in (None, "compiled")
             else None
         )
@@ -210,7 +248,7 @@ class CompactForest:
         out = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)
         if X.shape[0] == 0:
             return out
-        a = self._arrays
+        a = self.arrays()
         args = (
             X,
             a["feature"],
@@ -246,6 +284,7 @@ class CompactForest:
         """Bytes of all arrays held (tree arrays, classes, feature names)."""
         return (
             sum(arr.nbytes for arr in self._arrays.values())
+            + sum(arr.nbytes for arr in self._packed or ())
             + self.classes_.nbytes
             + self.feature_names.nbytes
         )
@@ -258,7 +297,7 @@ class CompactForest:
         directory.mkdir(parents=True, exist_ok=True)
         npz_path = directory / ARRAYS_FILE
         with open(npz_path, "wb") as fh:
-            np.savez(fh, **self._arrays)
+            np.savez(fh, **self.arrays())
         meta = {
             "format": "bettercat.compact_forest",
             "format_version": FORMAT_VERSION,
