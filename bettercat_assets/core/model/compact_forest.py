@@ -36,6 +36,7 @@ import numpy as np
 
 from bettercat_assets.core.model.forest_format import ARRAY_DTYPES, validate_arrays
 from bettercat_assets.core.model.forest_kernel_aot import compiled_kernel
+from bettercat_assets.core.model.sparse_kernels import CHAIN
 
 FORMAT_VERSION = 1
 ARRAYS_FILE = "compact_forest.npz"
@@ -171,8 +172,9 @@ class CompactForest:
 
     def packed_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nodes, used, slot_of) for the sparse kernel: the internal nodes as one int32 record
-        each (the split feature's number among the used ones, the threshold's float32 bits,
-        left, right), so a visit reads one cache line; `used` (int32) the columns the forest
+        each (the split feature's number among the used ones, its sign bit set when the left
+        child is the next node and the threshold >= 0; the threshold's float32 bits; left;
+        right), so a visit reads one cache line; `used` (int32) the columns the forest
         splits on, sorted; `slot_of` (int32, -1: unused) their numbers by column. Made once;
         the separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
         rebuilds them)."""
@@ -181,6 +183,9 @@ class CompactForest:
             used, slots = np.unique(a["feature"], return_inverse=True)
             nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
             nodes[:, 0] = slots.reshape(-1)
+            after = np.arange(1, nodes.shape[0] + 1)
+            chain = (a["children"][:, 0] == after) & (a["threshold"] >= 0)
+            nodes[chain, 0] |= CHAIN
             nodes[:, 1] = a["threshold"].view(np.int32)
             nodes[:, 2:] = a["children"]
             slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
@@ -201,7 +206,7 @@ class CompactForest:
         nodes, used, _ = self._packed
         return {
             **self._arrays,
-            "feature": used[nodes[:, 0]].astype(self._feature_dtype),
+            "feature": used[nodes[:, 0] & ~CHAIN].astype(self._feature_dtype),
             "threshold": np.ascontiguousarray(nodes.view(np.float32)[:, 1]),
             "children": np.ascontiguousarray(nodes[:, 2:]),
         }

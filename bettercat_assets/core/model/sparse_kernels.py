@@ -8,8 +8,9 @@ forest is deep (leaves of one product: ~70 nodes from root to leaf) and most of 
   renumbered to the used ones, `CompactForest.packed_nodes`), set where the row is non-zero;
   a visited node reads one bit, and only for a set bit finds the value by binary search in
   the row's sorted columns (the row's bits are toggled back afterwards);
-* `walk_block`: the block's rows walk each tree in lockstep lanes (as the dense kernel does),
-  reading one packed record per node (feature, threshold, left, right): one cache line a visit.
+* `walk_block`: the block's rows walk each tree in turn (the tree's nodes stay in cache),
+  reading one packed record per node (feature, threshold, left, right): one cache line a visit;
+  the nodes are in depth-first order, so "absent: go left" is mostly "go to the next node".
 
 numpy only: Spark workers import this module.
 """
@@ -23,14 +24,16 @@ import numpy as np
 
 from bettercat_assets.core.model.forest_kernel_aot import KernelSet, compiled_module
 
-LANES = 16
+#: sign bit of a packed node's feature word: its left child is the next node and its
+#: threshold >= 0, so a row without the feature goes on to the next node
+CHAIN = np.int32(-(2**31))
 #: bytes of feature bits per block of rows: they stay in cache while each tree is walked
 BLOCK_BITS_BYTES = 2 << 20
 
 
 def block_rows(words: int) -> int:
-    """Rows per block for `words` 64-bit words of feature bits per row (a multiple of LANES)."""
-    return max(LANES, BLOCK_BITS_BYTES // (8 * words) // LANES * LANES)
+    """Rows per block for `words` 64-bit words of feature bits per row."""
+    return max(16, BLOCK_BITS_BYTES // (8 * words))
 
 
 def toggle_bits(indptr, indices, slot_of, start, stop, words, bits):  # pragma: no cover - numba
@@ -61,48 +64,36 @@ def walk_block(  # noqa: C901 - one compiled kernel, kept flat for speed
     out,
 ):  # pragma: no cover - compiled by numba
     """Add each tree's leaf distribution for rows start..stop into `out` (float64); `nodes`
-    and `thresholds` (float32) are the packed nodes, `used[u]` used feature u's column. A lane
-    that reaches its leaf takes the block's next row at once (paths differ tenfold in length)."""
-    refs = np.empty(LANES, dtype=np.int64)
-    lane_rows = np.empty(LANES, dtype=np.int64)
-    m = min(LANES, stop - start)
+    and `thresholds` (float32) are the packed nodes, `used[u]` used feature u's column.
+
+    A node flagged `CHAIN` (sign bit) sends an absent feature to the next node: a row runs
+    down such chains reading one bit per node, in a loop the processor predicts well."""
     for t in range(roots.shape[0]):
         root = roots[t]
-        for j in range(m):
-            refs[j] = root
-            lane_rows[j] = start + j
-        following = start + m
-        active = m
-        while active > 0:
-            for j in range(m):
-                r = lane_rows[j]
-                if r < 0:
+        for r in range(start, stop):
+            ref = root
+            base = (r - start) * words
+            while ref >= 0:
+                word = np.int64(nodes[ref, 0])
+                u = word & 0x7FFFFFFF
+                present = (bits[base + (u >> 6)] >> np.uint64(u & 63)) & np.uint64(1)
+                if word < 0 and present == 0:
+                    ref += 1
                     continue
-                ref = refs[j]
-                if ref >= 0:
-                    u = np.int64(nodes[ref, 0])
-                    x = np.float32(0.0)
-                    if (bits[(r - start) * words + (u >> 6)] >> np.uint64(u & 63)) & np.uint64(1):
-                        f = used[u]  # the row's last column <= f is f: branch-free search
-                        lo = indptr[r]
-                        n = indptr[r + 1] - lo
-                        while n > 1:
-                            half = n >> 1
-                            lo = lo + half if indices[lo + half] <= f else lo
-                            n -= half
-                        x = data[lo]
-                    refs[j] = nodes[ref, 2 + np.int64(x > thresholds[ref, 1])]
-                    continue
-                leaf = -ref - 1
-                for k in range(lindptr[leaf], lindptr[leaf + 1]):
-                    out[r, classes[k]] += leaf_values[k]
-                if following < stop:
-                    lane_rows[j] = following
-                    refs[j] = root
-                    following += 1
-                else:
-                    lane_rows[j] = -1
-                    active -= 1
+                x = np.float32(0.0)
+                if present:
+                    f = used[u]  # the row's last column <= f is f: branch-free search
+                    lo = indptr[r]
+                    n = indptr[r + 1] - lo
+                    while n > 1:
+                        half = n >> 1
+                        lo = lo + half if indices[lo + half] <= f else lo
+                        n -= half
+                    x = data[lo]
+                ref = nodes[ref, 2 + np.int64(x > thresholds[ref, 1])]
+            leaf = -ref - 1
+            for k in range(lindptr[leaf], lindptr[leaf + 1]):
+                out[r, classes[k]] += leaf_values[k]
 
 
 _BITS_SIGNATURE = "void(i8[::1], i4[::1], i4[::1], i8, i8, i8, u8[::1])"
