@@ -14,7 +14,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
-from bettercat_assets.core.features.text_terms import char_wb_analyzer, row_norms, word_analyzer
+from bettercat_assets.core.features.text_terms import (
+    char_wb_analyzer,
+    row_norms,
+    term_ids,
+    word_analyzer,
+    word_term_ids,
+)
 from bettercat_assets.core.model import forest_kernel_aot
 from bettercat_assets.core.model.compact_forest import CompactForest
 from bettercat_assets.core.model.scoring_model import ScoringModel
@@ -93,6 +99,18 @@ def test_analyzers_equal_scikit_learns(ngrams):
         mine = ours(ngrams, True)
         for doc in docs:
             assert sorted(mine(doc)) == sorted(theirs(doc)), (analyzer, doc)
+
+
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
+def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words"]
+    terms = sorted({t for d in docs for t in word_analyzer(ngrams, True)(d)})
+    vocabulary = {t: i for i, t in enumerate(terms) if i % 5 != 3}  # some terms unknown
+    expected = term_ids(docs, word_analyzer(ngrams, True), vocabulary)
+    rows, cols = word_term_ids(docs, ngrams, True, vocabulary)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
+        zip(expected[0].tolist(), expected[1].tolist(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])

@@ -14,8 +14,11 @@ importing it costs a worker ~50 MB). What makes the reproduction exact:
 
 from __future__ import annotations
 
+import operator
 import re
+from array import array
 from collections.abc import Callable, Sequence
+from itertools import chain, compress, repeat
 
 import numpy as np
 
@@ -74,16 +77,47 @@ def analyzer(
 def term_ids(
     docs: Sequence[str], analyze: Callable[[str], list[str]], vocabulary: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every in-vocabulary term occurrence; unknown terms are dropped."""
-    lookup = vocabulary.get
-    lengths = np.zeros(len(docs), dtype=np.int64)
-    columns: list[int] = []
+    """(row, column) of every in-vocabulary term occurrence; unknown terms are dropped.
+
+    The documents' terms are looked up all at once (`map` with a default: no Python-level
+    step per term)."""
+    terms: list[str] = []
+    lengths = np.empty(len(docs), dtype=np.int64)
     for i, doc in enumerate(docs):
-        found = [j for j in map(lookup, analyze(doc)) if j is not None]
-        lengths[i] = len(found)
-        columns.extend(found)
+        grams = analyze(doc)
+        lengths[i] = len(grams)
+        terms.extend(grams)
+    ids = np.fromiter(map(vocabulary.get, terms, repeat(-1)), np.int64, len(terms))
     rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-    return rows, np.asarray(columns, dtype=np.int64)
+    known = ids >= 0
+    return rows[known], ids[known]
+
+
+def word_term_ids(
+    docs: Sequence[str], ngram_range: tuple[int, int], lowercase: bool, vocabulary: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`term_ids` with `word_analyzer`, for all documents at once: the n-grams of n words are
+    made over the documents' tokens laid end to end (`map`s, no Python-level step per term)
+    and those that straddle two documents are dropped."""
+    token_lists = list(map(TOKEN_PATTERN.findall, map(str.lower, docs) if lowercase else docs))
+    tokens = list(chain.from_iterable(token_lists))
+    per_doc = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
+    doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), per_doc)
+    rows, columns = [], []
+    for n in range(ngram_range[0], ngram_range[1] + 1):
+        if n > len(tokens):
+            break
+        grams = (
+            map(" ".join, zip(*(tokens[k:] for k in range(n)), strict=False)) if n > 1 else tokens
+        )
+        ids = np.fromiter(map(vocabulary.get, grams, repeat(-1)), np.int64, len(tokens) - n + 1)
+        same_doc = doc_of[: ids.size] == doc_of[n - 1 :]
+        keep = np.flatnonzero(same_doc & (ids >= 0))
+        rows.append(doc_of[keep])
+        columns.append(ids[keep])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(columns)
 
 
 #: words remembered per vocabulary by `char_wb_term_ids` before the memo starts over
@@ -95,28 +129,28 @@ def char_wb_term_ids(
     ngram_range: tuple[int, int],
     lowercase: bool,
     vocabulary: dict[str, int],
-    memo: dict[str, list[int]],
+    memo: dict[str, array],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
     each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
-    The document is lower-cased whole first, as scikit-learn does (Greek final sigma)."""
+    The document is lower-cased whole first, as scikit-learn does (Greek final sigma). The
+    per-word steps are `map`s over all the documents' words: no Python-level step per word."""
+    doc_words = list(map(str.split, map(str.lower, docs) if lowercase else docs))
+    words = list(chain.from_iterable(doc_words))
+    new = set(compress(words, map(operator.not_, map(memo.__contains__, words))))
+    if len(memo) + len(new) > WORD_MEMO_SIZE:
+        memo.clear()
+        new = set(words)
     grams_of = char_wb_analyzer(ngram_range, False)
     lookup = vocabulary.get
-    lengths = np.zeros(len(docs), dtype=np.int64)
-    columns: list[int] = []
-    for i, doc in enumerate(docs):
-        count = 0
-        for word in (doc.lower() if lowercase else doc).split():
-            ids = memo.get(word)
-            if ids is None:
-                if len(memo) >= WORD_MEMO_SIZE:
-                    memo.clear()
-                ids = memo[word] = [j for j in map(lookup, grams_of(word)) if j is not None]
-            columns.extend(ids)
-            count += len(ids)
-        lengths[i] = count
-    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-    return rows, np.asarray(columns, dtype=np.int64)
+    for word in new:
+        memo[word] = array("i", [j for j in map(lookup, grams_of(word)) if j is not None])
+    found = list(map(memo.__getitem__, words))
+    per_word = np.fromiter(map(len, found), np.int64, len(found))
+    columns = np.fromiter(chain.from_iterable(found), np.int64, int(per_word.sum()))
+    words_per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
+    doc_of_word = np.repeat(np.arange(len(docs), dtype=np.int64), words_per_doc)
+    return np.repeat(doc_of_word, per_word), columns
 
 
 def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
