@@ -27,8 +27,9 @@ from bettercat_assets.core.model.forest_kernel_aot import KernelSet, compiled_mo
 #: sign bit of a packed node's feature word: its left child is the next node and its
 #: threshold >= 0, so a row without the feature goes on to the next node
 CHAIN = np.int32(-(2**31))
-#: bytes of feature bits per block of rows: they stay in cache while each tree is walked
-BLOCK_BITS_BYTES = 2 << 20
+#: bytes of feature bits per block of rows: the more rows walk a tree in turn, the fewer
+#: times its nodes come from memory (measured: 44 us a row at 8 MB, 50 at 2 MB, 75 at 32 kB)
+BLOCK_BITS_BYTES = 8 << 20
 
 
 def block_rows(words: int) -> int:
