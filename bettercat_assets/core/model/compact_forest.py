@@ -29,6 +29,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,7 @@ class CompactForest:
         for arr in self._arrays.values():
             arr.setflags(write=False)
         self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._packing = threading.Lock()
 
     def packed_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nodes, used, slot_of) for the sparse kernel: the internal nodes as one int32 record
@@ -178,32 +180,37 @@ class CompactForest:
         splits on, sorted; `slot_of` (int32, -1: unused) their numbers by column. Made once;
         the separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
         rebuilds them)."""
-        if self._packed is None:
-            a = self._arrays
-            used, slots = np.unique(a["feature"], return_inverse=True)
-            nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
-            nodes[:, 0] = slots.reshape(-1)
-            after = np.arange(1, nodes.shape[0] + 1)
-            chain = (a["children"][:, 0] == after) & (a["threshold"] >= 0)
-            nodes[chain, 0] |= CHAIN
-            nodes[:, 1] = a["threshold"].view(np.int32)
-            nodes[:, 2:] = a["children"]
-            slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
-            slot_of[used] = np.arange(used.size, dtype=np.int32)
-            self._feature_dtype = a["feature"].dtype
-            for name in ("feature", "threshold", "children"):
-                del a[name]
-            parts = (nodes, used.astype(np.int32), slot_of)
-            for arr in parts:
-                arr.setflags(write=False)
-            self._packed = parts
-        return self._packed
+        with self._packing:  # a server's threads may score at once
+            if self._packed is None:
+                parts = self._pack()
+                self._feature_dtype = self._arrays["feature"].dtype
+                self._packed = parts
+                for name in ("feature", "threshold", "children"):
+                    del self._arrays[name]
+            return self._packed
+
+    def _pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = self._arrays
+        used, slots = np.unique(a["feature"], return_inverse=True)
+        nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
+        nodes[:, 0] = slots.reshape(-1)
+        chain = (a["children"][:, 0] == np.arange(1, nodes.shape[0] + 1)) & (a["threshold"] >= 0)
+        nodes[chain, 0] |= CHAIN
+        nodes[:, 1] = a["threshold"].view(np.int32)
+        nodes[:, 2:] = a["children"]
+        slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
+        slot_of[used] = np.arange(used.size, dtype=np.int32)
+        parts = (nodes, used.astype(np.int32), slot_of)
+        for arr in parts:
+            arr.setflags(write=False)
+        return parts
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The forest's arrays as saved (rebuilt from the packed nodes once packed)."""
-        if self._packed is None:
-            return dict(self._arrays)
-        nodes, used, _ = self._packed
+        with self._packing:
+            if self._packed is None:
+                return dict(self._arrays)
+            nodes, used, _ = self._packed
         return {
             **self._arrays,
             "feature": used[nodes[:, 0] & ~CHAIN].astype(self._feature_dtype),

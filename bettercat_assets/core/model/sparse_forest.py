@@ -49,14 +49,16 @@ def sparse_predict_proba(
     words = max(1, (used.size + 63) // 64)
     block = sparse_kernels.block_rows(words)
     bits = np.zeros(block * words, dtype=np.uint64)
+    ranks = np.empty(block * words, dtype=np.int32)
+    values = np.empty(data.size, dtype=np.float32)
     out = np.zeros((n_rows, len(forest.classes_)), dtype=np.float64)
-    leaves = (a["roots"], a["leaf_indptr"], a["leaf_classes"], a["leaf_values"])
+    tree = (nodes, nodes.view(np.float32), a["roots"], a["leaf_indptr"], a["leaf_classes"])
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
-        bits_of(indptr, indices, slot_of, start, stop, words, bits)
-        walk(nodes, nodes.view(np.float32), used, indptr, indices, data, *leaves,
-             start, stop, words, bits, out)  # fmt: skip
-        bits_of(indptr, indices, slot_of, start, stop, words, bits)  # cleared again
+        row = (start, stop, words, bits, ranks, values)
+        bits_of(indptr, indices, data, slot_of, *row)
+        walk(*tree, a["leaf_values"], *row, out)
+        bits_of(indptr, indices, data, slot_of, *row)  # the bits cleared again
     out /= forest.n_trees
     return out
 
