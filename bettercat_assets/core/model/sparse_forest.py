@@ -2,9 +2,10 @@
 
 scikit-learn casts a sparse input to float32 CSR; a feature absent from a row is 0.0 and an
 explicit zero is 0.0 too. The kernels (`sparse_kernels`: compiled ahead of time by `make
-install`, else numba's JIT) put each row's non-zeros in a small hash table and walk a block of
-rows tree by tree over the forest's packed nodes; without numba, small chunks of rows are made
-dense and go through the dense numpy kernel. numpy only: Spark workers import this module.
+install`, else numba's JIT) give each row of a block a bit per feature the forest uses and
+walk the block's rows tree by tree over the forest's packed nodes; without numba, small chunks
+of rows are made dense and go through the dense numpy kernel. numpy only: Spark workers import
+this module.
 """
 
 from __future__ import annotations
