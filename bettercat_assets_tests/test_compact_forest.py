@@ -14,6 +14,7 @@ from bettercat_assets.core.model import forest_kernel_aot
 from bettercat_assets.core.model.compact_forest import ARRAYS_FILE, META_FILE, CompactForest
 from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
 
+DENSE = forest_kernel_aot.dense_kernels(cf._accumulate_python)
 BACKENDS = [
     "numpy",
     pytest.param(
@@ -22,7 +23,7 @@ BACKENDS = [
     pytest.param(
         "compiled",
         marks=pytest.mark.skipif(
-            forest_kernel_aot.compiled_module(cf._accumulate_python) is None,
+            forest_kernel_aot.compiled_module(DENSE) is None,
             reason="no compiled kernel: make install",
         ),
     ),
@@ -333,12 +334,12 @@ def test_install_built_the_compiled_kernel_and_workers_score_without_numba(tmp_p
     import subprocess
     import sys
 
-    assert forest_kernel_aot.compiled_module(cf._accumulate_python) is not None, "run make install"
+    assert forest_kernel_aot.compiled_module(DENSE) is not None, "run make install"
     for feature in ("i2", "i4"):
         for indptr in ("i4", "i8"):
             for classes in ("u2", "i4"):
                 name = forest_kernel_aot.export_name(feature, indptr, classes)
-                assert hasattr(forest_kernel_aot.compiled_module(cf._accumulate_python), name), name
+                assert hasattr(forest_kernel_aot.compiled_module(DENSE), name), name
     X, y = _data()
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     compact_from_sklearn(forest).save(tmp_path)

@@ -14,8 +14,18 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
-from bettercat_assets.core.features.text_terms import char_wb_analyzer, word_analyzer
+from bettercat_assets.core.features.text_terms import (
+    char_wb_analyzer,
+    row_norms,
+    term_ids,
+    word_analyzer,
+    word_term_ids,
+)
+from bettercat_assets.core.model import forest_kernel_aot
+from bettercat_assets.core.model.compact_forest import CompactForest
 from bettercat_assets.core.model.scoring_model import ScoringModel
+from bettercat_assets.core.model.sparse_forest import sparse_predict_proba
+from bettercat_assets.core.model.sparse_kernels import SPARSE_KERNELS
 from bettercat_assets.core.training.fitting import fit_client_model
 
 WORDS = [
@@ -91,6 +101,18 @@ def test_analyzers_equal_scikit_learns(ngrams):
             assert sorted(mine(doc)) == sorted(theirs(doc)), (analyzer, doc)
 
 
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
+def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words"]
+    terms = sorted({t for d in docs for t in word_analyzer(ngrams, True)(d)})
+    vocabulary = {t: i for i, t in enumerate(terms) if i % 5 != 3}  # some terms unknown
+    expected = term_ids(docs, word_analyzer(ngrams, True), vocabulary)
+    rows, cols = word_term_ids(docs, ngrams, True, vocabulary)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
+        zip(expected[0].tolist(), expected[1].tolist(), strict=True)
+    )
+
+
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])
 def test_compact_model_equals_the_fitted_scikit_learn_pipeline(kind, tmp_path):
     frame, y = catalogue(1200, seed=1)
@@ -105,7 +127,7 @@ def test_compact_model_equals_the_fitted_scikit_learn_pipeline(kind, tmp_path):
     assert loaded.kind == kind and loaded.feature_kinds["title"] == "text"
     columns = {c: test[c].to_numpy(dtype=object) for c in ("title", "brand")}
     columns["price"] = test["price"].to_numpy(dtype=np.float64)
-    for backend in ("numpy", "numba"):
+    for backend in ("numpy", "numba", "compiled"):
         proba = loaded.predict_proba(columns, backend=backend)
         assert np.abs(proba - reference).max() <= 1e-6, backend
 
@@ -198,3 +220,62 @@ def test_large_batches_are_scored_in_chunks_with_the_same_result(monkeypatch):
     whole = model.predict_proba(columns)
     monkeypatch.setattr(scoring_model, "CHUNK_ROWS", 37)
     assert np.array_equal(model.predict_proba(columns), whole)
+
+
+def test_row_norms_add_squares_in_order_like_scikit_learn():
+    """numpy's own sums are pairwise and round differently; scikit-learn adds in column order."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 300, 500)
+    lengths[[4, 9]] = [3000, 0]
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    data = rng.random(starts[-1]) * rng.choice([1e-3, 1.0, 1e3], starts[-1])
+    expected = []
+    for r in range(lengths.size):
+        total = 0.0
+        for v in data[starts[r] : starts[r + 1]].tolist():
+            total += v * v
+        expected.append(np.sqrt(total))
+    assert np.array_equal(row_norms(starts, data), np.asarray(expected))
+
+
+def test_packed_forest_keeps_its_arrays_and_dense_predictions(tmp_path):
+    frame, y = catalogue(600, seed=4)
+    model = fit_client_model(client("random_forest"), frame.iloc[:500], y[:500]).compact
+    forest = model.estimator
+    before = {name: arr.copy() for name, arr in forest.arrays().items()}
+    rows = model.featurizer.transform({c: frame.iloc[500:][c].to_numpy() for c in frame})
+    dense = forest.predict_proba(rows.toarray(np.float32))
+    sparse = sparse_predict_proba(forest, rows)  # packs the nodes
+    assert "feature" not in forest._arrays and forest.packed_nodes()[0].shape == (
+        before["feature"].size,
+        4,
+    )
+    for name, arr in forest.arrays().items():
+        assert arr.dtype == before[name].dtype and np.array_equal(arr, before[name]), name
+    assert np.array_equal(forest.predict_proba(rows.toarray(np.float32)), dense)
+    assert np.abs(sparse - dense).max() <= 1e-12
+    forest.save(tmp_path)
+    assert np.array_equal(CompactForest.load(tmp_path).predict_proba(rows.toarray()), dense)
+
+
+def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path):
+    """A Spark worker scoring a text forest uses the kernels `make install` compiled: importing
+    numba would cost it ~120 MB."""
+    import subprocess
+    import sys
+
+    assert forest_kernel_aot.compiled_module(SPARSE_KERNELS) is not None, "run make install"
+    frame, y = catalogue(500, seed=5)
+    fit_client_model(client("random_forest"), frame.iloc[:400], y[:400]).compact.save(tmp_path)
+    frame.iloc[400:].to_csv(tmp_path / "rows.csv", index=False)
+    code = (
+        "import sys, numpy as np, pandas as pd; from pathlib import Path; "
+        "from bettercat_assets.core.model.scoring_model import ScoringModel; "
+        f"d = Path({str(tmp_path)!r}); m = ScoringModel.load(d); "
+        "f = pd.read_csv(d / 'rows.csv'); "
+        "p = m.predict_proba({c: f[c].to_numpy() for c in m.feature_names}); "
+        "print(p.shape[0], 'numba' in sys.modules, 'llvmlite' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["100", "False", "False"], out.stdout

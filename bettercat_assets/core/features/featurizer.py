@@ -15,6 +15,7 @@ n-gram range is refused like a tampered forest.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,9 @@ import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.text_terms import (
-    analyzer,
     char_wb_term_ids,
-    term_ids,
     tfidf_rows,
+    word_term_ids,
 )
 
 FORMAT = "bettercat.featurizer"
@@ -87,6 +87,24 @@ def _as_text(values: Any) -> list[str]:
     return [v if isinstance(v, str) else "" if v is None or v != v else str(v) for v in values]
 
 
+def _merge_rows(parts: list[tuple], n_rows: int, n_cols: int) -> SparseRows:
+    """CSR rows from parts of (row, column, value), each sorted by row then column, the parts'
+    columns disjoint and increasing: a row is its entries of each part in turn (no sort)."""
+    counts = [np.bincount(p[0], minlength=n_rows) for p in parts]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(sum(counts, np.zeros(n_rows, np.int64)), out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float64)
+    before = indptr[:-1].copy()  # where each row's entries of the next part go
+    for (rows, cols, values), count in zip(parts, counts, strict=True):
+        part_starts = np.cumsum(count) - count
+        positions = (before - part_starts)[rows] + np.arange(rows.size)
+        indices[positions] = cols
+        data[positions] = values
+        before += count
+    return SparseRows(indptr, indices, data, n_cols)
+
+
 class Featurizer:
     """Transforms a client's feature columns into the model's sparse input (module docstring)."""
 
@@ -96,7 +114,7 @@ class Featurizer:
         self.inputs: list[dict[str, str]] = list(spec["inputs"])
         self.n_features_out = int(spec["n_features_out"])
         self._vocabularies: dict[int, dict[str, int]] = {}
-        self._memos: dict[int, dict[str, list[int]]] = {}
+        self._memos: dict[int, dict[str, array]] = {}
         self._validate()
 
     @property
@@ -203,7 +221,7 @@ class Featurizer:
             memo = self._memos.setdefault(b, {})
             rows, cols = char_wb_term_ids(text, ngrams, lowercase, vocabulary, memo)
         else:
-            rows, cols = term_ids(text, analyzer("word", ngrams, lowercase), vocabulary)
+            rows, cols = word_term_ids(text, ngrams, lowercase, vocabulary)
         rows, cols, data = tfidf_rows(
             rows, cols, n_rows, self.arrays[f"b{b}_idf"], block["sublinear_tf"]
         )
@@ -218,18 +236,7 @@ class Featurizer:
         parts = self._numeric(columns, n_rows)
         for b, block in enumerate(self.spec["blocks"]):
             parts.append(self._block(b, block, columns[block["column"]], n_rows))
-        rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        data = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
-        order = np.argsort(rows * self.n_features_out + cols, kind="stable")
-        indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-        return SparseRows(
-            indptr,
-            cols[order].astype(np.int32),
-            data[order].astype(np.float64),
-            self.n_features_out,
-        )
+        return _merge_rows(parts, n_rows, self.n_features_out)
 
     # ------------------------------------------------------------------ persistence
 

@@ -1,7 +1,7 @@
 """Text to TF-IDF rows, exactly as scikit-learn's `TfidfVectorizer` computes them.
 
-Runs in Spark workers and the serving process: numpy and the standard library only (numba
-when installed). What makes the reproduction exact:
+Runs in Spark workers and the serving process: numpy and the standard library only (no numba:
+importing it costs a worker ~50 MB). What makes the reproduction exact:
 
 * tokens come from Python's `re` with scikit-learn's default pattern `(?u)\\b\\w\\w+\\b`,
   whose `\\w` is Unicode (Arrow's RE2 `\\w` is ASCII only, so Arrow is not used here);
@@ -14,18 +14,16 @@ when installed). What makes the reproduction exact:
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import operator
 import re
+from array import array
 from collections.abc import Callable, Sequence
+from itertools import chain, compress, repeat
 
 import numpy as np
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 _WHITE_SPACES = re.compile(r"\s\s+")
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-#: below this many values the pure-Python norm is used (no numba import in a small server)
-_NUMBA_MIN_VALUES = 20_000
 
 
 def word_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
@@ -79,16 +77,47 @@ def analyzer(
 def term_ids(
     docs: Sequence[str], analyze: Callable[[str], list[str]], vocabulary: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every in-vocabulary term occurrence; unknown terms are dropped."""
-    lookup = vocabulary.get
-    lengths = np.zeros(len(docs), dtype=np.int64)
-    columns: list[int] = []
+    """(row, column) of every in-vocabulary term occurrence; unknown terms are dropped.
+
+    The documents' terms are looked up all at once (`map` with a default: no Python-level
+    step per term)."""
+    terms: list[str] = []
+    lengths = np.empty(len(docs), dtype=np.int64)
     for i, doc in enumerate(docs):
-        found = [j for j in map(lookup, analyze(doc)) if j is not None]
-        lengths[i] = len(found)
-        columns.extend(found)
+        grams = analyze(doc)
+        lengths[i] = len(grams)
+        terms.extend(grams)
+    ids = np.fromiter(map(vocabulary.get, terms, repeat(-1)), np.int64, len(terms))
     rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-    return rows, np.asarray(columns, dtype=np.int64)
+    known = ids >= 0
+    return rows[known], ids[known]
+
+
+def word_term_ids(
+    docs: Sequence[str], ngram_range: tuple[int, int], lowercase: bool, vocabulary: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`term_ids` with `word_analyzer`, for all documents at once: the n-grams of n words are
+    made over the documents' tokens laid end to end (`map`s, no Python-level step per term)
+    and those that straddle two documents are dropped."""
+    token_lists = list(map(TOKEN_PATTERN.findall, map(str.lower, docs) if lowercase else docs))
+    tokens = list(chain.from_iterable(token_lists))
+    per_doc = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
+    doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), per_doc)
+    rows, columns = [], []
+    for n in range(ngram_range[0], ngram_range[1] + 1):
+        if n > len(tokens):
+            break
+        grams = (
+            map(" ".join, zip(*(tokens[k:] for k in range(n)), strict=False)) if n > 1 else tokens
+        )
+        ids = np.fromiter(map(vocabulary.get, grams, repeat(-1)), np.int64, len(tokens) - n + 1)
+        same_doc = doc_of[: ids.size] == doc_of[n - 1 :]
+        keep = np.flatnonzero(same_doc & (ids >= 0))
+        rows.append(doc_of[keep])
+        columns.append(ids[keep])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(columns)
 
 
 #: words remembered per vocabulary by `char_wb_term_ids` before the memo starts over
@@ -100,57 +129,45 @@ def char_wb_term_ids(
     ngram_range: tuple[int, int],
     lowercase: bool,
     vocabulary: dict[str, int],
-    memo: dict[str, list[int]],
+    memo: dict[str, array],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
     each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
-    The document is lower-cased whole first, as scikit-learn does (Greek final sigma)."""
+    The document is lower-cased whole first, as scikit-learn does (Greek final sigma). The
+    per-word steps are `map`s over all the documents' words: no Python-level step per word."""
+    doc_words = list(map(str.split, map(str.lower, docs) if lowercase else docs))
+    words = list(chain.from_iterable(doc_words))
+    new = set(compress(words, map(operator.not_, map(memo.__contains__, words))))
+    if len(memo) + len(new) > WORD_MEMO_SIZE:
+        memo.clear()
+        new = set(words)
     grams_of = char_wb_analyzer(ngram_range, False)
     lookup = vocabulary.get
-    lengths = np.zeros(len(docs), dtype=np.int64)
-    columns: list[int] = []
-    for i, doc in enumerate(docs):
-        count = 0
-        for word in (doc.lower() if lowercase else doc).split():
-            ids = memo.get(word)
-            if ids is None:
-                if len(memo) >= WORD_MEMO_SIZE:
-                    memo.clear()
-                ids = memo[word] = [j for j in map(lookup, grams_of(word)) if j is not None]
-            columns.extend(ids)
-            count += len(ids)
-        lengths[i] = count
-    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-    return rows, np.asarray(columns, dtype=np.int64)
+    for word in new:
+        memo[word] = array("i", [j for j in map(lookup, grams_of(word)) if j is not None])
+    found = list(map(memo.__getitem__, words))
+    per_word = np.fromiter(map(len, found), np.int64, len(found))
+    columns = np.fromiter(chain.from_iterable(found), np.int64, int(per_word.sum()))
+    words_per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
+    doc_of_word = np.repeat(np.arange(len(docs), dtype=np.int64), words_per_doc)
+    return np.repeat(doc_of_word, per_word), columns
 
 
-def _row_norms_python(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """Sequential float64 sum of squares per row (scikit-learn's order), then sqrt."""
-    values = data.tolist()
-    bounds = row_starts.tolist()
-    norms = np.empty(len(bounds) - 1, dtype=np.float64)
-    for r in range(len(bounds) - 1):
-        total = 0.0
-        for v in values[bounds[r] : bounds[r + 1]]:
-            total += v * v
-        norms[r] = total
-    return np.sqrt(norms)
+def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Sequential float64 sum of squares per row (scikit-learn's order), then sqrt.
 
-
-@functools.cache
-def _row_norms_numba() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:  # pragma: no cover
-    import numba
-
-    @numba.njit(nogil=True, cache=False)
-    def norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
-        out = np.empty(row_starts.shape[0] - 1, dtype=np.float64)
-        for r in range(row_starts.shape[0] - 1):
-            total = 0.0
-            for j in range(row_starts[r], row_starts[r + 1]):
-                total += data[j] * data[j]
-            out[r] = np.sqrt(total)
-        return out
-
+    numpy's sums are pairwise; here step k adds every row's k-th square at once, rows in
+    order of decreasing length so that the rows still going are a prefix."""
+    lengths = np.diff(row_starts)
+    order = np.argsort(-lengths, kind="stable")
+    starts = row_starts[:-1][order]
+    going = np.searchsorted(-lengths[order], -np.arange(int(lengths.max(initial=0))), "left")
+    squares = data * data
+    totals = np.zeros(lengths.size, dtype=np.float64)
+    for k, n in enumerate(going.tolist()):
+        totals[:n] += squares[starts[:n] + k]
+    norms = np.empty_like(totals)
+    norms[order] = np.sqrt(totals)
     return norms
 
 
@@ -171,10 +188,7 @@ def tfidf_rows(
         data += 1.0
     data *= idf[out_cols]
     row_starts = np.searchsorted(out_rows, np.arange(n_rows + 1, dtype=np.int64))
-    if HAVE_NUMBA and data.size >= _NUMBA_MIN_VALUES:
-        norms = _row_norms_numba()(row_starts, data)
-    else:
-        norms = _row_norms_python(row_starts, data)
+    norms = row_norms(row_starts, data)
     per_value = np.repeat(norms, np.diff(row_starts))
     data /= np.where(per_value == 0.0, 1.0, per_value)
     return out_rows, out_cols, data

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from bettercat_assets.core.model.forest_format import ARRAY_DTYPES, validate_arrays
 from bettercat_assets.core.model.forest_kernel_aot import compiled_kernel
+from bettercat_assets.core.model.sparse_kernels import CHAIN
 
 FORMAT_VERSION = 1
 ARRAYS_FILE = "compact_forest.npz"
@@ -167,6 +169,54 @@ class CompactForest:
         self._arrays = {name: arrays[name].view() for name in ARRAY_DTYPES}
         for arr in self._arrays.values():
             arr.setflags(write=False)
+        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._packing = threading.Lock()
+
+    def packed_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nodes, used, slot_of) for the sparse kernel: the internal nodes as one int32 record
+        each (the split feature's number among the used ones, its sign bit set when the left
+        child is the next node and the threshold >= 0; the threshold's float32 bits; left;
+        right), so a visit reads one cache line; `used` (int32) the columns the forest
+        splits on, sorted; `slot_of` (int32, -1: unused) their numbers by column. Made once;
+        the separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
+        rebuilds them)."""
+        with self._packing:  # a server's threads may score at once
+            if self._packed is None:
+                parts = self._pack()
+                self._feature_dtype = self._arrays["feature"].dtype
+                self._packed = parts
+                for name in ("feature", "threshold", "children"):
+                    del self._arrays[name]
+            return self._packed
+
+    def _pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = self._arrays
+        used, slots = np.unique(a["feature"], return_inverse=True)
+        nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
+        nodes[:, 0] = slots.reshape(-1)
+        chain = (a["children"][:, 0] == np.arange(1, nodes.shape[0] + 1)) & (a["threshold"] >= 0)
+        nodes[chain, 0] |= CHAIN
+        nodes[:, 1] = a["threshold"].view(np.int32)
+        nodes[:, 2:] = a["children"]
+        slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
+        slot_of[used] = np.arange(used.size, dtype=np.int32)
+        parts = (nodes, used.astype(np.int32), slot_of)
+        for arr in parts:
+            arr.setflags(write=False)
+        return parts
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The forest's arrays as saved (rebuilt from the packed nodes once packed)."""
+        with self._packing:
+            if self._packed is None:
+                return dict(self._arrays)
+            nodes, used, _ = self._packed
+        return {
+            **self._arrays,
+            "feature": used[nodes[:, 0] & ~CHAIN].astype(self._feature_dtype),
+            "threshold": np.ascontiguousarray(nodes.view(np.float32)[:, 1]),
+            "children": np.ascontiguousarray(nodes[:, 2:]),
+        }
 
     # ---------------------------------------------------------------- prediction
 
@@ -201,7 +251,7 @@ class CompactForest:
         """
         X = self._check_X(X)
         compiled = (
-            compiled_kernel(_accumulate_python, self._arrays)
+            compiled_kernel(_accumulate_python, self.arrays())
             if backend in (None, "compiled")
             else None
         )
@@ -210,7 +260,7 @@ class CompactForest:
         out = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)
         if X.shape[0] == 0:
             return out
-        a = self._arrays
+        a = self.arrays()
         args = (
             X,
             a["feature"],
@@ -246,6 +296,7 @@ class CompactForest:
         """Bytes of all arrays held (tree arrays, classes, feature names)."""
         return (
             sum(arr.nbytes for arr in self._arrays.values())
+            + sum(arr.nbytes for arr in self._packed or ())
             + self.classes_.nbytes
             + self.feature_names.nbytes
         )
@@ -258,7 +309,7 @@ class CompactForest:
         directory.mkdir(parents=True, exist_ok=True)
         npz_path = directory / ARRAYS_FILE
         with open(npz_path, "wb") as fh:
-            np.savez(fh, **self._arrays)
+            np.savez(fh, **self.arrays())
         meta = {
             "format": "bettercat.compact_forest",
             "format_version": FORMAT_VERSION,

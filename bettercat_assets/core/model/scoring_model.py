@@ -27,8 +27,9 @@ from bettercat_assets.core.model.sparse_forest import sparse_predict_proba
 #: a vocabulary term as a str key and an int value in a dict (measured: ~130 bytes)
 VOCABULARY_ENTRY_BYTES = 130
 #: rows featurised and scored at once: bounds a worker's memory per Arrow batch (a batch of
-#: 20,000 titles made ~300 MB of term ids and sort buffers at once)
-CHUNK_ROWS = 2048
+#: 20,000 titles made ~300 MB of term ids and sort buffers at once); as many as the workers'
+#: scoring chunk, so that a text forest's sparse kernel walks each tree for all of them
+CHUNK_ROWS = 4096
 RANDOM_FOREST = "random_forest"
 LINEAR = "linear"
 #: part -> (arrays file, description file) inside a compact folder
