@@ -149,7 +149,11 @@ def register_fleet(ws: Workspace, n: int, distinct: int = DISTINCT_FORESTS) -> d
         "distinct_forests": distinct,
         "fit_s": round(fit_s, 1),
         "register_s": round(time.perf_counter() - started, 1),
-        "model_mb": {"min": round(min(sizes), 2), "mean": round(float(np.mean(sizes)), 2), "max": round(max(sizes), 2)},  # fmt: skip
+        "model_mb": {
+            "min": round(min(sizes), 2),
+            "mean": round(float(np.mean(sizes)), 2),
+            "max": round(max(sizes), 2),
+        },  # fmt: skip
         "all_models_mb": round(sum(sizes[i % distinct] for i in range(n)), 0),
         "popular": popular,
     }
