@@ -47,7 +47,7 @@ from bettercat_assets.core.serving.fleet_requests import (
 )
 from bettercat_assets.core.serving.model_cache import ModelCache
 from bettercat_assets.core.serving.model_loader import ModelLoader
-from bettercat_assets.core.serving.process_memory import limit_arenas
+from bettercat_assets.core.serving.process_memory import freeze_startup_objects, limit_arenas
 from bettercat_assets.core.serving.served_model import NotLean, ServedModel
 
 LOG = logging.getLogger(__name__)
@@ -258,6 +258,10 @@ def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(models.watch.start)
+        import mlflow.models  # noqa: F401 - what requests import, before the freeze
+        import mlflow.pyfunc.scoring_server  # noqa: F401
+
+        LOG.info("%d objects kept out of garbage collections", freeze_startup_objects())
         yield
         models.watch.stop()
         models.close()
