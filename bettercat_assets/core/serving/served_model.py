@@ -11,7 +11,8 @@ per-load work (requirement checks, importing the model's code, signature objects
 Answering (`ServedModel.answer`): a plain request (every model column present once, ids as
 strings, numbers as JSON numbers or null, text as strings; `params` absent or only `output`)
 takes its columns straight from the JSON into the pyfunc's own `predict_columns`, and the
-answer is written by MLflow's own `predictions_to_json`: the same bytes as MLflow's answer.
+answer is written as MLflow's `predictions_to_json` writes it (its own function for the
+per-product layout): the same bytes as MLflow's answer.
 Anything else (a missing column, a number sent as a string, another param, ...) goes through
 MLflow's scoring-server handling with a `PyFuncModel` over the same Python model (made on
 first need, sharing the arrays), so its answers and 400 messages stay MLflow's.
@@ -19,6 +20,7 @@ first need, sharing the arrays), so its answers and 400 messages stay MLflow's.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from io import StringIO
@@ -26,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
 
 from bettercat_assets.core.model.pyfunc import (
     COMPACT_ARTIFACT,
     OUTPUT_PARAM,
+    OUTPUT_ROWS,
     OUTPUTS,
     REGISTRATION_ARTIFACT,
     TopKCategoriesModel,
@@ -91,6 +95,8 @@ class ServedModel:
         output = _lean_output(payload.get(PARAMS))
         ids, columns = lean_columns(payload, self.python_model)
         frame = self.python_model.predict_columns(ids, columns, output)
+        if output == OUTPUT_ROWS:
+            return rows_json(frame)
         out = StringIO()
         predictions_to_json(frame, out)
         return out.getvalue()
@@ -116,6 +122,14 @@ class ServedModel:
         if response.status != 200:
             raise MlflowException.invalid_parameter_value(str(response.response))
         return response.response
+
+
+def rows_json(frame: pd.DataFrame) -> str:
+    """MLflow's `predictions_to_json` of a frame of plain columns (numbers, strings), byte for
+    byte, without pandas' record boxing and the pure-Python encoder it streams through."""
+    names = [str(name) for name in frame.columns]
+    values = zip(*(frame[name].tolist() for name in frame.columns), strict=True)
+    return json.dumps({"predictions": [dict(zip(names, row, strict=True)) for row in values]})
 
 
 def _lean_output(params: Any) -> str:
