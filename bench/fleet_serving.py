@@ -1,12 +1,10 @@
 """Section 10, fleet serving: 1,000 clients behind one `bettercat serve` (issue 27).
 
-Prepare: 1,000 clients in a clients.yaml, each with a registered `@champion`. Training 1,000
-clients through `train_model` takes about an hour here, so the champions are registered
-directly through the core's store functions (`store.log_compact`, `register_model`,
-`store.record_registration`, the champion alias): `DISTINCT_FORESTS` forests of different sizes
-are fitted, and client i registers forest i % DISTINCT_FORESTS as its own model (its own
-artifacts, loaded and held on its own by the server). A few popular clients get a second,
-unpromoted version for the swap.
+Prepare (bench.fleet_prepare): 1,000 clients in a clients.yaml, each with a registered
+`@champion` of its own (its own logged model and artifacts, loaded and held on its own by the
+server): `DISTINCT_FORESTS` forests of different sizes are fitted and logged once, and each
+client's version is a copy of one of them. A few popular clients get a second, unpromoted
+version for the swap.
 
 Measure, with the server started as users start it (`bettercat serve`, default cache budget)
 and load from a separate process (bench.fleet_load) over real sockets:
@@ -36,99 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from .workspace import REPO, Workspace, write_clients_file
+from .fleet_prepare import (
+    DISTINCT_FORESTS,
+    FEATURES,
+    ZIPF_EXPONENT,
+    client_ids,
+    log,
+    register_fleet,
+    zipf_weights,
+)
+from .workspace import REPO, Workspace
 
 GOAL_HIT_P99_MS, GOAL_MISS_P99_MS, GOAL_RSS_MB, GOAL_SWAP_S = 20.0, 250.0, 1536.0, 10.0
-ZIPF_EXPONENT = 1.1
-DISTINCT_FORESTS = 40
-FEATURES = [f"f{i}" for i in range(8)]
 CONNECTIONS = 2
-SWAP_VERSIONS = 3  # this many of the most popular clients get an unpromoted v2
 BLOCK_START, BLOCK_END = "<!-- fleet-serving:start -->", "<!-- fleet-serving:end -->"
-
-
-def log(msg: str) -> None:
-    print(f"[bench fleet {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def client_ids(n: int) -> list[str]:
-    return [f"fleet_{i:04d}" for i in range(n)]
-
-
-def zipf_weights(n: int, exponent: float = ZIPF_EXPONENT, seed: int = 5) -> np.ndarray:
-    """Popularity p(rank) ~ rank^-exponent, ranks shuffled over the clients."""
-    ranks = np.random.default_rng(seed).permutation(n) + 1
-    weights = ranks.astype(float) ** -exponent
-    return weights / weights.sum()
-
-
-def _forests(count: int) -> list[Any]:
-    """`count` compact forests from 10 to 120 trees, 20 to 60 classes (sizes ~0.1-3 MB)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    from bettercat_assets.core.model.forest_conversion import compact_from_sklearn
-
-    rng = np.random.default_rng(3)
-    out = []
-    for i in range(count):
-        classes, rows = 20 + (i * 7) % 41, 5000
-        X = rng.normal(size=(rows, len(FEATURES))).astype(np.float32)
-        centers = rng.normal(size=(classes, len(FEATURES)))
-        y = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(-1) + rng.gumbel(size=(rows, classes)), 1)  # fmt: skip
-        labels = np.array([f"cat-{c:03d}" for c in y])
-        trees = 10 + (i * 13) % 111
-        forest = RandomForestClassifier(n_estimators=trees, min_samples_leaf=1, n_jobs=1, random_state=i)  # fmt: skip
-        import pandas as pd
-
-        out.append(compact_from_sklearn(forest.fit(pd.DataFrame(X, columns=FEATURES), labels)))  # fmt: skip
-    return out
-
-
-def register_fleet(ws: Workspace, n: int, distinct: int = DISTINCT_FORESTS) -> dict[str, Any]:
-    """Clients file and a registered champion per client (see module docstring)."""
-    import mlflow
-    import pandas as pd
-
-    from bettercat_assets.core.model import store
-    from bettercat_assets.core.tracking import runs as tracking
-
-    ws.apply_env()
-    ids = client_ids(n)
-    write_clients_file(ws.clients_file, [{"client_id": c, "features": FEATURES} for c in ids])
-    started = time.perf_counter()
-    forests = _forests(distinct)
-    fit_s = time.perf_counter() - started
-    mlflow.set_tracking_uri(ws.settings.tracking_uri)
-    client = tracking.mlflow_client(ws.settings)
-    experiment = client.create_experiment("fleet-bench", artifact_location=ws.settings.artifact_root)  # fmt: skip
-    example = pd.DataFrame(np.zeros((2, len(FEATURES))), columns=FEATURES)
-    popular = [ids[i] for i in np.argsort(-zipf_weights(n))[:SWAP_VERSIONS]]
-    started = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment):
-        for i, cid in enumerate(ids):
-            for extra in range(2 if cid in popular else 1):
-                forest = forests[(i + extra) % distinct]
-                info = store.log_compact(forest, example)
-                mv = mlflow.register_model(info.model_uri, f"{cid}_model")
-                store.record_registration(info, f"{cid}_model", int(mv.version))
-                if extra == 0:
-                    tracking.set_champion(client, f"{cid}_model", int(mv.version))
-            if i % 100 == 0:
-                log(f"registered {i + 1}/{n} clients")
-    sizes = [f.nbytes / 2**20 for f in forests]
-    return {
-        "clients": n,
-        "distinct_forests": distinct,
-        "fit_s": round(fit_s, 1),
-        "register_s": round(time.perf_counter() - started, 1),
-        "model_mb": {
-            "min": round(min(sizes), 2),
-            "mean": round(float(np.mean(sizes)), 2),
-            "max": round(max(sizes), 2),
-        },  # fmt: skip
-        "all_models_mb": round(sum(sizes[i % distinct] for i in range(n)), 0),
-        "popular": popular,
-    }
 
 
 # --------------------------------------------------------------------------- measuring

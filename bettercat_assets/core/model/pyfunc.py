@@ -108,17 +108,31 @@ class TopKCategoriesModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         config = context.model_config or {}
         try:
-            self._model = ScoringModel.load(Path(context.artifacts[COMPACT_ARTIFACT]))
+            model = ScoringModel.load(Path(context.artifacts[COMPACT_ARTIFACT]))
         except ValueError as exc:
             raise MlflowException(f"compact model refused: {exc}") from None
-        self._id_column = str(config.get("id_column", "product_id"))
-        self._k = int(config.get("top_k", 5))
         override = config.get("model_version")
-        self._version = (
+        version = (
             int(override)
             if override is not None
             else _read_version(Path(context.artifacts[REGISTRATION_ARTIFACT]))
         )
+        self.configure(model, config, version)
+
+    @classmethod
+    def from_files(cls, compact_dir: Path, registration: Path, config: dict) -> TopKCategoriesModel:
+        """The model `load_context` makes, from its files, without MLflow's loader (the fleet
+        server); ValueError if the compact form is damaged, MlflowException if the version is."""
+        model = cls()
+        model.configure(ScoringModel.load(compact_dir), config, _read_version(registration))
+        return model
+
+    def configure(self, model: ScoringModel, config: dict, version: int) -> None:
+        """Hold `model` with the logged `model_config` and the registered `version`."""
+        self._model = model
+        self._id_column = str(config.get("id_column", "product_id"))
+        self._k = int(config.get("top_k", 5))
+        self._version = version
         self._features = list(self._model.feature_names)
         self._numeric = self._model.names_of_kind("numeric")
         # Touch every array once now rather than in the first request.
@@ -160,6 +174,20 @@ class TopKCategoriesModel(PythonModel):
             columns[name] = x.astype(np.float64)
         return columns
 
+    @property
+    def id_column(self) -> str:
+        return self._id_column
+
+    @property
+    def features(self) -> list[str]:
+        """The feature columns, in the model's order."""
+        return list(self._features)
+
+    @property
+    def numeric(self) -> list[str]:
+        """The feature columns read as numbers (the others are text or categories)."""
+        return list(self._numeric)
+
     def predict(
         self,
         context: PythonModelContext | None,
@@ -167,13 +195,17 @@ class TopKCategoriesModel(PythonModel):
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         """Top-k rows per product (or one row per product with `output="per_product"`)."""
-        output = (params or {}).get(OUTPUT_PARAM) or OUTPUT_ROWS
-        if output not in OUTPUTS:
-            raise _invalid(f"param '{OUTPUT_PARAM}' must be one of {list(OUTPUTS)}, got {output!r}")
+        output = output_of(params)
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         columns = self._columns_of(model_input)
         ids = model_input[self._id_column].astype(object).to_numpy()
+        return self.predict_columns(ids, columns, output)
+
+    def predict_columns(
+        self, ids: np.ndarray, columns: dict[str, np.ndarray], output: str = OUTPUT_ROWS
+    ) -> pd.DataFrame:
+        """`predict` from the ids and the feature columns as `_columns_of` makes them."""
         backend = "numpy" if len(ids) <= NUMPY_MAX_ROWS else None
         proba = self._model.predict_proba(columns, backend=backend)
         classes = self._model.classes_
@@ -188,3 +220,11 @@ class TopKCategoriesModel(PythonModel):
                 "model_version": np.full(len(ids), self._version, dtype=np.int32),
             }
         )
+
+
+def output_of(params: dict[str, Any] | None) -> str:
+    """The `output` param's value (default "rows"); a 400 naming the choices otherwise."""
+    output = (params or {}).get(OUTPUT_PARAM) or OUTPUT_ROWS
+    if output not in OUTPUTS:
+        raise _invalid(f"param '{OUTPUT_PARAM}' must be one of {list(OUTPUTS)}, got {output!r}")
+    return output

@@ -4,9 +4,12 @@ Endpoints (FastAPI on uvicorn, one process):
 
 * `POST /clients/<client_id>/invocations`: MLflow's scoring-server JSON (`dataframe_split` or
   `dataframe_records`, optional `params`) in, `{"predictions": [...]}` out: the batch's top-k
-  rows with `model_version`, computed by the client's registered pyfunc through MLflow's own
-  request handling (`mlflow.pyfunc.scoring_server.invocations`). Headers say which version
-  answered and whether its model was loaded already (`X-Bettercat-Cache: hit|miss`);
+  rows with `model_version`, computed by the client's registered pyfunc's own Python model
+  (`served_model`: plain frames the lean way, the rest through MLflow's request handling).
+  Headers say which version answered and whether its model was loaded already
+  (`X-Bettercat-Cache: hit|miss`). A hit with a small plain body is answered on the event
+  loop; misses (downloads, loads) and the rest run in worker threads, so a load never holds
+  up the hits behind it;
 * `GET /clients/<client_id>`: which version serves and since when; `GET /clients`: all;
 * `GET /health` (`/ping`): up, with the registry's state; `GET /metrics`: Prometheus text.
 
@@ -16,6 +19,7 @@ Errors are `{"error_code", "message"}` with one sentence, as MLflow's server ans
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -43,11 +47,18 @@ from bettercat_assets.core.serving.fleet_requests import (
 )
 from bettercat_assets.core.serving.model_cache import ModelCache
 from bettercat_assets.core.serving.model_loader import ModelLoader
-from bettercat_assets.core.serving.process_memory import limit_arenas
+from bettercat_assets.core.serving.process_memory import freeze_startup_objects, limit_arenas
+from bettercat_assets.core.serving.served_model import NotLean, ServedModel
 
 LOG = logging.getLogger(__name__)
 #: request bodies of the largest allowed size that may be read or answered at once
 IN_FLIGHT_BODIES = 2
+#: a body up to this size whose model is loaded is answered on the event loop (well under a
+#: millisecond the lean way); larger ones, misses and frames MLflow handles go to a thread
+INLINE_BODY_BYTES = 32 * 1024
+#: how long a thread holds the GIL before another may take it (Python's default: 5 ms): short,
+#: so a hit on the event loop waits less behind a load in a worker thread
+SWITCH_INTERVAL_S = 0.0005
 
 
 def build_models(
@@ -86,27 +97,36 @@ class Answer:
         }
 
 
-def _answer(models: FleetModels, client_id: str, body: bytes, max_rows: int) -> Answer:
-    """Parse, load on a miss, predict; runs in a worker thread (off the event loop)."""
+def _answer(
+    models: FleetModels, client_id: str, body: bytes, max_rows: int, inline: bool = False
+) -> Answer | None:
+    """Parse, load on a miss, predict. `inline` (on the event loop): only a cache hit the lean
+    way, else None (the request then goes to a worker thread, where loads happen)."""
     cpu_started = time.thread_time()
     payload = parse_payload(body, max_rows)
-    answer, version, hit = _predict(models, client_id, payload)
+    found = _predict(models, client_id, payload, inline)
+    if found is None:
+        return None
+    answer, version, hit = found
     return Answer(answer, version, hit, (time.thread_time() - cpu_started) * 1000)
 
 
-def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tuple[str, int, bool]:
-    """(JSON answer, version, cache hit) for one parsed request."""
+def _predict(
+    models: FleetModels, client_id: str, payload: dict[str, Any], inline: bool = False
+) -> tuple[str, int, bool] | None:
+    """(JSON answer, version, cache hit) for one parsed request; None when `inline` cannot."""
     from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server
 
     cfg = models.client(client_id)
     version = models.serving_version(cfg)
-    entry, hit = models.model(cfg, version)
-    model = entry.model  # this request finishes with this model, whatever swaps meanwhile
+    entry, hit = models.model(cfg, version, load=not inline)
+    if entry is None:
+        return None
+    model: ServedModel = entry.model  # this request finishes with it, whatever swaps meanwhile
     try:
-        answer = scoring_server.invocations(
-            payload, "application/json", model, model.metadata.get_input_schema()
-        )
+        answer = model.answer(payload, lean_only=inline)
+    except NotLean:
+        return None
     except MlflowException as exc:
         status = exc.get_http_status_code()
         message = one_sentence(exc.message)
@@ -115,9 +135,7 @@ def _predict(models: FleetModels, client_id: str, payload: dict[str, Any]) -> tu
             f"client '{client_id}': {message}",
             exc.error_code,
         ) from None
-    if answer.status != 200:
-        raise ServingError(answer.status, f"client '{client_id}': {answer.response}")
-    return answer.response, entry.version, hit
+    return answer, entry.version, hit
 
 
 def _client_status(models: FleetModels, client_id: str) -> dict[str, Any]:
@@ -190,7 +208,15 @@ def _add_invocations(
             length = request.headers.get("content-length")
             with in_flight.reserve(length, max_body):
                 body = await read_body(request.stream(), length, max_body)
-                answer = await run_in_threadpool(_answer, models, client_id, body, limits.max_rows)
+                answer = (
+                    _answer(models, client_id, body, limits.max_rows, inline=True)
+                    if len(body) <= INLINE_BODY_BYTES
+                    else None
+                )
+                if answer is None:
+                    answer = await run_in_threadpool(
+                        _answer, models, client_id, body, limits.max_rows
+                    )
             status, cache = 200, "hit" if answer.hit else "miss"
             headers = answer.headers((time.perf_counter() - started) * 1000)
             return Response(answer.body, media_type="application/json", headers=headers)
@@ -232,6 +258,10 @@ def create_app(models: FleetModels, limits: FleetLimits) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(models.watch.start)
+        import mlflow.models  # noqa: F401 - what requests import, before the freeze
+        import mlflow.pyfunc.scoring_server  # noqa: F401
+
+        LOG.info("%d objects kept out of garbage collections", freeze_startup_objects())
         yield
         models.watch.stop()
         models.close()
@@ -265,6 +295,7 @@ def serve(
     import uvicorn
 
     limit_arenas()  # before uvicorn starts its threads (see process_memory)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     # MLflow warns about `instances` inputs on every refused frame: noise for this server.
     logging.getLogger("mlflow.pyfunc.scoring_server").setLevel(logging.ERROR)
     app = create_app(build_models(settings, clients_file, local_dir, limits), limits)

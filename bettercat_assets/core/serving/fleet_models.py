@@ -110,12 +110,17 @@ class FleetModels:
 
     # ---------------------------------------------------------------- models
 
-    def model(self, cfg: ClientConfig, version: int) -> tuple[CachedModel, bool]:
-        """(loaded model, whether it was a cache hit) for a client's version."""
+    def model(
+        self, cfg: ClientConfig, version: int, load: bool = True
+    ) -> tuple[CachedModel | None, bool]:
+        """(loaded model, whether it was a cache hit) for a client's version; with `load`
+        False a miss is (None, False), not counted (the caller asks again with `load`)."""
         key = (cfg.model_name, int(version))
-        entry = self.cache.get(key)
+        entry = self.cache.get(key, count_miss=load)
         if entry is not None:
             return entry, True
+        if not load:
+            return None, False
         return self._load(cfg, key), False
 
     def _key_lock(self, key: tuple[str, int]) -> threading.Lock:

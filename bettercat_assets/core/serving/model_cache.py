@@ -64,8 +64,9 @@ class ModelCache:
         self._lock = threading.Lock()
         self._stats = CacheStats()
 
-    def get(self, key: Hashable) -> CachedModel | None:
-        """The cached model (counted as a hit, promoted on its second use), or None (a miss)."""
+    def get(self, key: Hashable, count_miss: bool = True) -> CachedModel | None:
+        """The cached model (counted as a hit, promoted on its second use), or None (a miss,
+        counted unless `count_miss` is False)."""
         with self._lock:
             entry = self._protected.get(key)
             if entry is not None:
@@ -75,7 +76,7 @@ class ModelCache:
                 if entry is not None:
                     self._protect(key, entry)
             if entry is None:
-                self._stats.misses += 1
+                self._stats.misses += int(count_miss)
             else:
                 self._stats.hits += 1
             return entry

@@ -1,15 +1,11 @@
-"""Loading a client's registered model for the fleet server, through the model's own code.
+"""Loading a client's registered model for the fleet server, from its compact form.
 
 A version is downloaded once into a local folder (`<dir>/<model>/<version>/`, moved into place
-only when complete) and loaded with `mlflow.pyfunc.load_model`: whatever the registered pyfunc
-does at load time happens here too, including the compact form's checksum check
-(`TopKCategoriesModel.load_context`). A later load of the same version (after an eviction)
-reads the local copy and verifies the checksum again; a copy that fails it is deleted, so the
-next load downloads it afresh.
-
-MLflow checks the model's pip requirements against the installed packages on every load
-(~50 ms); every bettercat model pins the same serving requirements, so the check runs on a
-process's first load only.
+only when complete) and built by `served_model.load_served`: the registered pyfunc's own
+Python model over the compact form, whose checksum is verified and whose arrays are read with
+`allow_pickle=False` (as batch scoring does), without MLflow's per-load work. A later load of
+the same version (after an eviction) reads the local copy and verifies the checksum again; a
+copy that fails it is deleted, so the next load downloads it afresh.
 """
 
 from __future__ import annotations
@@ -17,10 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from mlflow.exceptions import MlflowException
 
@@ -28,9 +22,11 @@ from bettercat_assets.core.config.errors import ModelNotFoundError
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model import store as model_store
 from bettercat_assets.core.serving.model_cache import CachedModel
+from bettercat_assets.core.serving.served_model import ServedModel, load_served
 
-#: Python objects around a loaded model's arrays (PyFuncModel, its metadata and signature,
-#: the model class): added to the arrays' bytes when the cache budgets a model.
+#: Python objects around a loaded model's arrays (the model objects, array headers, the
+#: PyFuncModel and signature made for a request MLflow handles): added to the arrays' bytes
+#: when the cache budgets a model.
 PER_MODEL_OVERHEAD_BYTES = 128 * 1024
 COMPLETE_MARKER = ".complete"
 
@@ -39,28 +35,18 @@ class ModelNotServableError(Exception):
     """A registered version this server cannot serve (old layout, damaged or refused model)."""
 
 
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def model_nbytes(model: Any, local: Path) -> int:
-    """What the cache budgets for a loaded pyfunc: the bytes its Python model reports it holds
-    (`nbytes`), else the size of its files; plus the per-model overhead."""
-    try:
-        held = int(model.unwrap_python_model().nbytes)
-    except (AttributeError, TypeError, ValueError, MlflowException):
-        held = _folder_bytes(local)
-    return held + PER_MODEL_OVERHEAD_BYTES
+def model_nbytes(model: ServedModel) -> int:
+    """What the cache budgets for a loaded model: the bytes of the arrays it holds, plus the
+    per-model overhead."""
+    return int(model.nbytes) + PER_MODEL_OVERHEAD_BYTES
 
 
 class ModelLoader:
-    """Downloads (once) and loads registered versions as MLflow pyfuncs."""
+    """Downloads (once) and loads registered versions for serving."""
 
     def __init__(self, settings: TrackingSettings, local_dir: Path) -> None:
         self.settings = settings
         self.local_dir = Path(local_dir)
-        self._requirements_checked = False
-        self._lock = threading.Lock()
 
     def local_copy(self, model_name: str, version: int) -> Path:
         """The version's local folder, downloaded first when it is not there yet."""
@@ -82,27 +68,25 @@ class ModelLoader:
 
     def load(self, client_id: str, model_name: str, version: int) -> CachedModel:
         """Download if needed, load and verify; ModelNotServableError says why not."""
-        import mlflow.pyfunc
-
         started = time.perf_counter()
         try:
             local = self.local_copy(model_name, version)
         except ModelNotFoundError as exc:
             raise ModelNotServableError(f"client '{client_id}': {exc}") from None
-        with self._lock:
-            check, self._requirements_checked = not self._requirements_checked, True
         try:
-            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=not check)
-        except MlflowException as exc:
+            model = load_served(local)
+        except (ValueError, MlflowException) as exc:
             shutil.rmtree(local, ignore_errors=True)  # downloaded afresh next time
-            first = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else ""
+            text = str(getattr(exc, "message", exc)).strip()
+            problem = text.splitlines()[0] if text else type(exc).__name__
+            problem = problem.replace(f"{local}{os.sep}", "").replace(str(local), ".")
             raise ModelNotServableError(
                 f"client '{client_id}': {model_name} v{version} (@champion) cannot be loaded: "
-                f"{first}"
+                f"compact model refused: {problem}"
             ) from None
         return CachedModel(
             model=model,
             version=int(version),
-            nbytes=model_nbytes(model, local),
+            nbytes=model_nbytes(model),
             load_seconds=time.perf_counter() - started,
         )

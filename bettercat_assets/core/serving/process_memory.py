@@ -7,6 +7,12 @@ both no-ops where glibc is absent:
 
 * `limit_arenas(2)` at start (what `MALLOC_ARENA_MAX=2` does), before the worker threads exist;
 * `release_free_memory()` (`malloc_trim(0)`) after evictions, at most once per `interval`.
+
+And one for the interpreter's collector: the server holds ~350,000 Python objects once MLflow,
+pandas, SQLAlchemy and FastAPI are imported, and a full collection walks them all (~0.1 s
+quiet, 0.3-0.5 s on a busy machine), stalling every request in flight. `freeze_startup_objects()`
+(`gc.freeze()`, once the server is up) moves them out of the collector's sight; full
+collections then walk only what was made since.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import threading
 import time
 
@@ -48,3 +55,11 @@ def release_free_memory(interval: float = 1.0) -> bool:
         _last_trim = now
     libc = _libc()
     return bool(libc and libc.malloc_trim(0) is not None)
+
+
+def freeze_startup_objects() -> int:
+    """Collect once, then keep every object alive now out of later collections (see module
+    docstring); returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
