@@ -8,6 +8,9 @@
 2. Fleet view: `bettercat fleet` as a fresh process over N clients, each with a registered
    model (gate results, champion alias) and a prediction folder with its lineage and
    monitoring summary, as scoring writes them.
+
+`--worker-cpu` (in-process) splits a Spark worker's CPU between scoring and counting;
+`--strings N` (in-process) times counting N titles and brands (`core/monitoring/strings.py`).
 """
 
 from __future__ import annotations
@@ -180,6 +183,45 @@ def worker_cpu(products: int, train_rows: int = 50_000, chunk: int = 4096) -> di
     }
 
 
+def strings_cpu(rows: int, repeats: int = 3) -> dict[str, object]:
+    """In-process, labelled as such: CPU seconds (best of `repeats`) of counting `rows`
+    generated titles (about a fifth with letters beyond ASCII) on the featurizer's word
+    vocabulary, and as many brands on their top ten values, in 4,096-row chunks."""
+    import numpy as np
+    import pandas as pd
+
+    from bettercat_assets.core.config.feature_specs import FeatureSpec, TextSettings
+    from bettercat_assets.core.data import generate_text
+    from bettercat_assets.core.features.fit import fit_features
+    from bettercat_assets.core.monitoring import strings
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 50, rows)
+    ids = np.array([f"c/d/i{i}" for i in range(50)])
+    titles = np.array(generate_text.titles(labels, np.arange(50) % 5, ids, 1.0, rng), object)
+    brands = np.array(generate_text.brands(labels, 50, 1.0, rng), dtype=object)
+    titles[rng.random(rows) < 0.02] = None
+    specs = (FeatureSpec(name="title", kind="text"),)
+    frame = pd.DataFrame({"title": titles[:20_000]})
+    known, lowercase = (
+        fit_features(specs, frame, TextSettings(), False).export().word_vocabulary("title")
+    )
+    index = {v: i for i, v in enumerate(strings.top_values(brands, 10))}
+    out: dict[str, object] = {"rows": rows, "label": "in-process, CPU seconds, best of runs"}
+    for name, count in (
+        ("text", lambda part: strings.word_measures(titles[part], known, lowercase)),
+        ("categorical", lambda part: strings.category_counts(brands[part], index)),
+    ):
+        runs = []
+        for _ in range(repeats):
+            start = time.process_time()
+            for first in range(0, rows, 4096):
+                count(slice(first, first + 4096))
+            runs.append(time.process_time() - start)
+        out[f"{name}_cpu_s"] = min(runs)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=1_000_000)
@@ -188,7 +230,11 @@ def main() -> None:
     parser.add_argument("--skip-scoring", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--worker-cpu", action="store_true", help="Only the in-process CPU split.")
+    parser.add_argument("--strings", type=int, help="Only text/categorical counting of N rows.")
     args = parser.parse_args()
+    if args.strings:
+        print(json.dumps(strings_cpu(args.strings), indent=1), flush=True)
+        return
     if args.worker_cpu:
         print(json.dumps(worker_cpu(args.products), indent=1), flush=True)
         return

@@ -177,3 +177,83 @@ def test_a_profile_made_before_text_and_categories_still_compares(catalogue, tmp
     mass = np.sort(proba, axis=1)[:, -5:].sum(axis=1).mean()
     gap = old.predictions.top5_accuracy - old.predictions.mass_mean
     assert report.estimated_top5 == pytest.approx(mass + gap)
+
+
+#: Characters that tell Python's word tokens apart from a naive reading: punctuation, `_`,
+#: digits, letters and digits beyond ASCII, combining marks, symbols, and characters Python
+#: lower-cases by context or into two characters (capital sigma, dotted capital I).
+TRICKY = list("ab Z9_-.,'/ \t\n") + list("éÉßẞİıΣσςΊǅﬁ²٣日本\u0301\u200b€😀Ⱥ")
+
+
+def _random_cells(rng: np.random.Generator, n: int) -> list[object]:
+    out: list[object] = []
+    for _ in range(n):
+        draw = rng.random()
+        if draw < 0.05:
+            out.append(None if draw < 0.02 else "" if draw < 0.035 else float("nan"))
+        else:
+            out.append("".join(rng.choice(TRICKY, size=rng.integers(1, 14))))
+    return out
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_counting_on_the_bytes_gives_the_token_patterns_numbers(lowercase):
+    """`word_measures` (pyarrow and numpy) equals the regular expression on every cell."""
+    from bettercat_assets.core.monitoring import strings
+
+    rng = np.random.default_rng(3)
+    values = np.array(_random_cells(rng, 3000), dtype=object)
+    texts = strings.cells(values)
+    found = {w for t in texts if t for w in strings.TOKEN_PATTERN.findall(t.lower())}
+    known = set(sorted(found)[::2]) | {"ab", "zz"}
+    expected = strings.python_word_measures(texts, known, lowercase)
+    for block in (7, strings.BLOCK_ROWS):  # blocks end inside the column, or not
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(strings, "BLOCK_ROWS", block)
+            measured = strings.word_measures(values, known, lowercase)
+        np.testing.assert_array_equal(measured[0], expected[0])
+        np.testing.assert_array_equal(measured[1], expected[1])
+    sliced = strings.word_measures(pd.Series(values).iloc[1000:1500], known, lowercase)
+    np.testing.assert_array_equal(sliced[0], expected[0][1000:1500])
+    no_vocabulary = strings.word_measures(values, None, lowercase)
+    assert np.isnan(no_vocabulary[1]).all()
+
+
+def test_cells_that_are_not_plain_text_are_counted_as_python_writes_them():
+    """Numbers among the cells, text that is not UTF-8 (a lone surrogate) and a vocabulary
+    that cannot be listed go through Python, with the same results."""
+    from bettercat_assets.core.monitoring import strings
+
+    class Words:  # a container without iteration
+        def __contains__(self, word: object) -> bool:
+            return word in {"12", "ab"}
+
+    values = np.array([12, "ab cd", None, "x\ud800yz ab", 3.5, ""], dtype=object)
+    nan = np.nan
+    expected = ([1, 2, nan, 2, 0, nan], [1, 0.5, nan, 0.5, nan, nan])  # "3.5": no token
+    for rows in ([0, 1, 2, 3, 4, 5], [0, 1], [1, 3], [1, 2, 5]):
+        tokens, coverage = strings.word_measures(values[rows], Words())
+        np.testing.assert_array_equal(tokens, np.array(expected[0])[rows])
+        np.testing.assert_array_equal(coverage, np.array(expected[1])[rows])
+    codes = strings.category_codes(values, {"ab cd": 0, "12": 1})
+    assert codes.tolist() == [1, 0, 3, 2, 2, 3]
+
+
+def test_categories_are_counted_as_the_values_are():
+    from bettercat_assets.core.monitoring import strings
+
+    rng = np.random.default_rng(4)
+    pool = ["Acme", "acme", "Ünï", "b", "日本", "x y"]
+    values = [pool[i] for i in rng.zipf(1.6, 5000) % len(pool)]
+    values[::97] = [None] * len(values[::97])
+    values[::89] = [""] * len(values[::89])
+    seen: dict[str, int] = {}
+    for v in values:
+        if v:
+            seen[v] = seen.get(v, 0) + 1
+    ranked = sorted(seen.items(), key=lambda item: (-item[1], item[0]))
+    assert strings.top_values(values, 3) == tuple(v for v, _ in ranked[:3])
+    assert strings.top_values(values, 10) == tuple(v for v, _ in ranked)
+    index = {v: i for i, v in enumerate(reversed(strings.top_values(values, 4)))}
+    expected = [len(index) + 1 if not v else index.get(v, len(index)) for v in values]
+    assert strings.category_codes(np.array(values, dtype=object), index).tolist() == expected

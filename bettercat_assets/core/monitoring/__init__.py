@@ -1,7 +1,8 @@
 """Monitoring: a reference profile per model version, the current profile counted in the
 scoring pass, drift and label-free accuracy per client, and the fleet view over all clients.
 
-`statistic` and `reference` run in Spark workers: numpy only.
+`statistic`, `reference`, `estimate`, `strings` and `words` run in Spark workers: numpy and
+pyarrow only.
 
 Offers:
 - `reference`: ReferenceProfile, build_reference, PROFILE_FILE
