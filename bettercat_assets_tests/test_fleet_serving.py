@@ -369,3 +369,15 @@ def test_fleet_options_that_apply_to_one_client_are_refused():
     result = CliRunner().invoke(main, ["serve", "--clients-file", "/nonexistent/clients.yaml"])
     line = assert_one_error_line(result.exit_code, result.stdout, result.stderr)
     assert "/nonexistent/clients.yaml" in line
+
+
+def test_the_one_query_sweep_agrees_with_the_registry_pages(fleet, tracking_settings):
+    from bettercat_assets.core.serving.champion_watch import _sql_query, sweep, sweep_pages
+    from bettercat_assets.core.tracking import runs as tracking
+
+    client = tracking.mlflow_client(tracking_settings)
+    assert _sql_query(client) is not None  # a SQL registry: `sweep` asks one query
+    found = sweep(client)
+    assert found == sweep_pages(client)
+    assert found[f"{NO_CHAMPION}_model"] is None
+    assert found["fleet_b_model"] == fleet.versions["fleet_b"]

@@ -2,7 +2,11 @@
 
 `search_registered_models` returns each registered model with its aliases, up to 1,000 models
 per page: one sweep of a few pages learns every client's champion, where asking
-`get_model_version_by_alias` per client would cost one request per client per poll. A
+`get_model_version_by_alias` per client would cost one request per client per poll. Against a
+SQL registry (the server reads the same database as MLflow's), one query of registered names
+joined to their `@champion` alias replaces it (~2 ms for 1,000 models, where building 1,000
+`RegisteredModel`s with their tags and latest versions takes ~80 ms of CPU, holding the GIL the
+requests need); any other registry, or a MLflow whose tables differ, is swept page by page. A
 background thread sweeps every `interval` seconds and hands what moved to `on_sweep` *before*
 the new champions are published (so a swap can be prepared first); when the registry cannot be reached the last known champions stay in force and
 the error is kept for `/health`.
@@ -15,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 
@@ -42,7 +47,13 @@ class ChampionChange:
 
 
 def sweep(client: MlflowClient) -> dict[str, int | None]:
-    """{registered model name: its @champion version or None}, every page of the registry."""
+    """{registered model name: its @champion version or None}, all of the registry."""
+    query = _sql_query(client)
+    return sweep_pages(client) if query is None else _sql_sweep(*query)
+
+
+def sweep_pages(client: MlflowClient) -> dict[str, int | None]:
+    """`sweep` through `search_registered_models`, every page of the registry."""
     found: dict[str, int | None] = {}
     token = None
     while True:
@@ -53,6 +64,33 @@ def sweep(client: MlflowClient) -> dict[str, int | None]:
         token = page.token
         if not token:
             return found
+
+
+def _sql_query(client: MlflowClient) -> tuple[Any, Any] | None:
+    """(the registry's SQL store, a select of (name, @champion version) over its registered
+    models in the active workspace), or None when the registry is not a SQL store as known."""
+    try:
+        from mlflow.store.model_registry.dbmodels import models as tables
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+        from sqlalchemy import and_, select
+
+        Model, Alias = tables.SqlRegisteredModel, tables.SqlRegisteredModelAlias
+        store = client._get_registry_client().store
+        if not isinstance(store, SqlAlchemyStore):
+            return None
+        same_model = [Alias.name == Model.name, Alias.alias == CHAMPION_ALIAS]
+        if hasattr(Alias, "workspace") and hasattr(Model, "workspace"):
+            same_model.append(Alias.workspace == Model.workspace)
+        query = select(Model.name, Alias.version).outerjoin(Alias, and_(*same_model))
+        return store, query.where(*store._get_workspace_clauses(Model))
+    except (ImportError, AttributeError, TypeError):  # another MLflow: the generic sweep
+        return None
+
+
+def _sql_sweep(store: Any, query: Any) -> dict[str, int | None]:
+    with store.ManagedSessionMaker() as session:
+        rows = session.execute(query).all()
+    return {name: int(version) if version is not None else None for name, version in rows}
 
 
 class ChampionWatch:
