@@ -122,6 +122,36 @@ def test_a_tampered_compact_form_or_mlmodel_is_refused(saved, tmp_path):
         load_served(copy_dir)
 
 
+def test_a_reload_verifies_the_checksum_but_walks_the_same_arrays_once(
+    saved, tmp_path, monkeypatch
+):
+    import shutil
+
+    from bettercat_assets.core.model import compact_forest
+
+    copy_dir = tmp_path / "model"
+    shutil.copytree(saved, copy_dir)
+    walks = []
+    real = compact_forest.validate_arrays
+    monkeypatch.setattr(compact_forest, "validate_arrays", lambda *a: walks.append(a) or real(*a))
+    checked: set[tuple[str, ...]] = set()
+    first, again = load_served(copy_dir, checked), load_served(copy_dir, checked)
+    assert len(walks) == 1 and len(checked) == 1
+    payload = PLAIN["split"]
+    assert _served_answer(again, copy.deepcopy(payload)) == _served_answer(first, payload)
+    arrays = next((copy_dir / "artifacts").rglob("compact_forest.npz"))
+    original = arrays.read_bytes()
+    arrays.write_bytes(original[:-9] + bytes(b ^ 0xFF for b in original[-9:]))
+    with pytest.raises(ValueError, match="checksum"):
+        load_served(copy_dir, checked)
+    arrays.write_bytes(original)
+    meta = arrays.with_suffix(".json")
+    meta.write_text(meta.read_text().replace('"n_features": 2', '"n_features": 1'))
+    with pytest.raises(ValueError, match="invalid compact forest"):  # a new description: walked
+        load_served(copy_dir, checked)
+    assert len(walks) == 2
+
+
 def test_a_look_into_the_cache_that_may_not_load_counts_no_miss():
     cache = ModelCache(1000)
     assert cache.get("a", count_miss=False) is None and cache.stats().misses == 0

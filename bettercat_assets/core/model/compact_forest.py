@@ -156,6 +156,7 @@ class CompactForest:
         classes: Any,
         n_features_in: int,
         feature_names: Any = None,
+        validate: bool = True,
     ) -> None:
         self.classes_ = np.asarray(classes).astype(str)
         self.n_features_in_ = int(n_features_in)
@@ -164,7 +165,8 @@ class CompactForest:
             if feature_names is not None
             else np.asarray([], dtype="<U1")
         )
-        validate_arrays(arrays, self.classes_, self.n_features_in_, self.feature_names)
+        if validate:  # False only for the very bytes that passed before (`load_files`)
+            validate_arrays(arrays, self.classes_, self.n_features_in_, self.feature_names)
         # read-only views: the kernels trust the validated indices
         self._arrays = {name: arrays[name].view() for name in ARRAY_DTYPES}
         for arr in self._arrays.values():
@@ -328,11 +330,16 @@ class CompactForest:
         return cls.load_files(directory / ARRAYS_FILE, directory / META_FILE)
 
     @classmethod
-    def load_files(cls, npz_path: Path, meta_path: Path) -> CompactForest:
-        """Load the two files of :meth:`save` under any names (as Spark ships them)."""
+    def load_files(
+        cls, npz_path: Path, meta_path: Path, checked: set[tuple[str, ...]] | None = None
+    ) -> CompactForest:
+        """Load the two files of :meth:`save` under any names (as Spark ships them). `checked`
+        remembers (path, checksum, description) whose arrays passed validation, so loading the
+        same files again (a server's reload) verifies the checksum but not the structure."""
         npz_path, meta_path = Path(npz_path), Path(meta_path)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            text = meta_path.read_text(encoding="utf-8")
+            meta = json.loads(text)
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read {meta_path}: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("format") != "bettercat.compact_forest":
@@ -362,16 +369,20 @@ class CompactForest:
                 arrays = {name: npz[name] for name in npz.files}
         except Exception as exc:  # BadZipFile, EOFError, pickled object arrays, ...
             raise ValueError(f"cannot read {npz_path}: {exc}") from exc
+        key = (str(npz_path.resolve()), digest, hashlib.sha256(text.encode()).hexdigest())
         forest = cls(
             arrays,
             np.asarray(classes, dtype=str),
             n_features,
             np.asarray(feature_names, dtype=str) if feature_names else None,
+            validate=checked is None or key not in checked,
         )
         if forest.n_trees != meta.get("n_trees"):
             raise ValueError(
                 f"{npz_path} holds {forest.n_trees} trees, {meta_path.name} says otherwise"
             )
+        if checked is not None:
+            checked.add(key)
         return forest
 
     def __repr__(self) -> str:

@@ -120,11 +120,19 @@ class TopKCategoriesModel(PythonModel):
         self.configure(model, config, version)
 
     @classmethod
-    def from_files(cls, compact_dir: Path, registration: Path, config: dict) -> TopKCategoriesModel:
+    def from_files(
+        cls,
+        compact_dir: Path,
+        registration: Path,
+        config: dict,
+        checked: set[tuple[str, ...]] | None = None,
+    ) -> TopKCategoriesModel:
         """The model `load_context` makes, from its files, without MLflow's loader (the fleet
-        server); ValueError if the compact form is damaged, MlflowException if the version is."""
+        server); ValueError if the compact form is damaged, MlflowException if the version is.
+        `checked`: see `CompactForest.load_files`."""
         model = cls()
-        model.configure(ScoringModel.load(compact_dir), config, _read_version(registration))
+        scoring = ScoringModel.load(compact_dir, checked)
+        model.configure(scoring, config, _read_version(registration))
         return model
 
     def configure(self, model: ScoringModel, config: dict, version: int) -> None:

@@ -114,21 +114,24 @@ class ScoringModel:
             self.featurizer.save(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> ScoringModel:
-        """Load a compact folder (any of its layouts); ValueError if damaged or tampered with."""
+    def load(cls, directory: Path, checked: set[tuple[str, ...]] | None = None) -> ScoringModel:
+        """Load a compact folder (any of its layouts); ValueError if damaged or tampered with.
+        `checked`: see `CompactForest.load_files`."""
         directory = Path(directory)
         present = {
             part: tuple(directory / name for name in names)
             for part, names in PART_FILES.items()
             if (directory / names[1]).exists()
         }
-        return cls.load_parts(present)
+        return cls.load_parts(present, checked)
 
     @classmethod
-    def load_parts(cls, parts: Mapping[str, tuple[Path, Path]]) -> ScoringModel:
+    def load_parts(
+        cls, parts: Mapping[str, tuple[Path, Path]], checked: set[tuple[str, ...]] | None = None
+    ) -> ScoringModel:
         """Load from part -> (arrays path, description path), e.g. files Spark shipped."""
         if RANDOM_FOREST in parts:
-            estimator: Any = CompactForest.load_files(*parts[RANDOM_FOREST])
+            estimator: Any = CompactForest.load_files(*parts[RANDOM_FOREST], checked=checked)
         elif LINEAR in parts:
             estimator = CompactLinear.load_files(*parts[LINEAR])
         else:

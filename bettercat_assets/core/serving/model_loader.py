@@ -4,7 +4,8 @@ A version is downloaded once into a local folder (`<dir>/<model>/<version>/`, mo
 only when complete) and built by `served_model.load_served`: the registered pyfunc's own
 Python model over the compact form, whose checksum is verified and whose arrays are read with
 `allow_pickle=False` (as batch scoring does), without MLflow's per-load work. A later load of
-the same version (after an eviction) reads the local copy and verifies the checksum again; a
+the same version (after an eviction) reads the local copy and verifies the checksum again (the
+arrays' structure, validated on the first load, is not walked again for the same bytes); a
 copy that fails it is deleted, so the next load downloads it afresh.
 """
 
@@ -47,6 +48,7 @@ class ModelLoader:
     def __init__(self, settings: TrackingSettings, local_dir: Path) -> None:
         self.settings = settings
         self.local_dir = Path(local_dir)
+        self.checked: set[tuple[str, ...]] = set()  # arrays validated once (a reload skips it)
 
     def local_copy(self, model_name: str, version: int) -> Path:
         """The version's local folder, downloaded first when it is not there yet."""
@@ -74,7 +76,7 @@ class ModelLoader:
         except ModelNotFoundError as exc:
             raise ModelNotServableError(f"client '{client_id}': {exc}") from None
         try:
-            model = load_served(local)
+            model = load_served(local, self.checked)
         except (ValueError, MlflowException) as exc:
             shutil.rmtree(local, ignore_errors=True)  # downloaded afresh next time
             text = str(getattr(exc, "message", exc)).strip()

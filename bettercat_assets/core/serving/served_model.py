@@ -205,9 +205,11 @@ def _inside(root: Path, relative: Any) -> Path:
     return path
 
 
-def load_served(local: Path) -> ServedModel:
+def load_served(local: Path, checked: set[tuple[str, ...]] | None = None) -> ServedModel:
     """Build a downloaded version (see module docstring); ValueError if it is not a bettercat
-    top-k model or its compact form is damaged, MlflowException if its registration is."""
+    top-k model or its compact form is damaged, MlflowException if its registration is.
+    `checked` (the loader's): files whose arrays passed validation before, re-checksummed but
+    not re-validated (`CompactForest.load_files`)."""
     mlmodel = Path(local) / MLMODEL_FILE
     try:
         doc = yaml.load(mlmodel.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
@@ -218,6 +220,6 @@ def load_served(local: Path) -> ServedModel:
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{MLMODEL_FILE} is not a bettercat top-k model: {exc!r}") from None
     model = TopKCategoriesModel.from_files(
-        _inside(local, compact), _inside(local, registration), config
+        _inside(local, compact), _inside(local, registration), config, checked
     )
     return ServedModel(model, mlmodel)
