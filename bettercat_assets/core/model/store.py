@@ -268,9 +268,14 @@ def download_compact(settings: TrackingSettings, model_name: str, version: int, 
 
 
 def download_serving_model(
-    settings: TrackingSettings, model_name: str, version: int, dst: str
+    settings: TrackingSettings,
+    model_name: str,
+    version: int,
+    dst: str,
+    parts: tuple[str, ...] | None = None,
 ) -> Path:
-    """Download a registered version's whole MLflow model (the top-k pyfunc) into `dst`;
+    """Download a registered version's MLflow model (the top-k pyfunc) into `dst`: the whole
+    model, or only `parts` of it (paths inside the model, e.g. `MLmodel`, `artifacts`);
     ModelNotFoundError when the version predates serving (sklearn-only layout)."""
 
     def find(client: MlflowClient) -> tuple[bool, str]:
@@ -284,10 +289,20 @@ def download_serving_model(
             "only); train again to register a servable version"
         )
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=dst, tracking_uri=settings.tracking_uri
-    )
-    return Path(local)
+    if parts is None:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=dst, tracking_uri=settings.tracking_uri
+        )
+        return Path(local)
+    for part in parts:
+        target = Path(dst) / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location.rstrip('/')}/{part}",
+            dst_path=str(target.parent),
+            tracking_uri=settings.tracking_uri,
+        )
+    return Path(dst)
 
 
 _CACHE: dict[tuple[str, str, int], ScoringModel] = {}

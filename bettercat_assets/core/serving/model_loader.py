@@ -1,12 +1,13 @@
 """Loading a client's registered model for the fleet server, from its compact form.
 
-A version is downloaded once into a local folder (`<dir>/<model>/<version>/`, moved into place
-only when complete) and built by `served_model.load_served`: the registered pyfunc's own
-Python model over the compact form, whose checksum is verified and whose arrays are read with
-`allow_pickle=False` (as batch scoring does), without MLflow's per-load work. A later load of
-the same version (after an eviction) reads the local copy and verifies the checksum again (the
-arrays' structure, validated on the first load, is not walked again for the same bytes); a
-copy that fails it is deleted, so the next load downloads it afresh.
+A version's `MLmodel` and artifacts (what serving reads, `SERVED_PARTS`) are downloaded once
+into a local folder (`<dir>/<model>/<version>/`, moved into place only when complete) and built
+by `served_model.load_served`: the registered pyfunc's own Python model over the compact form,
+whose checksum is verified and whose arrays are read with `allow_pickle=False` (as batch
+scoring does), without MLflow's per-load work. A later load of the same version (after an
+eviction) reads the local copy and verifies the checksum again (the arrays' structure,
+validated on the first load, is not walked again for the same bytes); a copy that fails it is
+deleted, so the next load downloads it afresh.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bettercat_assets.core.config.errors import ModelNotFoundError
 from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.model import store as model_store
 from bettercat_assets.core.serving.model_cache import CachedModel
-from bettercat_assets.core.serving.served_model import ServedModel, load_served
+from bettercat_assets.core.serving.served_model import SERVED_PARTS, ServedModel, load_served
 
 #: Python objects around a loaded model's arrays (the model objects, array headers, the
 #: PyFuncModel and signature made for a request MLflow handles): added to the arrays' bytes
@@ -60,7 +61,7 @@ class ModelLoader:
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
         try:
             downloaded = model_store.download_serving_model(
-                self.settings, model_name, version, str(staging / "download")
+                self.settings, model_name, version, str(staging / "download"), SERVED_PARTS
             )
             (downloaded / COMPLETE_MARKER).touch()
             shutil.rmtree(target, ignore_errors=True)

@@ -43,6 +43,9 @@ from bettercat_assets.core.model.pyfunc import (
 from bettercat_assets.core.serving.fleet_requests import PARAMS, RECORDS, SPLIT
 
 MLMODEL_FILE = "MLmodel"
+#: What `load_served` reads of a registered version's MLflow model (the loader downloads only
+#: these: not its environment files, code copy or input examples).
+SERVED_PARTS = (MLMODEL_FILE, "artifacts")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built
 _PLAIN_NUMBER = (int, float)  # not bool: MLflow reads true/false as numbers, the lean way not
 
