@@ -107,6 +107,7 @@ def test_refit_model_is_registered_and_fit_on_every_row(
     assert int(params["fit_rows"]) == table.rows
     assert int(params["train_rows"]) + int(params["test_rows"]) == table.rows
     assert "refit_seconds" in run.data.metrics and run.data.tags["fitted_on"] == "all_rows"
+    assert run.data.metrics["refit_compact_model_mb"] > 0
     version = mlflow_client.get_model_version(refit.model_name, str(refit.version))
     assert version.tags["fitted_on"] == "all_rows"
     assert _trees_rows(tracking_settings, refit.model_name, refit.version) == table.rows
@@ -210,7 +211,9 @@ def test_refit_off_registers_the_split_model(workspace, tracking_settings, mlflo
     run = mlflow_client.get_run(result.run_id)
     train_rows = int(run.data.params["train_rows"])
     assert int(run.data.params["fit_rows"]) == train_rows == result.counts["fit_rows"]
-    assert "refit_seconds" not in run.data.metrics
+    assert "refit_seconds" not in run.data.metrics and "refit_compact_model_mb" not in (
+        run.data.metrics
+    )
     version = mlflow_client.get_model_version(result.model_name, str(result.version))
     assert version.tags["fitted_on"] == "train_split"
     assert _trees_rows(tracking_settings, result.model_name, result.version) == train_rows

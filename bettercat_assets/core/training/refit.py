@@ -65,8 +65,10 @@ def final_model(
 
 
 def log_final_model(final: FinalModel) -> None:
-    """On the active run: the fitted ids artifact, `refit_seconds` and the `fitted_on` tag."""
+    """On the active run: the fitted ids artifact, `refit_seconds` and the refit's compact size
+    (`compact_model_mb` is the split model's), and the `fitted_on` tag."""
     log_fitted_ids(final.id_hashes)
     if final.refit_seconds is not None:
         mlflow.log_metric("refit_seconds", round(final.refit_seconds, 2))
+        mlflow.log_metric("refit_compact_model_mb", round(final.fitted.compact.nbytes / 2**20, 2))
     mlflow.set_tag(FITTED_ON_TAG, final.fitted_on)
