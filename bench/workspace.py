@@ -83,7 +83,9 @@ def project_defaults() -> dict[str, Any]:
 def bench_client(
     client_id: str, features: list[str], model_params: dict[str, Any] | None = None
 ) -> ClientConfig:
-    """A client with the project's defaults (clients.yaml), as `load_clients` would build it."""
+    """A client with the project's defaults (clients.yaml), as `load_clients` would build it,
+    except that it registers the evaluated split model (`refit_on_all_rows: false`): the bench
+    scores the registered model on the training's own test split, which a refit has seen."""
     d = project_defaults()
     return ClientConfig(
         client_id=client_id,
@@ -94,6 +96,7 @@ def bench_client(
         quality_gate=d["quality_gate"],
         data_checks=d["data_checks"],
         sample_data=SampleData(),
+        refit_on_all_rows=False,
     )
 
 

@@ -138,7 +138,9 @@ def test_cli_train_on_degraded_data_exits_1_naming_the_metric(degraded, ws, monk
     assert len(errors) == 1, result.stderr
     assert "quality gate failed, champion unchanged (v1)" in errors[0]
     assert "top5_accuracy" in errors[0]
-    assert re.search(r"champion v1: 0\.\d{4}", errors[0]), errors[0]
+    # v1 was refit on every row of the file (the shuffled file has the same products): it is
+    # compared by the metric its own training logged, not re-scored on rows it was fit on
+    assert re.search(r"champion v1's 0\.\d{4} logged by its own training", errors[0]), errors[0]
     assert "india_model v3" in result.stdout
     assert champion(ws, "india_model") == 1
 

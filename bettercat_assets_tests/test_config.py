@@ -412,3 +412,34 @@ def test_invalid_defaults_fail_the_whole_file_even_with_valid_clients(tmp_path):
     text = "defaults:\n  top_k: 0\nclients:\n" + client_block("A") + client_block("B")
     message = load_error(tmp_path, text)
     assert "defaults.top_k" in message
+
+
+# --- refit_on_all_rows -----------------------------------------------------------------------
+
+
+def test_refit_on_all_rows_defaults_to_true_and_a_client_may_turn_it_off(tmp_path):
+    text = (
+        "clients:\n"
+        + client_block("plain")
+        + client_block("split_only", extra="refit_on_all_rows: false")
+    )
+    registry = load_clients(write(tmp_path, text))
+    assert registry.get("plain").refit_on_all_rows is True
+    assert registry.get("split_only").refit_on_all_rows is False
+    off = "defaults:\n  refit_on_all_rows: false\nclients:\n" + client_block("a")
+    off += client_block("b", extra="refit_on_all_rows: true")
+    registry = load_clients(write(tmp_path, off))
+    assert (registry.get("a").refit_on_all_rows, registry.get("b").refit_on_all_rows) == (
+        False,
+        True,
+    )
+
+
+def test_refit_on_all_rows_must_be_a_boolean(tmp_path):
+    text = "clients:\n" + client_block("acme", extra="refit_on_all_rows: sometimes")
+    message = client_error(tmp_path, text, "acme")
+    assert "refit_on_all_rows" in message and "boolean" in message
+    misspelt = "clients:\n" + client_block("acme", extra="refit_on_all_row: true")
+    assert "did you mean 'refit_on_all_rows'" in client_error(tmp_path, misspelt, "acme")
+    bad_default = "defaults:\n  refit_on_all_rows: 3\nclients:\n" + client_block()
+    assert "defaults.refit_on_all_rows" in load_error(tmp_path, bad_default)

@@ -56,7 +56,7 @@ def test_equal_to_the_baseline_fails_and_above_it_passes():
     assert result.passed
     assert result.reason == (
         "top5_accuracy 0.9060 meets the floor 0.3000, beats the class-prior baseline 0.8750 "
-        "and is within 0.0200 of champion v2's 0.9000"
+        "and is within 0.0200 of champion v2's 0.9000 on the same test split"
     )
 
 

@@ -80,7 +80,8 @@ def trained(tmp_path_factory, tracking_settings):
 
 
 def _reference(registry, layout, cid: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The scikit-learn pipeline refitted exactly as training did (same split, same seeds)."""
+    """The scikit-learn pipeline refitted exactly as training did the registered model (every
+    row with `refit_on_all_rows`, else the same split; same seeds)."""
     from bettercat_assets.core.data.loading import load_scoring_table, load_training_table
     from bettercat_assets.core.training.fitting import fit_client_model
     from bettercat_assets.core.training.split import split_train_test
@@ -89,6 +90,8 @@ def _reference(registry, layout, cid: str) -> tuple[pd.DataFrame, np.ndarray, np
     table = load_training_table(client, layout.train_file(cid))
     seed = int(client.model_params.get("random_state") or 0)
     x_train, _, y_train, _ = split_train_test(table, client.test_size, seed)
+    if client.refit_on_all_rows:
+        x_train, y_train = table.features, table.labels.to_numpy()
     fitted = fit_client_model(client, x_train, y_train)
     kinds = {s.name: s.kind for s in client.feature_specs}
     products = load_scoring_table(client, layout.predict_file(cid), list(client.features), kinds)

@@ -47,7 +47,8 @@ def registered_model_spec(partitions: PartitionsDefinition) -> AssetSpec:
 def registered_model_checks(partitions: PartitionsDefinition):
     descriptions = {
         QUALITY_GATE: "Top-5 accuracy meets the client's floor, beats the class-prior baseline "
-        "and is not worse than the champion's on the same test split by more than the tolerance. "
+        "and is not worse than the champion's on the same test split (the rows the champion was "
+        "not fit on) by more than the tolerance. "
         "A client with at most 5 categories, whose top-5 accuracy is always 1.0, is judged on "
         "top-1 accuracy: it must beat the most-frequent-category baseline beyond chance and not "
         "fall behind the champion. The metadata names the metric that judged."

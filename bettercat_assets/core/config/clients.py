@@ -85,6 +85,8 @@ class ClientDefaults(BaseModel):
     )
     top_k: int = Field(5, ge=1, le=100)
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    #: after the split model is evaluated and gated, register a model refit on every row
+    refit_on_all_rows: bool = True
     quality_gate: QualityGate = Field(default_factory=QualityGate)
     data_checks: DataChecks = Field(default_factory=DataChecks)
     monitoring: Monitoring = Field(default_factory=Monitoring)
@@ -107,6 +109,7 @@ class ClientEntry(BaseModel):
     model_params: dict[str, Any] = Field(default_factory=dict)
     top_k: int | None = Field(None, ge=1, le=100)
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
+    refit_on_all_rows: bool | None = None
     quality_gate: QualityGate | None = None
     data_checks: DataChecks | None = None
     monitoring: Monitoring | None = None
@@ -139,6 +142,8 @@ class ClientConfig(BaseModel):
     monitoring: Monitoring = Monitoring()
     text: TextSettings = TextSettings()
     model: ModelChoice = ModelChoice()
+    #: register a model refit on train + test rows (metrics and gate: the split model's)
+    refit_on_all_rows: bool = True
     id_column: str = "product_id"
     label_column: str = "category_id"
 
@@ -191,6 +196,9 @@ class ClientsFile(BaseModel):
             model_params=_forest_params(d, entry),
             top_k=entry.top_k or d.top_k,
             test_size=entry.test_size or d.test_size,
+            refit_on_all_rows=(
+                d.refit_on_all_rows if entry.refit_on_all_rows is None else entry.refit_on_all_rows
+            ),
             quality_gate=_merge(d.quality_gate, entry.quality_gate),
             data_checks=_merge(d.data_checks, entry.data_checks),
             monitoring=_merge(d.monitoring, entry.monitoring),

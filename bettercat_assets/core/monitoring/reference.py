@@ -369,10 +369,12 @@ def reference_from_table(
 
 
 def reference_for_model(
-    model: Any, table: Any, x_test: Any, y_test: Any, bins: int
+    model: Any, table: Any, x_test: Any, y_test: Any, bins: int, classes: Any = None
 ) -> ReferenceProfile:
     """The profile of a trained compact model (`ScoringModel`) as scoring sees it: `table`
-    every training row's features, `x_test` and `y_test` the test split."""
+    every training row's features, `x_test` and `y_test` the test split. `classes`: those of
+    the registered model when it is another (a refit: a superset), whose columns get the
+    profiled model's probabilities."""
     featurizer = model.featurizer
     columns = {name: x_test[name].to_numpy() for name in model.feature_names}
     string_columns = StringColumns(
@@ -381,11 +383,11 @@ def reference_for_model(
         test=columns,
         vocabulary=featurizer.word_vocabulary if featurizer is not None else None,
     )
-    return reference_from_table(
-        table[model.names_of_kind("numeric")],
-        model.predict_proba(columns),
-        model.classes_,
-        y_test,
-        bins,
-        string_columns,
-    )
+    proba, classes = model.predict_proba(columns), model.classes_ if classes is None else classes
+    if list(classes) != list(model.classes_):
+        at = {str(c): i for i, c in enumerate(classes)}
+        placed = np.zeros((proba.shape[0], len(classes)))
+        placed[:, [at[str(c)] for c in model.classes_]] = proba
+        proba = placed
+    numeric = table[model.names_of_kind("numeric")]
+    return reference_from_table(numeric, proba, classes, y_test, bins, string_columns)

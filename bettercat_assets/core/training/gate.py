@@ -12,23 +12,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
-import pandas as pd
-
 from bettercat_assets.core.config.clients import QualityGate
 from bettercat_assets.core.config.rounding import round_float
-from bettercat_assets.core.config.settings import TrackingSettings
 from bettercat_assets.core.training.evaluation import (
     ACCURACY_BASELINE_METRIC,
     BASELINE_METRIC,
     GATE_METRIC,
-    score_metric,
 )
 
 #: The k of the gate's top-k metric: with this many categories or fewer it is always 1.0.
 GATE_K = 5
 #: The lift over the most-frequent-category baseline must be this unlikely under chance.
 CHANCE_LEVEL = 0.05
+#: The champion's value is measured on the new model's whole test split (the default basis).
+SAME_SPLIT = "on the same test split"
 
 
 @dataclass(frozen=True)
@@ -89,35 +86,14 @@ class GateResult:
     #: Chance of a lift at least this large from a model no better than the baseline.
     p_value: float | None = None
     test_rows: int | None = None
+    #: where the champion's value comes from (`ChampionScore.describe`)
+    champion_basis: str = SAME_SPLIT
+    #: the new model's metric on the rows the champion was scored on (None: `value`)
+    challenger_value: float | None = None
 
     @property
     def verdict(self) -> str:
         return "passed" if self.passed else "failed"
-
-
-def champion_score(
-    settings: TrackingSettings,
-    model_name: str,
-    champion: int | None,
-    x_test: pd.DataFrame,
-    y_test: np.ndarray,
-    metric: str,
-) -> float | None:
-    """The champion's gate metric on the new test split, when it reads the same features
-    (names and kinds: a column's dtype says numeric or text)."""
-    from bettercat_assets.core.model.store import load_scoring_model
-
-    if champion is None:
-        return None
-    model = load_scoring_model(settings, model_name, champion)
-    if list(model.feature_names) != list(x_test.columns):
-        return None
-    for name, kind in model.feature_kinds.items():
-        if (kind == "numeric") != pd.api.types.is_numeric_dtype(x_test[name]):
-            return None
-    columns = {name: x_test[name].to_numpy() for name in model.feature_names}
-    proba = model.predict_proba(columns)
-    return score_metric(metric, y_test, proba, model.classes_)
 
 
 def binomial_p_value(value: float, baseline: float, n: int) -> float:
@@ -144,10 +120,13 @@ def quality_gate(
     *,
     metric: GateMetric = TOP5,
     test_rows: int | None = None,
+    champion_basis: str = SAME_SPLIT,
+    challenger_value: float | None = None,
 ) -> GateResult:
     """Pass when the metric meets the floor (top-5 only), beats its baseline (by more than
     chance, for accuracy with `test_rows`) and is not worse than the champion (scored on the
-    same test split) beyond the tolerance.
+    same test split, or on the part of it the champion was not fit on: `challenger_value` is
+    the new model's metric on those rows; `champion_basis` says which) beyond the tolerance.
 
     Why the baseline: the champion is re-scored on the *new* test split, so when the new data
     is broken (labels shuffled or mis-joined) the champion collapses too and "not worse than the
@@ -171,14 +150,14 @@ def quality_gate(
         baseline_metric=metric.baseline,
         p_value=p_value,
         test_rows=test_rows,
+        champion_basis=champion_basis,
+        challenger_value=challenger_value,
     )
     problems = _gate_problems(result, gate, metric)
     if problems:
         reason = "; ".join(problems)
         if champion_value is not None and not _regressed(result):
-            reason += (
-                f" (champion v{champion_version}: {champion_value:.4f} on the same test split)"
-            )
+            reason += f" (champion v{champion_version}: {champion_value:.4f} {champion_basis})"
     else:
         reason = _pass_reason(result)
     if metric.note:
@@ -186,9 +165,22 @@ def quality_gate(
     return replace(result, passed=not problems, reason=reason)
 
 
+def _compared(result: GateResult) -> float:
+    """The new model's value on the champion's rows."""
+    return result.value if result.challenger_value is None else result.challenger_value
+
+
 def _regressed(result: GateResult) -> bool:
     champion = result.champion_value
-    return champion is not None and result.value < champion - result.tolerance
+    return champion is not None and _compared(result) < champion - result.tolerance
+
+
+def _against_champion(result: GateResult) -> str:
+    """`champion vN's 0.9000 <basis>`, with the new model's value there when it differs."""
+    text = f"champion v{result.champion_version}'s {result.champion_value:.4f}"
+    if result.challenger_value is not None:
+        text += f" (this model: {result.challenger_value:.4f})"
+    return f"{text} {result.champion_basis}"
 
 
 def p_text(p_value: float) -> str:
@@ -224,8 +216,7 @@ def _gate_problems(result: GateResult, gate: QualityGate, metric: GateMetric) ->
         )
     if _regressed(result):
         problems.append(
-            f"{name} {value:.4f} is worse than champion v{result.champion_version}'s "
-            f"{result.champion_value:.4f} on the same test split by more than "
+            f"{name} {value:.4f} is worse than {_against_champion(result)} by more than "
             f"{result.tolerance:.4f}"
         )
     return problems
@@ -246,10 +237,7 @@ def _pass_reason(result: GateResult) -> str:
             f"{_chance_text(result)}"
         )
     if result.champion_value is not None:
-        passes.append(
-            f"is within {result.tolerance:.4f} of champion v{result.champion_version}'s "
-            f"{result.champion_value:.4f}"
-        )
+        passes.append(f"is within {result.tolerance:.4f} of {_against_champion(result)}")
     if not passes:
         return f"{result.metric} {result.value:.4f}: no rule applies (no baseline, no champion)"
     listed = passes[0] if len(passes) == 1 else ", ".join(passes[:-1]) + " and " + passes[-1]
@@ -276,4 +264,7 @@ def gate_check_metadata(gate: GateResult) -> dict[str, str | int | float]:
         metadata["champion_version"] = int(gate.champion_version)
     if gate.champion_value is not None and not math.isnan(gate.champion_value):
         metadata["champion_value"] = round_float(gate.champion_value)
+        metadata["champion_compared"] = gate.champion_basis
+        if gate.challenger_value is not None:
+            metadata["value_on_champion_rows"] = round_float(gate.challenger_value)
     return metadata

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -26,3 +29,25 @@ def split_train_test(
     train_idx = np.concatenate([train_idx, np.flatnonzero(singles)])
     x = table.features
     return x.iloc[train_idx], x.iloc[test_idx], labels[train_idx], labels[test_idx]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A validated training table and its stratified split (features, labels)."""
+
+    path: Path
+    table: TrainingTable
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def train_ids(self) -> pd.Series:
+        """The product ids of the training split's rows."""
+        return self.table.product_ids.loc[self.x_train.index]
+
+    @property
+    def test_ids(self) -> pd.Series:
+        """The product ids of the test split's rows, in `x_test` order."""
+        return self.table.product_ids.loc[self.x_test.index]

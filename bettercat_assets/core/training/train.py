@@ -6,39 +6,37 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from bettercat_assets import __version__  # noqa: E402
 from bettercat_assets.core.config.clients import ClientConfig  # noqa: E402
 from bettercat_assets.core.config.paths import DataLayout  # noqa: E402
-from bettercat_assets.core.config.rounding import round_metrics  # noqa: E402
 from bettercat_assets.core.config.settings import TrackingSettings  # noqa: E402
-from bettercat_assets.core.data.loading import TrainingTable, load_training_table  # noqa: E402
+from bettercat_assets.core.data.loading import load_training_table  # noqa: E402
 from bettercat_assets.core.model.store import log_forest, record_registration  # noqa: E402
 from bettercat_assets.core.monitoring.reference import reference_for_model  # noqa: E402
 from bettercat_assets.core.tracking import runs as tracking  # noqa: E402
 from bettercat_assets.core.tracking.lineage import code_version, git_sha  # noqa: E402
 from bettercat_assets.core.tracking.views import runs_url  # noqa: E402
+from bettercat_assets.core.training.assessment import Assessment, assess, judge  # noqa: E402
 from bettercat_assets.core.training.descriptions import describe_training  # noqa: E402
 from bettercat_assets.core.training.diagnostics import log_diagnostics  # noqa: E402
-from bettercat_assets.core.training.evaluation import WeakestCategories, evaluate  # noqa: E402
+from bettercat_assets.core.training.evaluation import WeakestCategories  # noqa: E402
 from bettercat_assets.core.training.fitting import FittedModel, fit_client_model  # noqa: E402
-from bettercat_assets.core.training.gate import (  # noqa: E402
-    GateMetric,
-    GateResult,
-    champion_score,
-    gate_metric,
-    quality_gate,
+from bettercat_assets.core.training.gate import GateResult  # noqa: E402
+from bettercat_assets.core.training.refit import (  # noqa: E402
+    FITTED_ON_TAG,
+    FinalModel,
+    final_model,
+    log_final_model,
 )
-from bettercat_assets.core.training.split import split_train_test  # noqa: E402
+from bettercat_assets.core.training.split import Split, split_train_test  # noqa: E402
 
 Progress = Callable[[str], None]
 _log = logging.getLogger(__name__)
@@ -106,36 +104,14 @@ class _Run:
     extra_tags: dict[str, str]
 
 
-@dataclass(frozen=True)
-class _Split:
-    """Stage 1, load and split: the validated table and its stratified split."""
-
-    path: Path
-    table: TrainingTable
-    x_train: pd.DataFrame
-    x_test: pd.DataFrame
-    y_train: np.ndarray
-    y_test: np.ndarray
-
-
+_Split = Split  # stage 1, load and split: the validated table and its stratified split
 _Fitted = FittedModel  # stage 2, fit: the estimator, its featurizer and compact form
-
-
-@dataclass(frozen=True)
-class _Evaluation:
-    """Stage 3, evaluate: raw metrics for the gate, rounded ones for display, counts."""
-
-    raw: dict[str, float]
-    metrics: dict[str, float]
-    proba: np.ndarray
-    champion_value: float | None
-    counts: dict[str, int]
-    gate_metric: GateMetric
+_Evaluation = Assessment  # stage 3, evaluate (core/training/assessment.py)
 
 
 @dataclass(frozen=True)
 class _Registered:
-    """Stage 5, register and gate: the new version and the champion after the gate."""
+    """Stage 6, register and gate: the new version and the champion after the gate."""
 
     version: int
     gate: GateResult
@@ -154,7 +130,9 @@ def train_model(
 ) -> TrainingResult:
     """Train one client's model, log it to MLflow, register a version and apply the gate.
 
-    Stages: load and split, fit, evaluate, log, register and gate. The version becomes
+    Stages: load and split, fit, evaluate, log, refit (`refit_on_all_rows`: the registered
+    model is fit again on every row; metrics, gate and profile stay the split model's),
+    register and gate. The version becomes
     `@champion` only when the quality gate passes; otherwise it stays registered with tags
     saying why. Raises DataError for bad input before MLflow is touched.
     """
@@ -167,10 +145,11 @@ def train_model(
     try:
         previous_champion = _log_params(run)
         fitted = _fit(client, split, progress)
-        evaluation = _evaluate(run, split, fitted, previous_champion)
+        evaluation = assess(client, settings, run.mlflow, previous_champion, split, fitted)
         weakest = _log_evaluation(run, split, fitted, evaluation)
+        final = _refit(run, split, fitted, progress)
         progress(f"{client.client_id}: logging and registering {client.model_name}")
-        registered = _register_and_gate(run, split, fitted, evaluation, previous_champion)
+        registered = _register_and_gate(run, split, fitted, final, evaluation, previous_champion)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit):
         status = "KILLED"
@@ -278,37 +257,6 @@ def _fit(client: ClientConfig, split: _Split, progress: Progress) -> _Fitted:
     return fit_client_model(client, split.x_train, split.y_train)
 
 
-def _sklearn_megabytes(estimator: object) -> float:
-    trees = getattr(estimator, "estimators_", None)
-    if trees is None:
-        return float(estimator.coef_.nbytes) / 2**20
-    return sum(t.tree_.value.nbytes + t.tree_.__getstate__()["nodes"].nbytes for t in trees) / 2**20
-
-
-def _evaluate(run: _Run, split: _Split, fitted: _Fitted, champion: int | None) -> _Evaluation:
-    proba = fitted.predict_proba(split.x_test)
-    raw = {
-        **evaluate(split.y_test, proba, fitted.classes_, y_train=split.y_train),
-        "n_model_features": float(fitted.estimator.n_features_in_),
-        "fit_seconds": fitted.fit_seconds,
-        "compact_model_mb": fitted.compact.nbytes / 2**20,
-        "sklearn_model_mb": _sklearn_megabytes(fitted.estimator),
-    }
-    metric = gate_metric(len(fitted.classes_))
-    champion_value = champion_score(
-        run.settings, run.client.model_name, champion, split.x_test, split.y_test, metric.name
-    )
-    if champion_value is not None:
-        raw[f"champion_{metric.name}"] = champion_value
-    counts = {
-        "train_rows": len(split.y_train),
-        "test_rows": len(split.y_test),
-        "n_classes": len(fitted.classes_),
-    }
-    # what MLflow and Dagster show; the gate judges `raw`
-    return _Evaluation(raw, round_metrics(raw), proba, champion_value, counts, metric)
-
-
 def _log_evaluation(
     run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation
 ) -> WeakestCategories:
@@ -326,24 +274,26 @@ def _log_evaluation(
         )
 
 
-def _judge(run: _Run, evaluation: _Evaluation, champion: int | None) -> GateResult:
-    metric = evaluation.gate_metric
-    return quality_gate(
-        evaluation.raw[metric.name],
-        run.client.quality_gate,
-        champion,
-        evaluation.champion_value,
-        baseline_value=evaluation.raw.get(metric.baseline),
-        metric=metric,
-        test_rows=evaluation.counts["test_rows"],
-    )
+def _refit(run: _Run, split: _Split, fitted: _Fitted, progress: Progress) -> FinalModel:
+    """Stage 5, refit: the model to register (`core/training/refit.py`), logged on the run."""
+    final = final_model(run.client, split.table, fitted, split.train_ids, progress)
+    with tracking.store_lock(run.settings):
+        log_final_model(final)
+    return final
 
 
 def _register_and_gate(
-    run: _Run, split: _Split, fitted: _Fitted, evaluation: _Evaluation, champion: int | None
+    run: _Run,
+    split: _Split,
+    fitted: _Fitted,
+    final: FinalModel,
+    evaluation: _Evaluation,
+    champion: int | None,
 ) -> _Registered:
+    """Register the final model; its gate and monitoring profile are the split model's (on
+    the test split, which a refit model has seen)."""
     client = run.client
-    gate = _judge(run, evaluation, champion)
+    gate = judge(client, evaluation, champion)
     version_tags = {
         "run_id": run.run_id,
         "data_fingerprint": split.table.fingerprint,
@@ -351,12 +301,13 @@ def _register_and_gate(
         "gate_status": gate.verdict,
         "gate_metric": gate.metric,
         "gate_reason": gate.reason,
+        FITTED_ON_TAG: final.fitted_on,
         **run.extra_tags,
     }
     with tracking.store_lock(run.settings):
         info = log_forest(
-            fitted.estimator,
-            fitted.compact,
+            final.fitted.estimator,
+            final.fitted.compact,
             split.x_test.head(5),
             id_column=client.id_column,
             top_k=client.top_k,
@@ -366,6 +317,7 @@ def _register_and_gate(
                 split.x_test,
                 split.y_test,
                 client.monitoring.bins,
+                classes=final.fitted.classes_,
             ),
         )
         mv = mlflow.register_model(info.model_uri, client.model_name, tags=version_tags)
