@@ -13,9 +13,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
+from bettercat_assets.core.features import text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
 from bettercat_assets.core.features.text_terms import (
+    WordMemo,
     char_wb_analyzer,
+    char_wb_term_ids,
     row_norms,
     term_ids,
     word_analyzer,
@@ -111,6 +114,25 @@ def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
         zip(expected[0].tolist(), expected[1].tolist(), strict=True)
     )
+
+
+def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
+    """Batch after batch through one memo, which fills up and starts over: the same terms as
+    the analyzer finds document by document."""
+    monkeypatch.setattr(text_terms, "WORD_MEMO_SIZE", 12)
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words"]
+    analyze = char_wb_analyzer((2, 4), True)
+    terms = sorted({t for d in docs for t in analyze(d)})
+    vocabulary = {t: i for i, t in enumerate(terms) if i % 4 != 1}
+    memo = WordMemo()
+    for start in range(0, len(docs), 3):
+        batch = docs[start : start + 5]
+        expected = term_ids(batch, analyze, vocabulary)
+        rows, cols = char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)
+        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
+            zip(expected[0].tolist(), expected[1].tolist(), strict=True)
+        )
+        assert len(memo) <= max(12, len(set(" ".join(batch).lower().split())))  # starts over
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])
