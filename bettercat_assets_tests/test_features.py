@@ -116,6 +116,17 @@ def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
     )
 
 
+@pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
+def test_terms_counted_per_row_whether_their_keys_fit_32_bits_or_not(n_rows, size):
+    rng = np.random.default_rng(n_rows)
+    rows = rng.integers(0, n_rows, 5000)
+    columns = np.minimum(rng.integers(0, 40, rows.size) * (size // 40 + 1), size - 1)
+    keys, counts = np.unique(rows * size + columns, return_counts=True)
+    out_rows, out_cols, out_counts = text_terms._unique_terms(rows, columns, n_rows, size)
+    assert np.array_equal(out_rows * size + out_cols, keys)
+    assert np.array_equal(out_counts, counts)
+
+
 def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
     """Batch after batch through one memo, which fills up and starts over: the same terms as
     the analyzer finds document by document."""
