@@ -13,9 +13,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
+from bettercat_assets.core.features import text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
 from bettercat_assets.core.features.text_terms import (
+    WordMemo,
     char_wb_analyzer,
+    char_wb_term_ids,
     row_norms,
     term_ids,
     word_analyzer,
@@ -111,6 +114,36 @@ def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
         zip(expected[0].tolist(), expected[1].tolist(), strict=True)
     )
+
+
+@pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
+def test_terms_counted_per_row_whether_their_keys_fit_32_bits_or_not(n_rows, size):
+    rng = np.random.default_rng(n_rows)
+    rows = rng.integers(0, n_rows, 5000)
+    columns = np.minimum(rng.integers(0, 40, rows.size) * (size // 40 + 1), size - 1)
+    keys, counts = np.unique(rows * size + columns, return_counts=True)
+    out_rows, out_cols, out_counts = text_terms._unique_terms(rows, columns, n_rows, size)
+    assert np.array_equal(out_rows * size + out_cols, keys)
+    assert np.array_equal(out_counts, counts)
+
+
+def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
+    """Batch after batch through one memo, which fills up and starts over: the same terms as
+    the analyzer finds document by document."""
+    monkeypatch.setattr(text_terms, "WORD_MEMO_SIZE", 12)
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words"]
+    analyze = char_wb_analyzer((2, 4), True)
+    terms = sorted({t for d in docs for t in analyze(d)})
+    vocabulary = {t: i for i, t in enumerate(terms) if i % 4 != 1}
+    memo = WordMemo()
+    for start in range(0, len(docs), 3):
+        batch = docs[start : start + 5]
+        expected = term_ids(batch, analyze, vocabulary)
+        rows, cols = char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)
+        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
+            zip(expected[0].tolist(), expected[1].tolist(), strict=True)
+        )
+        assert len(memo) <= max(12, len(set(" ".join(batch).lower().split())))  # starts over
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])

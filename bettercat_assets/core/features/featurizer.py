@@ -15,7 +15,6 @@ n-gram range is refused like a tampered forest.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.text_terms import (
+    WordMemo,
     char_wb_term_ids,
     tfidf_rows,
     word_term_ids,
@@ -114,7 +114,7 @@ class Featurizer:
         self.inputs: list[dict[str, str]] = list(spec["inputs"])
         self.n_features_out = int(spec["n_features_out"])
         self._vocabularies: dict[int, dict[str, int]] = {}
-        self._memos: dict[int, dict[str, array]] = {}
+        self._memos: dict[int, WordMemo] = {}
         self._validate()
 
     @property
@@ -218,7 +218,7 @@ class Featurizer:
             return rows, ids[rows] + block["offset"], np.ones(rows.size)
         ngrams, lowercase = tuple(block["ngram_range"]), block["lowercase"]
         if block["analyzer"] == "char_wb":
-            memo = self._memos.setdefault(b, {})
+            memo = self._memos.setdefault(b, WordMemo())
             rows, cols = char_wb_term_ids(text, ngrams, lowercase, vocabulary, memo)
         else:
             rows, cols = word_term_ids(text, ngrams, lowercase, vocabulary)

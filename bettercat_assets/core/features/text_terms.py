@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain, compress, repeat
@@ -124,30 +125,68 @@ def word_term_ids(
 WORD_MEMO_SIZE = 50_000
 
 
+class WordMemo:
+    """The in-vocabulary `char_wb` ids of the words seen so far: word -> its number, and per
+    number where its ids start in one flat array and how many there are. A lock keeps a
+    server's threads from growing it at the same time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        self.number: dict[str, int] = {}
+        self.ids = array("i")
+        self.starts = array("q")
+        self.lengths = array("q")
+
+    def add(
+        self,
+        words: set[str],
+        grams_of: Callable[[str], list[str]],
+        lookup: Callable[[str], int | None],
+    ) -> None:
+        """Remember the in-vocabulary ids of each of `words` (new ones)."""
+        for word in words:
+            found = [j for j in map(lookup, grams_of(word)) if j is not None]
+            self.number[word] = len(self.starts)
+            self.starts.append(len(self.ids))
+            self.lengths.append(len(found))
+            self.ids.extend(found)
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+
 def char_wb_term_ids(
     docs: Sequence[str],
     ngram_range: tuple[int, int],
     lowercase: bool,
     vocabulary: dict[str, int],
-    memo: dict[str, array],
+    memo: WordMemo,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
     each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
     The document is lower-cased whole first, as scikit-learn does (Greek final sigma). The
-    per-word steps are `map`s over all the documents' words: no Python-level step per word."""
+    per-word steps are `map`s over all the documents' words, and the words' ids are gathered
+    from the memo's flat array by numpy: no Python-level step per word or per id."""
     doc_words = list(map(str.split, map(str.lower, docs) if lowercase else docs))
     words = list(chain.from_iterable(doc_words))
-    new = set(compress(words, map(operator.not_, map(memo.__contains__, words))))
-    if len(memo) + len(new) > WORD_MEMO_SIZE:
-        memo.clear()
-        new = set(words)
-    grams_of = char_wb_analyzer(ngram_range, False)
-    lookup = vocabulary.get
-    for word in new:
-        memo[word] = array("i", [j for j in map(lookup, grams_of(word)) if j is not None])
-    found = list(map(memo.__getitem__, words))
-    per_word = np.fromiter(map(len, found), np.int64, len(found))
-    columns = np.fromiter(chain.from_iterable(found), np.int64, int(per_word.sum()))
+    with memo.lock:
+        known = memo.number.__contains__
+        new = set(compress(words, map(operator.not_, map(known, words))))
+        if len(memo) + len(new) > WORD_MEMO_SIZE:
+            memo.clear()
+            new = set(words)
+        if new:
+            memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
+        number = np.fromiter(map(memo.number.__getitem__, words), np.int64, len(words))
+        starts = np.frombuffer(memo.starts, np.int64)[number]
+        per_word = np.frombuffer(memo.lengths, np.int64)[number]
+        ends = np.cumsum(per_word)
+        positions = np.repeat(starts - (ends - per_word), per_word)
+        positions += np.arange(positions.size)
+        columns = np.frombuffer(memo.ids, np.int32)[positions].astype(np.int64)
     words_per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
     doc_of_word = np.repeat(np.arange(len(docs), dtype=np.int64), words_per_doc)
     return np.repeat(doc_of_word, per_word), columns
@@ -171,6 +210,22 @@ def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
     return norms
 
 
+def _unique_terms(
+    rows: np.ndarray, columns: np.ndarray, n_rows: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, count) of each distinct term of each row, sorted by row then column.
+
+    A term is one integer, the row's bits above the column's: 32 bits when they fit (numpy
+    sorts those about twice as fast), and split again by shift and mask, not division."""
+    shift = max(1, (size - 1).bit_length())
+    wide = (max(n_rows, 1) - 1) >> (31 - shift) if shift < 31 else 1
+    dtype = np.int64 if wide else np.int32
+    keys = (rows.astype(dtype) << dtype(shift)) | columns.astype(dtype)
+    keys, counts = np.unique(keys, return_counts=True)
+    keys = keys.astype(np.int64)
+    return keys >> shift, keys & ((1 << shift) - 1), counts
+
+
 def tfidf_rows(
     rows: np.ndarray,
     columns: np.ndarray,
@@ -179,9 +234,7 @@ def tfidf_rows(
     sublinear_tf: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, column, value) of the L2-normalised TF-IDF terms, sorted by row then column."""
-    size = max(int(idf.size), 1)
-    keys, counts = np.unique(rows * size + columns, return_counts=True)
-    out_rows, out_cols = np.divmod(keys, size)
+    out_rows, out_cols, counts = _unique_terms(rows, columns, n_rows, max(int(idf.size), 1))
     data = counts.astype(np.float64)
     if sublinear_tf:
         np.log(data, data)
