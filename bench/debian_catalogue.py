@@ -5,14 +5,17 @@ Packages`) describes ~63k packages in ~58 sections. As a catalogue: product_id =
 category_id = section, title = the one-line description, name = the package name,
 maintainer = the maintainer, and a few numbers (sizes, dependency counts).
 
-    python bench/debian_catalogue.py PACKAGES_FILE OUT_DIR [--client debian_packages]
+    python bench/debian_catalogue.py PACKAGES_FILE OUT_DIR
 
-writes OUT_DIR/train/client_id=<client>/data_train.csv.gz (80 %) and
-OUT_DIR/prediction/client_id=<client>/data_predict.csv.gz (20 %, without labels) and
-OUT_DIR/labels.csv.gz (the held-out labels), split with a fixed seed. After `bettercat train`
-and `bettercat predict`,
+writes, for two clients (`debian_rf`: the default RandomForest; `debian_linear`:
+`model: {kind: linear}`), OUT_DIR/train/client_id=<client>/data_train.csv.gz (80 %) and
+OUT_DIR/prediction/client_id=<client>/data_predict.csv.gz (20 %, without labels), plus
+OUT_DIR/labels.csv.gz (the held-out labels), split with a fixed seed, and OUT_DIR/clients.yaml
+declaring the five numbers, `title` and `name` as text and `maintainer` as categorical,
+`defaults` only. Then, in OUT_DIR:
 
-    python bench/debian_catalogue.py --evaluate LABELS PREDICTIONS_DIR
+    bettercat train --client-id debian_rf --data-prefix . && bettercat predict --client-id debian_rf --data-prefix .
+    python bench/debian_catalogue.py --evaluate labels.csv.gz products_categories/client_id=debian_rf/date=<day>
 
 prints the held-out top-5 and top-1 accuracy of the written predictions.
 """
@@ -68,6 +71,18 @@ def parse_packages(path: Path) -> pd.DataFrame:
     return out.drop_duplicates("product_id").reset_index(drop=True)
 
 
+NUMBERS = ["installed_size_kb", "size_bytes", "n_depends", "n_recommends", "is_arch_all"]
+TEXT_FEATURES = [{"name": "title", "kind": "text"}, {"name": "name", "kind": "text"}]
+CLIENTS = {"debian_rf": {}, "debian_linear": {"model": {"kind": "linear"}}}
+
+
+def clients_yaml() -> str:
+    """The clients file of the two clients: the same features, defaults only."""
+    features = [*NUMBERS, *TEXT_FEATURES, {"name": "maintainer", "kind": "categorical"}]
+    entries = [{"client_id": cid, "features": features, **extra} for cid, extra in CLIENTS.items()]
+    return json.dumps({"defaults": {}, "clients": entries}, indent=1)  # JSON is YAML
+
+
 def evaluate(labels: Path, predictions: Path) -> dict[str, float]:
     """Held-out top-5 and top-1 of a client's prediction parquet against the labels."""
     truth = pd.read_csv(labels, dtype=str).set_index("product_id")["category_id"]
@@ -90,17 +105,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--client", default="debian_packages")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     frame = parse_packages(args.packages)
     test = np.random.default_rng(args.seed).random(len(frame)) < 0.2
-    train_dir = args.out / "train" / f"client_id={args.client}"
-    predict_dir = args.out / "prediction" / f"client_id={args.client}"
-    train_dir.mkdir(parents=True, exist_ok=True)
-    predict_dir.mkdir(parents=True, exist_ok=True)
-    frame[~test].to_csv(train_dir / "data_train.csv.gz", index=False)
-    frame[test].drop(columns="category_id").to_csv(predict_dir / "data_predict.csv.gz", index=False)
+    for client in CLIENTS:
+        train_dir = args.out / "train" / f"client_id={client}"
+        predict_dir = args.out / "prediction" / f"client_id={client}"
+        train_dir.mkdir(parents=True, exist_ok=True)
+        predict_dir.mkdir(parents=True, exist_ok=True)
+        frame[~test].to_csv(train_dir / "data_train.csv.gz", index=False)
+        frame[test].drop(columns="category_id").to_csv(
+            predict_dir / "data_predict.csv.gz", index=False
+        )
+    (args.out / "clients.yaml").write_text(clients_yaml())
     frame[test][["product_id", "category_id"]].to_csv(args.out / "labels.csv.gz", index=False)
     print(f"{len(frame)} packages, {frame.category_id.nunique()} sections, {test.sum()} held out")
 
