@@ -69,6 +69,21 @@ def test_counts_add_up_across_slices():
         np.testing.assert_allclose(parts[key], value)
 
 
+@pytest.mark.parametrize("k", [3, 5, 8])
+def test_counts_from_the_scorers_ranking_equal_a_fresh_ranking(k):
+    from bettercat_assets.core.model.topk import top_k_indices
+
+    cat = Catalogue(seed=7)
+    rng = np.random.default_rng(8)
+    spec = MonitorSpec.of(_reference(cat, rng))
+    x, _, z = cat.batch(2000, rng)
+    p = cat.posterior(z) + rng.random((2000, len(cat.classes))) * 1e-9  # no ties
+    fresh = count_slice(spec, x, p)
+    reused = count_slice(spec, x, p, ranked=top_k_indices(p, k))
+    for key, value in fresh.items():
+        np.testing.assert_allclose(reused[key], value, err_msg=key)
+
+
 def test_profile_round_trips_and_refuses_an_edited_file(tmp_path):
     cat = Catalogue(seed=7)
     profile = _reference(cat, np.random.default_rng(8), train=500, test=200)

@@ -91,12 +91,23 @@ def _feature_counts(
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _top5(proba: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(top-5 mass per row, products per class among their five best)."""
+def _top5(
+    proba: np.ndarray, n_classes: int, ranked: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(top-1 class, top-1 score, top-5 mass per row, products per class among their five
+    best). `ranked`: the scorer's top-k indices, best first, reused when they hold five."""
     k = min(TOP_K, proba.shape[1])
-    best = np.argpartition(proba, proba.shape[1] - k, axis=1)[:, -k:]
-    mass = np.take_along_axis(proba, best, axis=1).sum(axis=1).astype(np.float64)
-    return mass, np.bincount(best.ravel(), minlength=n_classes).astype(np.int64)
+    if ranked is not None and ranked.ndim == 2 and ranked.shape[1] >= k:
+        best = ranked[:, :k]
+        top1 = ranked[:, 0]
+    else:
+        best = np.argpartition(proba, proba.shape[1] - k, axis=1)[:, -k:]
+        top1 = proba.argmax(axis=1)
+    chosen = np.take_along_axis(proba, best, axis=1)
+    score = np.take_along_axis(proba, top1[:, None], axis=1)[:, 0]
+    mass = chosen.sum(axis=1).astype(np.float64)
+    counts = np.bincount(best.ravel(), minlength=n_classes).astype(np.int64)
+    return top1, score, mass, counts
 
 
 def count_slice(
@@ -105,14 +116,18 @@ def count_slice(
     proba: np.ndarray,
     columns: Mapping[str, Any] | None = None,
     vocabulary: strings.Vocabulary | None = None,
+    ranked: np.ndarray | None = None,
 ) -> State:
     """One slice's counts: features (rows, numeric features) in the model's order, proba
     (rows, classes), `columns` the text and categorical cells by feature name, `vocabulary`
-    the shipped featurizer's word vocabulary of a text column."""
+    the shipped featurizer's word vocabulary of a text column, `ranked` the scorer's top-k
+    indices (reused instead of ranking the classes again)."""
     rows = features.shape[0]
-    top1 = proba.argmax(axis=1) if rows else np.zeros(0, dtype=np.intp)
-    score = proba.max(axis=1) if rows else np.zeros(0)
-    mass, top5 = _top5(proba, spec.n_classes) if rows else (np.zeros(0), np.zeros(spec.n_classes))
+    if rows:
+        top1, score, mass, top5 = _top5(proba, spec.n_classes, ranked)
+    else:
+        top1, score = np.zeros(0, dtype=np.intp), np.zeros(0)
+        mass, top5 = np.zeros(0), np.zeros(spec.n_classes)
     return {
         "rows": np.array([rows], dtype=np.int64),
         "feature_counts": _feature_counts(spec, features, columns or {}, vocabulary),
@@ -154,6 +169,7 @@ class MonitoringStatistic:
             scored.proba,
             getattr(scored, "strings", None),
             getattr(scored, "vocabulary", None),
+            getattr(scored, "best", None),
         )
 
     def merge(self, states: Sequence[State]) -> State:

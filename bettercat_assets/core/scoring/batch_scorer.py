@@ -73,14 +73,20 @@ class ShippedModel:
 
 
 def top_k_batch(
-    product_ids: pd.Series, proba: np.ndarray, labels: pa.Array, k: int, model_version: int
+    product_ids: pd.Series,
+    proba: np.ndarray,
+    labels: pa.Array,
+    k: int,
+    model_version: int,
+    best: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Same rows as `topk.top_k_frame`, with the string columns built by Arrow `take`.
 
     Repeating the ids and looking up the labels as Python objects costs more than the model
-    on large batches; Arrow-backed columns go to Spark without a per-row conversion.
+    on large batches; Arrow-backed columns go to Spark without a per-row conversion. `best`:
+    `top_k_indices(proba, k)` when the caller has it already.
     """
-    best = top_k_indices(proba, k)
+    best = top_k_indices(proba, k) if best is None else best
     n_rows, kk = best.shape
     ids = pa.array(product_ids, type=pa.string(), from_pandas=True)
     return pd.DataFrame(
@@ -169,9 +175,12 @@ def score_client_rows(rows: pd.DataFrame, model: ShippedModel) -> Iterator[Score
         columns = client_columns(chunk, model)
         proba = scorer.predict_proba(columns)
         ids = chunk[ID_COLUMN]
-        out = top_k_batch(ids, proba, labels, model.top_k, model.version)
+        best = top_k_indices(proba, model.top_k)
+        out = top_k_batch(ids, proba, labels, model.top_k, model.version, best)
         strings = {name: columns[name] for name in model.string_features}
-        yield ScoredSlice(model.client_id, ids, X, proba, out, model.top_k, strings, vocabulary)
+        yield ScoredSlice(
+            model.client_id, ids, X, proba, out, model.top_k, strings, vocabulary, best
+        )
 
 
 def _client_slices(batch: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:

@@ -62,6 +62,8 @@ class ScoredSlice:
     strings: Mapping[str, np.ndarray] = field(default_factory=dict)
     #: a text column's fitted word vocabulary and lower-casing, None without a word block
     vocabulary: Callable[[str], tuple[Container[str], bool] | None] | None = None
+    #: the scorer's `top_k_indices(proba, k)` (rows, min(k, classes)), best first; None: unknown
+    best: np.ndarray | None = None
 
 
 class PassStatistic(Protocol):
