@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bettercat_assets_tests.workspace_support import generated_workspace
+
 pytestmark = pytest.mark.integration
 
 DAY = date(2026, 11, 3)
@@ -35,16 +37,7 @@ clients:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from bettercat_assets.core.config.clients import load_clients
-    from bettercat_assets.core.config.paths import DataLayout
-    from bettercat_assets.core.data.generate import generate_all
-
-    root = tmp_path_factory.mktemp("refit")
-    (root / "clients.yaml").write_text(CLIENTS, encoding="utf-8")
-    registry = load_clients(root / "clients.yaml")
-    layout = DataLayout(root / "data")
-    generate_all(registry.clients.values(), layout, seed=5)
-    return registry, layout
+    return generated_workspace(tmp_path_factory.mktemp("refit"), CLIENTS, seed=5)
 
 
 def _train(workspace, client_id: str, settings):

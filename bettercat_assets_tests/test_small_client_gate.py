@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bettercat_assets_tests.lifecycle_support import shuffle_labels
+from bettercat_assets_tests.workspace_support import generated_workspace
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +32,8 @@ clients:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    from bettercat_assets.core.config.clients import load_clients
-    from bettercat_assets.core.config.paths import DataLayout
-    from bettercat_assets.core.data.generate import generate_all
-
     root = tmp_path_factory.mktemp("small_gate")
-    (root / "clients.yaml").write_text(CLIENTS, encoding="utf-8")
-    registry = load_clients(root / "clients.yaml")
-    layout = DataLayout(root / "data")
-    generate_all(registry.clients.values(), layout, seed=3)
+    registry, layout = generated_workspace(root, CLIENTS, seed=3)
     for cid in ("tri_shuffled", "penta_shuffled"):
         shuffle_labels(layout.train_file(cid), "category_id", seed=0)
     return root, registry, layout
