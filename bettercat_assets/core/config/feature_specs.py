@@ -14,6 +14,7 @@ A `features` entry is a column name (numeric) or a mapping with a kind::
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -40,18 +41,32 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 DEFAULT_TEXT_MODEL_PARAMS: dict[str, Any] = {"min_samples_leaf": 1}
 
 
-def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
+@functools.cache
+def _param_names(estimator: type) -> frozenset[str]:
+    return frozenset(estimator().get_params())
+
+
+def _check_estimator_params(
+    estimator: type, params: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Reject parameters `estimator` does not know (with a did-you-mean) and invalid values
+    (validated over `defaults`), naming the key; return `params`."""
+    known = _param_names(estimator)
     for key in params:
-        if key not in RANDOM_FOREST_PARAMS:
-            close = difflib.get_close_matches(key, RANDOM_FOREST_PARAMS, n=1)
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown RandomForestClassifier parameter '{key}'{hint}")
+            raise ValueError(f"unknown {estimator.__name__} parameter '{key}'{hint}")
     try:
-        RandomForestClassifier(**params)._validate_params()
+        estimator(**{**(defaults or {}), **params})._validate_params()
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
     return params
+
+
+def _check_model_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Reject unknown RandomForestClassifier parameters and invalid values, naming the key."""
+    return _check_estimator_params(RandomForestClassifier, params)
 
 
 #: What a `model: {kind: linear}` client fits unless its `params` say otherwise.
@@ -175,14 +190,4 @@ def check_linear_params(params: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown or invalid LogisticRegression parameters, naming the key."""
     from sklearn.linear_model import LogisticRegression
 
-    known = frozenset(LogisticRegression().get_params())
-    for key in params:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown LogisticRegression parameter '{key}'{hint}")
-    try:
-        LogisticRegression(**{**DEFAULT_LINEAR_PARAMS, **params})._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
-    return params
+    return _check_estimator_params(LogisticRegression, params, DEFAULT_LINEAR_PARAMS)
