@@ -28,7 +28,7 @@ from bettercat_assets.core.model import forest_kernel_aot
 from bettercat_assets.core.model.compact_forest import CompactForest
 from bettercat_assets.core.model.scoring_model import ScoringModel
 from bettercat_assets.core.model.sparse_forest import sparse_predict_proba
-from bettercat_assets.core.model.sparse_kernels import SPARSE_KERNELS
+from bettercat_assets.core.model.sparse_kernels import PURE_LIMIT, SPARSE_KERNELS
 from bettercat_assets.core.training.fitting import fit_client_model
 
 WORDS = [
@@ -289,6 +289,30 @@ def test_packed_forest_keeps_its_arrays_and_dense_predictions(tmp_path):
     assert np.abs(sparse - dense).max() <= 1e-12
     forest.save(tmp_path)
     assert np.array_equal(CompactForest.load(tmp_path).predict_proba(rows.toarray()), dense)
+
+
+@pytest.mark.parametrize("min_samples_leaf", [1, 20])
+def test_pure_leaves_are_read_from_their_references_and_mixed_ones_from_the_leaf_arrays(
+    min_samples_leaf,
+):
+    """Leaves of one product are pure: the kernel takes their class from the child reference;
+    larger leaves mix classes and are read from the leaf arrays. Both give the dense result."""
+    frame, y = catalogue(800, seed=5)
+    config = client("random_forest")
+    config = config.model_copy(
+        update={"model_params": config.model_params | {"min_samples_leaf": min_samples_leaf}}
+    )
+    model = fit_client_model(config, frame.iloc[:600], y[:600]).compact
+    forest = model.estimator
+    rows = model.featurizer.transform({c: frame.iloc[600:][c].to_numpy() for c in frame})
+    dense = forest.predict_proba(rows.toarray(np.float32))
+    sparse = sparse_predict_proba(forest, rows)
+    nodes, _, _, class_mask = forest.packed_nodes()
+    pure = nodes[:, 2:] < PURE_LIMIT
+    assert class_mask == 7  # 8 classes: 3 bits
+    mixed = (nodes[:, 2:] < 0) & ~pure
+    assert pure.any() and mixed.any()  # both ways of reading a leaf are exercised
+    assert np.abs(sparse - dense).max() <= 1e-12
 
 
 def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path):

@@ -43,7 +43,7 @@ def sparse_predict_proba(
     bits_of, walk = sparse_kernels.kernels(
         CODES[a["leaf_indptr"].dtype], CODES[a["leaf_classes"].dtype], backend == "compiled"
     )
-    nodes, used, slot_of = forest.packed_nodes()
+    nodes, used, slot_of, class_mask = forest.packed_nodes()
     indptr = rows.indptr.astype(np.int64)
     indices = rows.indices.astype(np.int32)
     data = rows.data.astype(np.float32)  # scikit-learn's float32 cast
@@ -58,7 +58,7 @@ def sparse_predict_proba(
         stop = min(start + block, n_rows)
         row = (start, stop, words, bits, ranks, values)
         bits_of(indptr, indices, data, slot_of, *row)
-        walk(*tree, a["leaf_values"], *row, out)
+        walk(*tree, a["leaf_values"], *row, class_mask, out)
         bits_of(indptr, indices, data, slot_of, *row)  # the bits cleared again
     out /= forest.n_trees
     return out

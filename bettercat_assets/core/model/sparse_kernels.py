@@ -28,6 +28,10 @@ from bettercat_assets.core.model.forest_kernel_aot import KernelSet, compiled_mo
 #: sign bit of a packed node's feature word: its left child is the next node and its
 #: threshold >= 0, so a row without the feature goes on to the next node
 CHAIN = np.int32(-(2**31))
+#: a child reference `PURE + code` (below `PURE_LIMIT`) is a pure leaf: `code & class_mask` is
+#: its class, with probability 1 (`CompactForest.pure_leaf_refs`); other leaves are -(leaf + 1)
+PURE = -(2**31)
+PURE_LIMIT = -(2**30)
 #: bytes of feature bits per block of rows: the more rows walk a tree in turn, the fewer
 #: times its nodes come from memory (measured: 44 us a row at 8 MB, 50 at 2 MB, 75 at 32 kB)
 BLOCK_BITS_BYTES = 8 << 20
@@ -76,10 +80,13 @@ def walk_block(  # noqa: C901 - one compiled kernel, kept flat for speed
     bits,
     ranks,
     values,
+    class_mask,
     out,
 ):  # pragma: no cover - compiled by numba
     """Add each tree's leaf distribution for rows start..stop into `out` (float64); `nodes`
     and `thresholds` (float32) are the packed nodes; a set bit's value is found by its rank.
+    A pure leaf's class is in its reference: no read of the leaf arrays (three dependent
+    cache misses a tree, ~17 % of the walk).
 
     A node flagged `CHAIN` (sign bit) sends an absent feature to the next node: a row runs
     down such chains reading one bit per node, in a loop the processor predicts well."""
@@ -107,6 +114,9 @@ def walk_block(  # noqa: C901 - one compiled kernel, kept flat for speed
                     rank = np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
                     x = values[ranks[base + (u >> 6)] + rank]
                 ref = nodes[ref, 2 + np.int64(x > thresholds[ref, 1])]
+            if ref < PURE_LIMIT:
+                out[r, (np.int64(ref) - PURE) & class_mask] += 1.0
+                continue
             leaf = -ref - 1
             for k in range(lindptr[leaf], lindptr[leaf + 1]):
                 out[r, classes[k]] += leaf_values[k]
@@ -115,7 +125,7 @@ def walk_block(  # noqa: C901 - one compiled kernel, kept flat for speed
 _BITS_SIGNATURE = "void(i8[::1], i4[::1], f4[::1], i4[::1], i8, i8, i8, u8[::1], i4[::1], f4[::1])"
 _WALK_SIGNATURE = (
     "void(i4[:,::1], f4[:,::1], i4[::1], {indptr}[::1], {classes}[::1], f4[::1], i8, i8, i8, "
-    "u8[::1], i4[::1], f4[::1], f8[:,::1])"
+    "u8[::1], i4[::1], f4[::1], i8, f8[:,::1])"
 )
 
 
