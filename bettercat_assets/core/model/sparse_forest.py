@@ -49,14 +49,13 @@ def sparse_predict_proba(
     data = rows.data.astype(np.float32)  # scikit-learn's float32 cast
     words = max(1, (used.size + 63) // 64)
     block = sparse_kernels.block_rows(words)
-    bits = np.zeros(block * words, dtype=np.uint64)
-    ranks = np.empty(block * words, dtype=np.int32)
+    bits = np.zeros(block * words * 2, dtype=np.uint64)
     values = np.empty(data.size, dtype=np.float32)
     out = np.zeros((n_rows, len(forest.classes_)), dtype=np.float64)
     tree = (nodes, nodes.view(np.float32), a["roots"], a["leaf_indptr"], a["leaf_classes"])
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
-        row = (start, stop, words, bits, ranks, values)
+        row = (start, stop, words, bits, values)
         bits_of(indptr, indices, data, slot_of, *row)
         walk(*tree, a["leaf_values"], *row, class_mask, out)
         bits_of(indptr, indices, data, slot_of, *row)  # the bits cleared again
