@@ -13,7 +13,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
-from bettercat_assets.core.features import text_terms
+from bettercat_assets.core.features import featurizer as featurizer_module
+from bettercat_assets.core.features import text_kernels, text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
@@ -316,12 +317,13 @@ def test_pure_leaves_are_read_from_their_references_and_mixed_ones_from_the_leaf
 
 
 def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path):
-    """A Spark worker scoring a text forest uses the kernels `make install` compiled: importing
-    numba would cost it ~120 MB."""
+    """A Spark worker scoring a text forest uses the kernels `make install` compiled, the
+    featurizer's included: importing numba would cost it ~120 MB."""
     import subprocess
     import sys
 
     assert forest_kernel_aot.compiled_module(SPARSE_KERNELS) is not None, "run make install"
+    assert forest_kernel_aot.compiled_module(text_kernels.TEXT_KERNELS) is not None
     frame, y = catalogue(500, seed=5)
     fit_client_model(client("random_forest"), frame.iloc[:400], y[:400]).compact.save(tmp_path)
     frame.iloc[400:].to_csv(tmp_path / "rows.csv", index=False)
@@ -331,8 +333,82 @@ def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_
         f"d = Path({str(tmp_path)!r}); m = ScoringModel.load(d); "
         "f = pd.read_csv(d / 'rows.csv'); "
         "p = m.predict_proba({c: f[c].to_numpy() for c in m.feature_names}); "
-        "print(p.shape[0], 'numba' in sys.modules, 'llvmlite' in sys.modules)"
+        "print(p.shape[0], 'numba' in sys.modules, 'llvmlite' in sys.modules, "
+        "any(n.startswith('bettercat_text_kernel_') for n in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["100", "False", "False"], out.stdout
+    assert out.stdout.split() == ["100", "False", "False", "True"], out.stdout
+
+
+def _odd_terms_rows(n: int) -> pd.DataFrame:
+    """Unicode, empty and missing text, terms repeated in a row (more often than the kernel's
+    table of `log(count) + 1`), rows with no known term, then many ordinary rows."""
+    frame, _ = catalogue(n, seed=11)
+    odd = pd.DataFrame(
+        {
+            "price": [1.0, np.nan, 0.0, 2.0, 3.0, 4.0],
+            "title": ["red red red blue red", "zzqq wwxx", None, "", "naïve " * 5000, "ΣΊΣΥΦΟΣ"],
+            "brand": ["acme", None, "nope", "", "zeta", "Ünï"],
+        }
+    )
+    return pd.concat([unusual_rows(), odd, frame], ignore_index=True)
+
+
+def _assert_same_rows(ours, theirs):
+    assert ours.n_cols == theirs.n_cols
+    assert np.array_equal(ours.indptr, theirs.indptr)
+    assert ours.indices.dtype == theirs.indices.dtype == np.int32
+    assert np.array_equal(ours.indices, theirs.indices)
+    assert np.array_equal(ours.data, theirs.data)  # bit-identical, not merely close
+
+
+@pytest.mark.parametrize("keys", ["i4", "i8"])
+@pytest.mark.parametrize(("kind", "sublinear"), [("random_forest", True), ("linear", False)])
+def test_compiled_rows_equal_the_numpy_path_and_scikit_learn(monkeypatch, keys, kind, sublinear):
+    """The compiled kernel (keys of 32 or 64 bits) makes the numpy path's rows bit for bit,
+    and scikit-learn's features."""
+    assert text_kernels.compiled_merge_rows(keys) is not None, "run make install"
+    layout = Featurizer._key_layout
+    monkeypatch.setattr(
+        Featurizer, "_key_layout", lambda self, n: (layout(self, n)[0], np.dtype(keys))
+    )
+    frame, y = catalogue(600, seed=10)
+    settings = client(kind).model_copy(
+        update={"text": TextSettings(min_df=1, sublinear_tf=sublinear)}
+    )
+    fitted = fit_client_model(settings, frame, y)
+    test = _odd_terms_rows(3000)
+    columns = {c: test[c].to_numpy() for c in test}
+    compiled = fitted.compact.featurizer.transform(columns)
+    _assert_same_rows(compiled, fitted.compact.featurizer.transform(columns, compiled=False))
+    reference = fitted.features.transform(test)
+    assert np.array_equal(compiled.toarray(), reference.toarray())  # as scikit-learn, exactly
+    single = fitted.compact.featurizer.transform({c: v[4:6] for c, v in columns.items()})
+    assert np.array_equal(single.toarray(), compiled.toarray()[4:6])
+    empty = fitted.compact.featurizer.transform({c: v[:0] for c, v in columns.items()})
+    assert empty.n_rows == 0 and empty.indptr.tolist() == [0] and empty.data.size == 0
+
+
+def test_transform_uses_the_compiled_kernel_where_it_was_built(monkeypatch):
+    frame, y = catalogue(300, seed=12)
+    featurizer = fit_client_model(client("random_forest"), frame, y).compact.featurizer
+    columns = {c: frame[c].to_numpy() for c in frame}
+
+    def numpy_path(*args, **kwargs):
+        raise AssertionError("the numpy path ran")
+
+    monkeypatch.setattr(featurizer_module, "tfidf_rows", numpy_path)
+    featurizer.transform(columns)  # the kernel: no numpy tf-idf
+    with pytest.raises(AssertionError, match="numpy path"):
+        featurizer.transform(columns, compiled=False)
+
+
+def test_without_the_compiled_kernel_the_numpy_path_equals_scikit_learn(monkeypatch):
+    """Where `make install` built no kernel (no numba, no C compiler), numpy makes the rows."""
+    monkeypatch.setattr(featurizer_module, "compiled_merge_rows", lambda keys: None)
+    frame, y = catalogue(500, seed=13)
+    fitted = fit_client_model(client("random_forest"), frame.iloc[:400], y[:400])
+    test = _odd_terms_rows(200)
+    ours = fitted.compact.featurizer.transform({c: test[c].to_numpy() for c in test})
+    assert np.abs(ours.toarray() - fitted.features.transform(test).toarray()).max() <= 1e-12

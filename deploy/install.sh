@@ -45,9 +45,10 @@ compiling=$!
 # local Spark start maps them instead of loading them again. Skipped, with a note, without Java.
 "$venv/bin/python" -m bettercat_assets.core.spark.build_cds > /dev/null 2>&1 \
     || echo "note: no Spark class-data archive built (is Java 17 installed?); Spark starts without it" >&2
-# The forest's prediction kernels (dense, and sparse for text features) compiled ahead of time
-# (core/model/forest_kernel_aot.py): Spark's Python workers then score without importing numba
-# (~120 MB less per worker). Skipped, with a note, without a C compiler; workers then use the JIT.
+# The forest's prediction kernels (dense, and sparse for text features) and the featurizer's,
+# compiled ahead of time (core/aot_kernels.py): Spark's Python workers then score without
+# importing numba (~120 MB less per worker). Skipped, with a note, without a C compiler; workers
+# then use the JIT for the forest and numpy for the features.
 "$venv/bin/python" -m bettercat_assets.core.model.build_forest_kernel > /dev/null 2>&1 \
     || echo "note: no compiled forest kernel built (is a C compiler installed?); workers use numba's JIT" >&2
 wait "$compiling" || true

@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
+from bettercat_assets.core.features.text_kernels import (
+    ONE_HOT,
+    SUBLINEAR_TF,
+    TF,
+    compiled_merge_rows,
+    log_tf_table,
+)
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
     char_wb_term_ids,
@@ -115,6 +122,7 @@ class Featurizer:
         self.n_features_out = int(spec["n_features_out"])
         self._vocabularies: dict[int, dict[str, int]] = {}
         self._memos: dict[int, WordMemo] = {}
+        self._plan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._validate()
 
     @property
@@ -191,10 +199,11 @@ class Featurizer:
                 return self._vocabulary(b), bool(block["lowercase"])
         return None
 
-    def _numeric(self, columns: dict[str, Any], n_rows: int) -> list[tuple]:
+    def _numeric(self, columns: dict[str, Any], n_rows: int) -> np.ndarray:
+        """The numeric columns and missing-indicators, dense (n_rows x their count)."""
         names = self.names_of_kind("numeric")
         if not names:
-            return []
+            return np.zeros((n_rows, 0), dtype=np.float64)
         x = np.column_stack(
             [np.asarray(columns[n], dtype=np.float64).reshape(n_rows) for n in names]
         )
@@ -205,38 +214,111 @@ class Featurizer:
             x -= self.arrays["numeric_mean"]
             x /= self.arrays["numeric_scale"]
         indicator = missing[:, self.arrays["numeric_indicator"]].astype(np.float64)
-        dense = np.hstack([x, indicator])
-        rows, cols = np.nonzero(dense)
-        return [(rows.astype(np.int64), cols.astype(np.int64), dense[rows, cols])]
+        return np.ascontiguousarray(np.hstack([x, indicator]))
 
-    def _block(self, b: int, block: dict[str, Any], values: Any, n_rows: int) -> tuple:
+    def _terms(self, b: int, block: dict[str, Any], values: Any) -> tuple:
+        """(row, column in the block) of each of the block's terms (a category: one)."""
         vocabulary = self._vocabulary(b)
         text = _as_text(values)
         if block["kind"] == "categorical":
             ids = np.fromiter((vocabulary.get(v, -1) for v in text), np.int64, len(text))
             rows = np.flatnonzero(ids >= 0)
-            return rows, ids[rows] + block["offset"], np.ones(rows.size)
+            return rows, ids[rows]
         ngrams, lowercase = tuple(block["ngram_range"]), block["lowercase"]
         if block["analyzer"] == "char_wb":
             memo = self._memos.setdefault(b, WordMemo())
-            rows, cols = char_wb_term_ids(text, ngrams, lowercase, vocabulary, memo)
-        else:
-            rows, cols = word_term_ids(text, ngrams, lowercase, vocabulary)
-        rows, cols, data = tfidf_rows(
-            rows, cols, n_rows, self.arrays[f"b{b}_idf"], block["sublinear_tf"]
-        )
-        return rows, cols + block["offset"], data
+            return char_wb_term_ids(text, ngrams, lowercase, vocabulary, memo)
+        return word_term_ids(text, ngrams, lowercase, vocabulary)
 
-    def transform(self, columns: dict[str, Any]) -> SparseRows:
-        """Sparse rows for the given columns (name -> values; every input must be there)."""
+    def _merge_numpy(self, dense: np.ndarray, terms: list[tuple], n_rows: int) -> SparseRows:
+        """The reference path (numpy): each block's values, then the parts merged."""
+        parts = []
+        if dense.shape[1]:
+            rows, cols = np.nonzero(dense)
+            parts.append((rows.astype(np.int64), cols.astype(np.int64), dense[rows, cols]))
+        for b, (block, (rows, cols)) in enumerate(zip(self.spec["blocks"], terms, strict=True)):
+            if block["kind"] == "categorical":
+                parts.append((rows, cols + block["offset"], np.ones(rows.size)))
+                continue
+            idf = self.arrays[f"b{b}_idf"]
+            rows, cols, data = tfidf_rows(rows, cols, n_rows, idf, block["sublinear_tf"])
+            parts.append((rows, cols + block["offset"], data))
+        return _merge_rows(parts, n_rows, self.n_features_out)
+
+    def _kernel_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`text_kernels.merge_rows`'s description of the blocks: (block_starts, modes,
+        weights per output column: a text term's idf, a category's 1)."""
+        if self._plan is None:
+            blocks = self.spec["blocks"]
+            starts = [block["offset"] for block in blocks] + [self.n_features_out]
+            modes = [
+                ONE_HOT
+                if block["kind"] == "categorical"
+                else SUBLINEAR_TF
+                if block["sublinear_tf"]
+                else TF
+                for block in blocks
+            ]
+            weights = np.zeros(self.n_features_out, dtype=np.float64)
+            for b, block in enumerate(blocks):
+                size = int(self.arrays[f"b{b}_offsets"].size - 1)
+                span = slice(block["offset"], block["offset"] + size)
+                weights[span] = self.arrays[f"b{b}_idf"] if modes[b] != ONE_HOT else 1.0
+            self._plan = (np.asarray(starts, np.int64), np.asarray(modes, np.int64), weights)
+        return self._plan
+
+    def _key_layout(self, n_rows: int) -> tuple[int, np.dtype]:
+        """(shift, dtype) of the keys `row << shift | output column` of `n_rows` rows: 32 bits
+        when they fit (numpy sorts those about twice as fast)."""
+        shift = max(1, (self.n_features_out - 1).bit_length())
+        wide = shift >= 31 or (max(n_rows, 1) - 1) >> (31 - shift)
+        return shift, np.dtype(np.int64 if wide else np.int32)
+
+    def _term_keys(self, terms: list[tuple], n_rows: int) -> tuple[np.ndarray, int]:
+        """Every term of every block as one integer (`_key_layout`), sorted; (keys, shift)."""
+        shift, dtype = self._key_layout(n_rows)
+        keys = np.empty(sum(int(rows.size) for rows, _ in terms), dtype)
+        at = 0
+        for block, (rows, cols) in zip(self.spec["blocks"], terms, strict=True):
+            part = keys[at : at + rows.size]
+            np.left_shift(rows, shift, out=part, casting="unsafe")
+            np.add(part, cols, out=part, casting="unsafe")
+            part += block["offset"]
+            at += rows.size
+        keys.sort()
+        return keys, shift
+
+    def _merge_compiled(
+        self, dense: np.ndarray, terms: list[tuple], n_rows: int
+    ) -> SparseRows | None:
+        """`_merge_numpy`'s rows, made by the compiled kernel in one pass (None: not built)."""
+        kernel = compiled_merge_rows(self._key_layout(n_rows)[1].str[1:])
+        if kernel is None:
+            return None
+        keys, shift = self._term_keys(terms, n_rows)
+        block_starts, modes, weights = self._kernel_plan()
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        indices = np.empty(dense.size + keys.size, np.int32)
+        data = np.empty(dense.size + keys.size, np.float64)
+        nnz = kernel(
+            dense, keys, shift, block_starts, modes, weights, log_tf_table(), indptr, indices, data
+        )
+        return SparseRows(indptr, indices[:nnz], data[:nnz], self.n_features_out)
+
+    def transform(self, columns: dict[str, Any], *, compiled: bool = True) -> SparseRows:
+        """Sparse rows for the given columns (name -> values; every input must be there), by
+        the compiled kernel where `make install` built it (and `compiled`), else by numpy."""
         missing = [n for n in self.input_names if n not in columns]
         if missing:
             raise KeyError(f"missing column(s) {', '.join(map(repr, missing))}")
         n_rows = len(columns[self.input_names[0]])
-        parts = self._numeric(columns, n_rows)
-        for b, block in enumerate(self.spec["blocks"]):
-            parts.append(self._block(b, block, columns[block["column"]], n_rows))
-        return _merge_rows(parts, n_rows, self.n_features_out)
+        dense = self._numeric(columns, n_rows)
+        terms = [
+            self._terms(b, block, columns[block["column"]])
+            for b, block in enumerate(self.spec["blocks"])
+        ]
+        rows = self._merge_compiled(dense, terms, n_rows) if compiled else None
+        return rows if rows is not None else self._merge_numpy(dense, terms, n_rows)
 
     # ------------------------------------------------------------------ persistence
 
