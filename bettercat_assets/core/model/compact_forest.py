@@ -37,7 +37,7 @@ import numpy as np
 
 from bettercat_assets.core.model.forest_format import ARRAY_DTYPES, validate_arrays
 from bettercat_assets.core.model.forest_kernel_aot import compiled_kernel
-from bettercat_assets.core.model.sparse_kernels import CHAIN, PURE, PURE_LIMIT
+from bettercat_assets.core.model.packed_nodes import PackedNodes, pack_nodes, unpack_nodes
 
 FORMAT_VERSION = 1
 ARRAYS_FILE = "compact_forest.npz"
@@ -147,34 +147,6 @@ def _accumulate_numpy(X, feature, threshold, children, mgl, roots, indptr, class
 # --------------------------------------------------------------------------------------------
 
 
-def pure_leaf_refs(
-    children: np.ndarray,
-    leaf_indptr: np.ndarray,
-    leaf_classes: np.ndarray,
-    leaf_values: np.ndarray,
-    n_classes: int,
-) -> tuple[np.ndarray, int]:
-    """`children` with each reference to a pure leaf (one class, value exactly 1.0: every leaf
-    of a forest grown to `min_samples_leaf=1`) replaced by `PURE + (leaf << bits | class)`,
-    and `bits` (class numbers' width); other references unchanged. None replaced (bits 0)
-    when the codes would not stay below `PURE_LIMIT`."""
-    bits = max(1, int(n_classes - 1).bit_length())
-    n_leaves = leaf_indptr.size - 1
-    if n_leaves == 0 or (n_leaves << bits) > PURE_LIMIT - PURE:
-        return children, 0
-    first = leaf_indptr[:-1].astype(np.int64)
-    single = np.diff(leaf_indptr) == 1
-    pure = np.zeros(n_leaves, dtype=bool)
-    pure[single] = leaf_values[first[single]] == 1.0
-    leaf = -children.astype(np.int64) - 1
-    is_pure = children < 0
-    is_pure[is_pure] = pure[leaf[is_pure]]
-    coded = np.where(
-        is_pure, PURE + (leaf << bits | leaf_classes[first[leaf.clip(0, n_leaves - 1)]]), children
-    )
-    return coded.astype(np.int32), bits
-
-
 class CompactForest:
     """Prediction-only form of a fitted ``RandomForestClassifier`` (see module docstring)."""
 
@@ -199,63 +171,29 @@ class CompactForest:
         self._arrays = {name: arrays[name].view() for name in ARRAY_DTYPES}
         for arr in self._arrays.values():
             arr.setflags(write=False)
-        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._packed: PackedNodes | None = None
         self._packing = threading.Lock()
 
-    def packed_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(nodes, used, slot_of, class_mask) for the sparse kernel: the internal nodes as one
-        int32 record each (the split feature's number among the used ones, its sign bit set
-        when the left child is the next node and the threshold >= 0; the threshold's float32
-        bits; left; right), so a visit reads one cache line; `used` (int32) the columns the
-        forest splits on, sorted; `slot_of` (int32, -1: unused) their numbers by column. A
-        child that is a pure leaf (one class, probability 1) is referred to as
-        `PURE + (leaf << bits | class)` (`pure_leaf_refs`; `class_mask` = 2**bits - 1), so a
-        row that reaches it adds 1 to its class without reading the leaf arrays. Made once;
-        the separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
+    def packed_nodes(self) -> PackedNodes:
+        """The nodes packed for the sparse kernel (`packed_nodes.pack_nodes`). Made once; the
+        separate `feature`, `threshold` and `children` arrays are then dropped (`arrays`
         rebuilds them)."""
         with self._packing:  # a server's threads may score at once
             if self._packed is None:
-                parts = self._pack()
+                parts = pack_nodes(self._arrays, self.classes_.size, self.n_features_in_)
                 self._feature_dtype = self._arrays["feature"].dtype
                 self._packed = parts
                 for name in ("feature", "threshold", "children"):
                     del self._arrays[name]
             return self._packed
 
-    def _pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        a = self._arrays
-        used, slots = np.unique(a["feature"], return_inverse=True)
-        nodes = np.empty((a["feature"].size, 4), dtype=np.int32)
-        nodes[:, 0] = slots.reshape(-1)
-        chain = (a["children"][:, 0] == np.arange(1, nodes.shape[0] + 1)) & (a["threshold"] >= 0)
-        nodes[chain, 0] |= CHAIN
-        nodes[:, 1] = a["threshold"].view(np.int32)
-        nodes[:, 2:], class_bits = pure_leaf_refs(
-            a["children"], a["leaf_indptr"], a["leaf_classes"], a["leaf_values"], self.classes_.size
-        )
-        slot_of = np.full(self.n_features_in_, -1, dtype=np.int32)
-        slot_of[used] = np.arange(used.size, dtype=np.int32)
-        parts = (nodes, used.astype(np.int32), slot_of)
-        for arr in parts:
-            arr.setflags(write=False)
-        self._class_bits = class_bits
-        return (*parts, (1 << class_bits) - 1)
-
     def arrays(self) -> dict[str, np.ndarray]:
         """The forest's arrays as saved (rebuilt from the packed nodes once packed)."""
         with self._packing:
             if self._packed is None:
                 return dict(self._arrays)
-            nodes, used, _, _ = self._packed
-        children = np.array(nodes[:, 2:])
-        pure = children < PURE_LIMIT
-        children[pure] = -((children[pure].astype(np.int64) - PURE) >> self._class_bits) - 1
-        return {
-            **self._arrays,
-            "feature": used[nodes[:, 0] & ~CHAIN].astype(self._feature_dtype),
-            "threshold": np.ascontiguousarray(nodes.view(np.float32)[:, 1]),
-            "children": children,
-        }
+            packed = self._packed
+        return {**self._arrays, **unpack_nodes(packed, self._feature_dtype)}
 
     # ---------------------------------------------------------------- prediction
 
