@@ -316,6 +316,26 @@ def test_pure_leaves_are_read_from_their_references_and_mixed_ones_from_the_leaf
     assert np.abs(sparse - dense).max() <= 1e-12
 
 
+def _add_one(x):  # pragma: no cover - compiled by numba
+    return x + 1
+
+
+def test_a_kernel_build_replaces_the_earlier_builds_of_the_same_kernels(tmp_path, monkeypatch):
+    """Each source change of a kernel builds a new module; the earlier ones are removed, those
+    of other kernels stay."""
+    from bettercat_assets.core import aot_kernels
+
+    monkeypatch.setattr(aot_kernels, "KERNEL_DIR", tmp_path)
+    kernels = aot_kernels.KernelSet("bettercat_test_kernel", (("add_one", _add_one, "i8(i8)"),))
+    stale = tmp_path / "bettercat_test_kernel_0123456789ab.so"
+    other = tmp_path / "bettercat_other_kernel_0123456789ab.so"
+    for path in (stale, other):
+        path.write_bytes(b"")
+    built = aot_kernels.build(kernels)
+    assert built is not None and aot_kernels.compiled_module(kernels).add_one(41) == 42
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([built.name, other.name])
+
+
 def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path):
     """A Spark worker scoring a text forest uses the kernels `make install` compiled, the
     featurizer's included: importing numba would cost it ~120 MB."""

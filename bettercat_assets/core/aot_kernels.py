@@ -75,7 +75,8 @@ def compiled_module(kernels: KernelSet):
 
 
 def build(kernels: KernelSet) -> Path | None:
-    """Compile every export of `kernels` with numba.pycc into `kernels.path()`."""
+    """Compile every export of `kernels` with numba.pycc into `kernels.path()`; earlier builds
+    of the same kernels (other sources, numba or numpy) are removed once it exists."""
     import warnings
 
     path = kernels.path()
@@ -92,4 +93,9 @@ def build(kernels: KernelSet) -> Path | None:
             cc.export(name, signature)(kernel)
         KERNEL_DIR.mkdir(parents=True, exist_ok=True)
         cc.compile()
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    for stale in KERNEL_DIR.glob(f"{kernels.prefix}_*"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return path
