@@ -16,6 +16,7 @@ from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice,
 from bettercat_assets.core.features import featurizer as featurizer_module
 from bettercat_assets.core.features import text_kernels, text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
+from bettercat_assets.core.features.term_keys import WordTrie, char_wb_keys, word_keys
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
     char_wb_analyzer,
@@ -117,6 +118,37 @@ def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
     )
 
 
+def _pairs(rows, cols):
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def _decoded(keys, shift, offset):
+    keys = keys.astype(np.int64)
+    return _pairs(keys >> shift, (keys & ((1 << shift) - 1)) - offset)
+
+
+@pytest.mark.parametrize("keys", ["i4", "i8"])
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
+def test_word_keys_through_the_trie_equal_the_analyzer(ngrams, keys):
+    """The compiled word kernel finds the analyzer's terms, also n-grams whose words are not
+    terms themselves, and no n-gram longer or shorter than the range."""
+    kernels = text_kernels.compiled_text_kernels(keys)
+    assert kernels is not None, "run make install"
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words red blue"]
+    docs += ["red blue steel café red blue", "blue red", "steel steel steel"]
+    analyze = word_analyzer((1, 5), True)
+    terms = sorted({t for d in docs for t in analyze(d)})
+    unknown = {"red", "steel", "blue steel"}  # words and a bigram of longer known terms
+    vocabulary = {t: i for i, t in enumerate(terms) if i % 5 != 3 and t not in unknown}
+    assert {"red blue", "blue steel café"} <= set(vocabulary)
+    expected = term_ids(docs, word_analyzer(ngrams, True), vocabulary)
+    lowered = [d.lower() for d in docs]
+    layout = (13, 7, np.dtype(keys))
+    found = word_keys(lowered, WordTrie(vocabulary), ngrams, layout, kernels.word_keys)
+    assert found.dtype == np.dtype(keys)
+    assert _decoded(found, 13, 7) == _pairs(*expected)
+
+
 @pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
 def test_terms_counted_per_row_whether_their_keys_fit_32_bits_or_not(n_rows, size):
     rng = np.random.default_rng(n_rows)
@@ -136,15 +168,19 @@ def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
     analyze = char_wb_analyzer((2, 4), True)
     terms = sorted({t for d in docs for t in analyze(d)})
     vocabulary = {t: i for i, t in enumerate(terms) if i % 4 != 1}
-    memo = WordMemo()
+    memo, compiled_memo = WordMemo(), WordMemo()
+    kernels = text_kernels.compiled_text_kernels("i8")
+    assert kernels is not None, "run make install"
     for start in range(0, len(docs), 3):
         batch = docs[start : start + 5]
-        expected = term_ids(batch, analyze, vocabulary)
-        rows, cols = char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)
-        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
-            zip(expected[0].tolist(), expected[1].tolist(), strict=True)
-        )
+        expected = _pairs(*term_ids(batch, analyze, vocabulary))
+        assert _pairs(*char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)) == expected
         assert len(memo) <= max(12, len(set(" ".join(batch).lower().split())))  # starts over
+        lowered = [d.lower() for d in batch]  # the compiled path's keys, through its own memo
+        keys = char_wb_keys(
+            lowered, (2, 4), vocabulary, compiled_memo, (20, 3, np.dtype("i8")), kernels.memo_keys
+        )
+        assert _decoded(keys, 20, 3) == expected
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])
@@ -368,7 +404,7 @@ def _assert_same_rows(ours, theirs):
 def test_compiled_rows_equal_the_numpy_path_and_scikit_learn(monkeypatch, keys, kind, sublinear):
     """The compiled kernel (keys of 32 or 64 bits) makes the numpy path's rows bit for bit,
     and scikit-learn's features."""
-    assert text_kernels.compiled_merge_rows(keys) is not None, "run make install"
+    assert text_kernels.compiled_text_kernels(keys) is not None, "run make install"
     layout = Featurizer._key_layout
     monkeypatch.setattr(
         Featurizer, "_key_layout", lambda self, n: (layout(self, n)[0], np.dtype(keys))
@@ -399,14 +435,15 @@ def test_transform_uses_the_compiled_kernel_where_it_was_built(monkeypatch):
         raise AssertionError("the numpy path ran")
 
     monkeypatch.setattr(featurizer_module, "tfidf_rows", numpy_path)
-    featurizer.transform(columns)  # the kernel: no numpy tf-idf
+    monkeypatch.setattr(Featurizer, "_terms", numpy_path)
+    featurizer.transform(columns)  # the kernels: no numpy terms, no numpy tf-idf
     with pytest.raises(AssertionError, match="numpy path"):
         featurizer.transform(columns, compiled=False)
 
 
 def test_without_the_compiled_kernel_the_numpy_path_equals_scikit_learn(monkeypatch):
     """Where `make install` built no kernel (no numba, no C compiler), numpy makes the rows."""
-    monkeypatch.setattr(featurizer_module, "compiled_merge_rows", lambda keys: None)
+    monkeypatch.setattr(featurizer_module, "compiled_text_kernels", lambda keys: None)
     frame, y = catalogue(500, seed=13)
     fitted = fit_client_model(client("random_forest"), frame.iloc[:400], y[:400])
     test = _odd_terms_rows(200)

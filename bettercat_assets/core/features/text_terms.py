@@ -20,11 +20,13 @@ import threading
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain, compress, repeat
+from typing import TypeVar
 
 import numpy as np
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 _WHITE_SPACES = re.compile(r"\s\s+")
+T = TypeVar("T")
 
 
 def word_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
@@ -158,20 +160,41 @@ class WordMemo:
         return len(self.number)
 
 
+def expand_memo_ids(
+    numbers: np.ndarray,
+    per_doc: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the remembered ids of words `numbers` (`per_doc` words per document;
+    word w's ids are `ids[starts[w]:starts[w] + lengths[w]]`), by numpy."""
+    per_word = lengths[numbers]
+    ends = np.cumsum(per_word)
+    positions = np.repeat(starts[numbers] - (ends - per_word), per_word)
+    positions += np.arange(positions.size)
+    doc_of_word = np.repeat(np.arange(per_doc.size, dtype=np.int64), per_doc)
+    return np.repeat(doc_of_word, per_word), ids[positions].astype(np.int64)
+
+
 def char_wb_term_ids(
     docs: Sequence[str],
     ngram_range: tuple[int, int],
     lowercase: bool,
     vocabulary: dict[str, int],
     memo: WordMemo,
-) -> tuple[np.ndarray, np.ndarray]:
+    expand: Callable[..., T] = expand_memo_ids,
+) -> T:
     """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
     each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
     The document is lower-cased whole first, as scikit-learn does (Greek final sigma). The
-    per-word steps are `map`s over all the documents' words, and the words' ids are gathered
-    from the memo's flat array by numpy: no Python-level step per word or per id."""
+    per-word steps are `map`s over all the documents' words; the words' ids are gathered from
+    the memo's flat arrays by `expand` (numbers, per_doc, starts, lengths, ids), under the
+    memo's lock (its arrays cannot grow while a view of them exists): by default
+    `expand_memo_ids`'s (row, column), the compiled path's keys otherwise."""
     doc_words = list(map(str.split, map(str.lower, docs) if lowercase else docs))
     words = list(chain.from_iterable(doc_words))
+    per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
     with memo.lock:
         known = memo.number.__contains__
         new = set(compress(words, map(operator.not_, map(known, words))))
@@ -181,15 +204,12 @@ def char_wb_term_ids(
         if new:
             memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
         number = np.fromiter(map(memo.number.__getitem__, words), np.int64, len(words))
-        starts = np.frombuffer(memo.starts, np.int64)[number]
-        per_word = np.frombuffer(memo.lengths, np.int64)[number]
-        ends = np.cumsum(per_word)
-        positions = np.repeat(starts - (ends - per_word), per_word)
-        positions += np.arange(positions.size)
-        columns = np.frombuffer(memo.ids, np.int32)[positions].astype(np.int64)
-    words_per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
-    doc_of_word = np.repeat(np.arange(len(docs), dtype=np.int64), words_per_doc)
-    return np.repeat(doc_of_word, per_word), columns
+        starts = np.frombuffer(memo.starts, np.int64)
+        lengths = np.frombuffer(memo.lengths, np.int64)
+        try:
+            return expand(number, per_doc, starts, lengths, np.frombuffer(memo.ids, np.int32))
+        finally:
+            del starts, lengths  # the memo's arrays may grow again
 
 
 def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""The compiled path's terms: each text block's terms of a batch straight as the merge kernel's
+keys `row << shift | output column` (`text_kernels.word_keys`, `memo_keys`), with no numpy
+step per term. The same terms as `text_terms.word_term_ids` and `char_wb_term_ids` find (the
+reference, and the path where the kernels were not built).
+
+Words: each token of the vocabulary's terms has a number (a dict lookup per token of the text,
+by `map`), and the terms are paths in a trie of those numbers, walked by the kernel. A text
+n-gram is a term iff its tokens are a path ending at that term's node: exact, whether or not
+the term's words are terms themselves.
+
+numpy and the standard library only: Spark workers import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
+
+import numpy as np
+
+from bettercat_assets.core.features.text_terms import TOKEN_PATTERN, WordMemo, char_wb_term_ids
+
+
+class WordTrie:
+    """A word vocabulary's terms as paths of token numbers (module docstring): `number` of
+    each token, node t + 1 for token t, the other edges `node << 32 | token` sorted with their
+    child nodes, and per node the term ending there (-1: none)."""
+
+    def __init__(self, vocabulary: dict[str, int]) -> None:
+        parts = {term: term.split(" ") for term in vocabulary}
+        self.number: dict[str, int] = {}
+        for tokens in parts.values():
+            for token in tokens:
+                self.number.setdefault(token, len(self.number))
+        node_term = [-1] * (len(self.number) + 1)
+        edges: dict[int, int] = {}
+        for term, tokens in parts.items():
+            node = self.number[tokens[0]] + 1
+            for token in tokens[1:]:
+                key = node << 32 | self.number[token]
+                if key not in edges:
+                    edges[key] = len(node_term)
+                    node_term.append(-1)
+                node = edges[key]
+            node_term[node] = vocabulary[term]
+        self.edge_keys = np.fromiter(sorted(edges), np.int64, len(edges))
+        self.edge_child = np.fromiter(map(edges.__getitem__, self.edge_keys.tolist()), np.int64)
+        self.node_term = np.asarray(node_term, dtype=np.int64)
+
+    def tokens(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token numbers end to end, -1 for a token in no term; tokens per document) of
+        already lower-cased (where the block does) documents."""
+        token_lists = list(map(TOKEN_PATTERN.findall, docs))
+        per_doc = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
+        found = map(self.number.get, chain.from_iterable(token_lists), repeat(-1))
+        return np.fromiter(found, np.int64, int(per_doc.sum())), per_doc
+
+
+def word_keys(
+    docs: Sequence[str],
+    trie: WordTrie,
+    ngram_range: tuple[int, int],
+    layout: tuple[int, int, np.dtype],
+    kernel: Callable[..., int],
+) -> np.ndarray:
+    """The keys of the word n-grams of `docs` (lower-cased where the block does) in the
+    vocabulary of `trie`; `layout`: (shift, the block's first column, keys' dtype)."""
+    shift, offset, dtype = layout
+    tokens, per_doc = trie.tokens(docs)
+    out = np.empty(tokens.size * (ngram_range[1] - ngram_range[0] + 1), dtype)
+    count = kernel(
+        tokens, per_doc, trie.edge_keys, trie.edge_child, trie.node_term, *ngram_range,
+        shift, offset, out,
+    )  # fmt: skip
+    return out[:count]
+
+
+def char_wb_keys(
+    docs: Sequence[str],
+    ngram_range: tuple[int, int],
+    vocabulary: dict[str, int],
+    memo: WordMemo,
+    layout: tuple[int, int, np.dtype],
+    kernel: Callable[..., int],
+) -> np.ndarray:
+    """The keys of the `char_wb` terms of `docs` (lower-cased where the block does), the
+    words' ids remembered in `memo`; `layout`: (shift, the block's first column, dtype)."""
+    shift, offset, dtype = layout
+
+    def expand(numbers, per_doc, starts, lengths, ids) -> np.ndarray:
+        out = np.empty(int(lengths[numbers].sum()), dtype)
+        count = kernel(numbers, per_doc, starts, lengths, ids, shift, offset, out)
+        return out[:count]
+
+    return char_wb_term_ids(docs, ngram_range, False, vocabulary, memo, expand)
+
+
+def category_keys(
+    values: Sequence[str], vocabulary: dict[str, int], layout: tuple[int, int, np.dtype]
+) -> np.ndarray:
+    """The keys of a categorical block's values (an unseen value has none)."""
+    shift, offset, dtype = layout
+    ids = np.fromiter(map(vocabulary.get, values, repeat(-1)), np.int64, len(values))
+    rows = np.flatnonzero(ids >= 0)
+    return ((rows << shift) + (ids[rows] + offset)).astype(dtype)
