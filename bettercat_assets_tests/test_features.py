@@ -16,7 +16,13 @@ from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice,
 from bettercat_assets.core.features import featurizer as featurizer_module
 from bettercat_assets.core.features import text_kernels, text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
-from bettercat_assets.core.features.term_keys import WordTrie, char_wb_keys, word_keys
+from bettercat_assets.core.features.term_keys import (
+    SENTINEL,
+    BatchTexts,
+    WordTrie,
+    char_wb_keys,
+    word_keys,
+)
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
     char_wb_analyzer,
@@ -127,26 +133,59 @@ def _decoded(keys, shift, offset):
     return _pairs(keys >> shift, (keys & ((1 << shift) - 1)) - offset)
 
 
+def _batch(docs):
+    """(documents lower-cased, them joined whole or None) as the featurizer passes them."""
+    texts = BatchTexts({"text": np.array(docs, dtype=object)})
+    return texts.get("text", lower=True), texts.joined("text", lower=True)
+
+
 @pytest.mark.parametrize("keys", ["i4", "i8"])
 @pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
-def test_word_keys_through_the_trie_equal_the_analyzer(ngrams, keys):
+@pytest.mark.parametrize("sentinel", ["nowhere", "in a text", "a term"])
+def test_word_keys_through_the_trie_equal_the_analyzer(ngrams, keys, sentinel):
     """The compiled word kernel finds the analyzer's terms, also n-grams whose words are not
-    terms themselves, and no n-gram longer or shorter than the range."""
+    terms themselves, and no n-gram longer or shorter than the range; from the batch's text
+    joined whole, or document by document where the documents' end mark is in a text (then
+    counted like any token) or a term."""
     kernels = text_kernels.compiled_text_kernels(keys)
     assert kernels is not None, "run make install"
     docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words red blue"]
     docs += ["red blue steel café red blue", "blue red", "steel steel steel"]
+    if sentinel == "in a text":
+        docs.insert(3, f"red {SENTINEL.upper()} blue")
     analyze = word_analyzer((1, 5), True)
-    terms = sorted({t for d in docs for t in analyze(d)})
+    terms = sorted({t for d in docs for t in analyze(d)} | {SENTINEL})
     unknown = {"red", "steel", "blue steel"}  # words and a bigram of longer known terms
-    vocabulary = {t: i for i, t in enumerate(terms) if i % 5 != 3 and t not in unknown}
+    unknown |= {SENTINEL} if sentinel == "nowhere" else set()
+    kept = [t for i, t in enumerate(terms) if (i % 5 != 3 or t == SENTINEL) and t not in unknown]
+    vocabulary = {t: i for i, t in enumerate(kept)}
     assert {"red blue", "blue steel café"} <= set(vocabulary)
+    assert (SENTINEL in vocabulary) == (sentinel != "nowhere")
     expected = term_ids(docs, word_analyzer(ngrams, True), vocabulary)
-    lowered = [d.lower() for d in docs]
-    layout = (13, 7, np.dtype(keys))
-    found = word_keys(lowered, WordTrie(vocabulary), ngrams, layout, kernels.word_keys)
+    lowered, joined = _batch(docs)
+    assert (joined is None) == (sentinel == "in a text")
+    trie = WordTrie(vocabulary)
+    found = word_keys(lowered, joined, trie, ngrams, (13, 7, np.dtype(keys)), kernels.word_keys)
     assert found.dtype == np.dtype(keys)
     assert _decoded(found, 13, 7) == _pairs(*expected)
+
+
+def test_char_wb_keys_mark_the_documents_ends_with_a_word_never_remembered():
+    """A text with the end mark is analysed document by document (the mark remembered as a
+    word); the next batch, joined whole, starts the memo over and finds its documents' ends."""
+    kernels = text_kernels.compiled_text_kernels("i8")
+    assert kernels is not None, "run make install"
+    batches = [[f"ab {SENTINEL.upper()}", "cd"], ["ab cd", "", "ef"], ["ef", "ab  ab"]]
+    analyze = char_wb_analyzer((2, 4), True)
+    terms = sorted({t for batch in batches for d in batch for t in analyze(d)})
+    vocabulary = {t: i for i, t in enumerate(terms)}
+    memo = WordMemo()
+    for batch in batches:
+        lowered, joined = _batch(batch)
+        assert (joined is None) == (batch is batches[0])
+        layout = (20, 3, np.dtype("i8"))
+        keys = char_wb_keys(lowered, joined, (2, 4), vocabulary, memo, layout, kernels.memo_keys)
+        assert _decoded(keys, 20, 3) == _pairs(*term_ids(batch, analyze, vocabulary))
 
 
 @pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
@@ -176,11 +215,10 @@ def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
         expected = _pairs(*term_ids(batch, analyze, vocabulary))
         assert _pairs(*char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)) == expected
         assert len(memo) <= max(12, len(set(" ".join(batch).lower().split())))  # starts over
-        lowered = [d.lower() for d in batch]  # the compiled path's keys, through its own memo
-        keys = char_wb_keys(
-            lowered, (2, 4), vocabulary, compiled_memo, (20, 3, np.dtype("i8")), kernels.memo_keys
-        )
-        assert _decoded(keys, 20, 3) == expected
+        for lowered, joined in (_batch(batch), (_batch(batch)[0], None)):  # compiled path's
+            layout, kernel = (20, 3, np.dtype("i8")), kernels.memo_keys  # keys, its own memo
+            keys = char_wb_keys(lowered, joined, (2, 4), vocabulary, compiled_memo, layout, kernel)
+            assert _decoded(keys, 20, 3) == expected
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])

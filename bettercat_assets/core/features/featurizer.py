@@ -24,6 +24,7 @@ import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.term_keys import (
+    BatchTexts,
     WordTrie,
     category_keys,
     char_wb_keys,
@@ -94,26 +95,6 @@ def signed_log1p(x: np.ndarray) -> np.ndarray:
 
 def _bad(message: str) -> ValueError:
     return ValueError(f"invalid featurizer: {message}")
-
-
-def _as_text(values: Any) -> list[str]:
-    """Text cells as str; None and NaN (missing) are the empty text."""
-    return [v if isinstance(v, str) else "" if v is None or v != v else str(v) for v in values]
-
-
-class _Texts:
-    """A batch's text columns as `_as_text` makes them, lower-cased on request; each made once
-    (a column's word and `char_wb` blocks share them)."""
-
-    def __init__(self, columns: dict[str, Any]) -> None:
-        self.columns = columns
-        self.made: dict[tuple[str, bool], list[str]] = {}
-
-    def get(self, column: str, lower: bool = False) -> list[str]:
-        if (column, lower) not in self.made:
-            text = self.get(column) if lower else _as_text(self.columns[column])
-            self.made[column, lower] = list(map(str.lower, text)) if lower else text
-        return self.made[column, lower]
 
 
 def _merge_rows(parts: list[tuple], n_rows: int, n_cols: int) -> SparseRows:
@@ -298,7 +279,7 @@ class Featurizer:
         return shift, np.dtype(np.int64 if wide else np.int32)
 
     def _block_keys(
-        self, b: int, block: dict[str, Any], texts: _Texts, layout: tuple, kernels
+        self, b: int, block: dict[str, Any], texts: BatchTexts, layout: tuple, kernels
     ) -> np.ndarray:
         """The keys (`_key_layout`) of block `b`'s terms, gathered by the compiled kernels."""
         vocabulary = self._vocabulary(b)
@@ -306,15 +287,18 @@ class Featurizer:
         if block["kind"] == "categorical":
             return category_keys(texts.get(block["column"]), vocabulary, layout)
         docs = texts.get(block["column"], lower=block["lowercase"])
+        joined = texts.joined(block["column"], block["lowercase"])
         ngrams = tuple(block["ngram_range"])
         if block["analyzer"] == "char_wb":
             memo = self._memos.setdefault(b, WordMemo())
-            return char_wb_keys(docs, ngrams, vocabulary, memo, layout, kernels.memo_keys)
+            return char_wb_keys(docs, joined, ngrams, vocabulary, memo, layout, kernels.memo_keys)
         if b not in self._tries:
             self._tries[b] = WordTrie(vocabulary)
-        return word_keys(docs, self._tries[b], ngrams, layout, kernels.word_keys)
+        return word_keys(docs, joined, self._tries[b], ngrams, layout, kernels.word_keys)
 
-    def _merge_compiled(self, dense: np.ndarray, texts: _Texts, n_rows: int) -> SparseRows | None:
+    def _merge_compiled(
+        self, dense: np.ndarray, texts: BatchTexts, n_rows: int
+    ) -> SparseRows | None:
         """`_merge_numpy`'s rows, the terms gathered and the rows made by the compiled kernels
         (None: not built)."""
         shift, dtype = self._key_layout(n_rows)
@@ -342,7 +326,7 @@ class Featurizer:
             raise KeyError(f"missing column(s) {', '.join(map(repr, missing))}")
         n_rows = len(columns[self.input_names[0]])
         dense = self._numeric(columns, n_rows)
-        texts = _Texts(columns)
+        texts = BatchTexts(columns)
         rows = self._merge_compiled(dense, texts, n_rows) if compiled else None
         if rows is not None:
             return rows
