@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
 from bettercat_assets.core.features import featurizer as featurizer_module
-from bettercat_assets.core.features import text_kernels, text_terms
+from bettercat_assets.core.features import term_keys, text_kernels, text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
 from bettercat_assets.core.features.term_keys import (
     SENTINEL,
@@ -133,6 +133,17 @@ def _decoded(keys, shift, offset):
     return _pairs(keys >> shift, (keys & ((1 << shift) - 1)) - offset)
 
 
+class _Counted:
+    """A token pattern that counts its `findall` calls."""
+
+    def __init__(self, pattern, calls):
+        self.pattern, self.calls = pattern, calls
+
+    def findall(self, text):
+        self.calls.append(text)
+        return self.pattern.findall(text)
+
+
 def _batch(docs):
     """(documents lower-cased, them joined whole or None) as the featurizer passes them."""
     texts = BatchTexts({"text": np.array(docs, dtype=object)})
@@ -142,7 +153,7 @@ def _batch(docs):
 @pytest.mark.parametrize("keys", ["i4", "i8"])
 @pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
 @pytest.mark.parametrize("sentinel", ["nowhere", "in a text", "a term"])
-def test_word_keys_through_the_trie_equal_the_analyzer(ngrams, keys, sentinel):
+def test_word_keys_through_the_trie_equal_the_analyzer(monkeypatch, ngrams, keys, sentinel):
     """The compiled word kernel finds the analyzer's terms, also n-grams whose words are not
     terms themselves, and no n-gram longer or shorter than the range; from the batch's text
     joined whole, or document by document where the documents' end mark is in a text (then
@@ -165,9 +176,12 @@ def test_word_keys_through_the_trie_equal_the_analyzer(ngrams, keys, sentinel):
     lowered, joined = _batch(docs)
     assert (joined is None) == (sentinel == "in a text")
     trie = WordTrie(vocabulary)
+    calls = []
+    monkeypatch.setattr(term_keys, "TOKEN_PATTERN", _Counted(term_keys.TOKEN_PATTERN, calls))
     found = word_keys(lowered, joined, trie, ngrams, (13, 7, np.dtype(keys)), kernels.word_keys)
     assert found.dtype == np.dtype(keys)
     assert _decoded(found, 13, 7) == _pairs(*expected)
+    assert len(calls) == (1 if sentinel == "nowhere" else len(docs))  # the batch at once
 
 
 def test_char_wb_keys_mark_the_documents_ends_with_a_word_never_remembered():
