@@ -14,7 +14,6 @@ importing it costs a worker ~50 MB). What makes the reproduction exact:
 
 from __future__ import annotations
 
-import operator
 import re
 import threading
 from array import array
@@ -193,17 +192,21 @@ def remembered_ids(
     """`expand(numbers, starts, lengths, ids)` of `words` (but `skip`, numbered -1) through
     `memo`: word w's in-vocabulary `char_wb` ids are `ids[starts[w]:starts[w] + lengths[w]]`.
     Under the memo's lock, which `expand` runs in too (the memo's arrays cannot grow while a
-    view of them exists). The per-word steps are `map`s: no Python-level step per word."""
+    view of them exists). The per-word steps are `map`s: no Python-level step per word; the
+    words are looked up once, twice where some are new."""
     with memo.lock:
-        known = memo.number.__contains__
-        new = set(compress(words, map(operator.not_, map(known, words))))
-        new.discard(skip)
-        if len(memo) + len(new) > WORD_MEMO_SIZE or skip in memo.number:  # (a text had it)
+        if skip in memo.number:  # a text had it
             memo.clear()
-            new = set(words) - {skip}
-        if new:
-            memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
         numbers = np.fromiter(map(memo.number.get, words, repeat(-1)), np.int64, len(words))
+        unknown = numbers < 0
+        if np.count_nonzero(unknown) > (words.count(skip) if skip is not None else 0):
+            new = set(compress(words, unknown.tolist()))
+            new.discard(skip)
+            if len(memo) + len(new) > WORD_MEMO_SIZE:
+                memo.clear()
+                new = set(words) - {skip}
+            memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
+            numbers = np.fromiter(map(memo.number.get, words, repeat(-1)), np.int64, len(words))
         starts = np.frombuffer(memo.starts, np.int64)
         lengths = np.frombuffer(memo.lengths, np.int64)
         try:
