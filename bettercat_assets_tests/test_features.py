@@ -4,6 +4,7 @@ features (unicode, empty and missing text, unseen categories, missing numbers)."
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -177,7 +178,7 @@ def test_word_keys_through_the_trie_equal_the_analyzer(monkeypatch, ngrams, keys
     assert (joined is None) == (sentinel == "in a text")
     trie = WordTrie(vocabulary)
     calls = []
-    monkeypatch.setattr(term_keys, "TOKEN_PATTERN", _Counted(term_keys.TOKEN_PATTERN, calls))
+    monkeypatch.setattr(term_keys, "RUN_PATTERN", _Counted(term_keys.RUN_PATTERN, calls))
     found = word_keys(lowered, joined, trie, ngrams, (13, 7, np.dtype(keys)), kernels.word_keys)
     assert found.dtype == np.dtype(keys)
     assert _decoded(found, 13, 7) == _pairs(*expected)
@@ -200,6 +201,14 @@ def test_char_wb_keys_mark_the_documents_ends_with_a_word_never_remembered():
         layout = (20, 3, np.dtype("i8"))
         keys = char_wb_keys(lowered, joined, (2, 4), vocabulary, memo, layout, kernels.memo_keys)
         assert _decoded(keys, 20, 3) == _pairs(*term_ids(batch, analyze, vocabulary))
+
+
+def test_the_run_pattern_finds_the_token_patterns_tokens_in_any_unicode_text():
+    """Every code point alone, beside a word character and doubled: the compiled path's
+    faster pattern finds exactly scikit-learn's tokens."""
+    points = (chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000)
+    text = " ".join(f"{c}a{c} {c}" for c in points)
+    assert text_terms.RUN_PATTERN.findall(text) == text_terms.TOKEN_PATTERN.findall(text)
 
 
 @pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
@@ -408,7 +417,6 @@ def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_
     """A Spark worker scoring a text forest uses the kernels `make install` compiled, the
     featurizer's included: importing numba would cost it ~120 MB."""
     import subprocess
-    import sys
 
     assert forest_kernel_aot.compiled_module(SPARSE_KERNELS) is not None, "run make install"
     assert forest_kernel_aot.compiled_module(text_kernels.TEXT_KERNELS) is not None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bettercat_assets.core.features.text_terms import (
-    TOKEN_PATTERN,
+    RUN_PATTERN,
     WordMemo,
     as_text,
     remembered_ids,
@@ -94,10 +94,10 @@ class WordTrie:
         """(token numbers end to end, -1 for a token in no term; tokens per document) of
         already lower-cased (where the block does) documents, or of them `joined`."""
         if joined is not None and self.joins:
-            found = map(self.number.get, TOKEN_PATTERN.findall(joined), repeat(-1))
+            found = map(self.number.get, RUN_PATTERN.findall(joined), repeat(-1))
             numbers = np.fromiter(found, np.int64)
             return _ends_at(numbers, numbers == -2)
-        token_lists = list(map(TOKEN_PATTERN.findall, docs))
+        token_lists = list(map(RUN_PATTERN.findall, docs))
         per_doc = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
         found = map(self.number.get, chain.from_iterable(token_lists), repeat(-1))
         return np.fromiter(found, np.int64, int(per_doc.sum())), per_doc
