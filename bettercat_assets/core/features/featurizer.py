@@ -4,9 +4,10 @@ Made at training (`core/features/fit.py`, scikit-learn) and used where products 
 (Spark workers, the served model): numpy and the standard library only, no scikit-learn.
 
 Output columns, in order: the numeric features (missing -> the training median; for a linear
-model then `signed_log1p` and standardised), one missing-indicator per numeric feature that had missing
-values in training, each categorical feature one-hot (an unseen value sets no column; a
-missing value is the category "", like any other seen in training), then per text column a word and a `char_wb` TF-IDF block (`text_terms`).
+model then `signed_log1p` and standardised), one missing-indicator per numeric feature that had
+missing values in training, each categorical feature one-hot (an unseen value sets no column; a
+missing value is the category "", like any other seen in training), then per text column a word
+and a `char_wb` TF-IDF block (`text_terms`; the compiled path gathers the terms by `term_keys`).
 
 Stored as `featurizer.npz` (np.savez, loaded with `allow_pickle=False`) and `featurizer.json`,
 whose `sha256` covers the arrays and the JSON description, so a changed vocabulary, idf or
@@ -220,10 +221,10 @@ class Featurizer:
         indicator = missing[:, self.arrays["numeric_indicator"]].astype(np.float64)
         return np.ascontiguousarray(np.hstack([x, indicator]))
 
-    def _terms(self, b: int, block: dict[str, Any], values: Any) -> tuple:
-        """(row, column in the block) of each of the block's terms (a category: one)."""
+    def _terms(self, b: int, block: dict[str, Any], text: list[str]) -> tuple:
+        """(row, column in the block) of each of the block's terms (a category: one), by
+        numpy: the reference path."""
         vocabulary = self._vocabulary(b)
-        text = values
         if block["kind"] == "categorical":
             ids = np.fromiter((vocabulary.get(v, -1) for v in text), np.int64, len(text))
             rows = np.flatnonzero(ids >= 0)
