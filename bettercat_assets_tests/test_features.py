@@ -4,6 +4,7 @@ features (unicode, empty and missing text, unseen categories, missing numbers)."
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bettercat_assets.core.config.clients import ClientConfig
 from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
 from bettercat_assets.core.features import featurizer as featurizer_module
-from bettercat_assets.core.features import text_kernels, text_terms
+from bettercat_assets.core.features import term_keys, text_kernels, text_terms
 from bettercat_assets.core.features.featurizer import ARRAYS_FILE, META_FILE, Featurizer
+from bettercat_assets.core.features.term_keys import (
+    SENTINEL,
+    BatchTexts,
+    WordTrie,
+    char_wb_keys,
+    word_keys,
+)
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
     char_wb_analyzer,
@@ -117,6 +125,92 @@ def test_word_terms_of_all_documents_at_once_equal_the_analyzers(ngrams):
     )
 
 
+def _pairs(rows, cols):
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def _decoded(keys, shift, offset):
+    keys = keys.astype(np.int64)
+    return _pairs(keys >> shift, (keys & ((1 << shift) - 1)) - offset)
+
+
+class _Counted:
+    """A token pattern that counts its `findall` calls."""
+
+    def __init__(self, pattern, calls):
+        self.pattern, self.calls = pattern, calls
+
+    def findall(self, text):
+        self.calls.append(text)
+        return self.pattern.findall(text)
+
+
+def _batch(docs):
+    """(documents lower-cased, them joined whole or None) as the featurizer passes them."""
+    texts = BatchTexts({"text": np.array(docs, dtype=object)})
+    return texts.get("text", lower=True), texts.joined("text", lower=True)
+
+
+@pytest.mark.parametrize("keys", ["i4", "i8"])
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3), (1, 4)])
+@pytest.mark.parametrize("sentinel", ["nowhere", "in a text", "a term"])
+def test_word_keys_through_the_trie_equal_the_analyzer(monkeypatch, ngrams, keys, sentinel):
+    """The compiled word kernel finds the analyzer's terms, also n-grams whose words are not
+    terms themselves, and no n-gram longer or shorter than the range; from the batch's text
+    joined whole, or document by document where the documents' end mark is in a text (then
+    counted like any token) or a term."""
+    kernels = text_kernels.compiled_text_kernels(keys)
+    assert kernels is not None, "run make install"
+    docs = [*ODD_TEXTS, " ".join(WORDS), "Hello  World a b", "one", "", "two words red blue"]
+    docs += ["red blue steel café red blue", "blue red", "steel steel steel"]
+    if sentinel == "in a text":
+        docs.insert(3, f"red {SENTINEL.upper()} blue")
+    analyze = word_analyzer((1, 5), True)
+    terms = sorted({t for d in docs for t in analyze(d)} | {SENTINEL})
+    unknown = {"red", "steel", "blue steel"}  # words and a bigram of longer known terms
+    unknown |= {SENTINEL} if sentinel == "nowhere" else set()
+    kept = [t for i, t in enumerate(terms) if (i % 5 != 3 or t == SENTINEL) and t not in unknown]
+    vocabulary = {t: i for i, t in enumerate(kept)}
+    assert {"red blue", "blue steel café"} <= set(vocabulary)
+    assert (SENTINEL in vocabulary) == (sentinel != "nowhere")
+    expected = term_ids(docs, word_analyzer(ngrams, True), vocabulary)
+    lowered, joined = _batch(docs)
+    assert (joined is None) == (sentinel == "in a text")
+    trie = WordTrie(vocabulary)
+    calls = []
+    monkeypatch.setattr(term_keys, "RUN_PATTERN", _Counted(term_keys.RUN_PATTERN, calls))
+    found = word_keys(lowered, joined, trie, ngrams, (13, 7, np.dtype(keys)), kernels.word_keys)
+    assert found.dtype == np.dtype(keys)
+    assert _decoded(found, 13, 7) == _pairs(*expected)
+    assert len(calls) == (1 if sentinel == "nowhere" else len(docs))  # the batch at once
+
+
+def test_char_wb_keys_mark_the_documents_ends_with_a_word_never_remembered():
+    """A text with the end mark is analysed document by document (the mark remembered as a
+    word); the next batch, joined whole, starts the memo over and finds its documents' ends."""
+    kernels = text_kernels.compiled_text_kernels("i8")
+    assert kernels is not None, "run make install"
+    batches = [[f"ab {SENTINEL.upper()}", "cd"], ["ab cd", "", "ef"], ["ef", "ab  ab"]]
+    analyze = char_wb_analyzer((2, 4), True)
+    terms = sorted({t for batch in batches for d in batch for t in analyze(d)})
+    vocabulary = {t: i for i, t in enumerate(terms)}
+    memo = WordMemo()
+    for batch in batches:
+        lowered, joined = _batch(batch)
+        assert (joined is None) == (batch is batches[0])
+        layout = (20, 3, np.dtype("i8"))
+        keys = char_wb_keys(lowered, joined, (2, 4), vocabulary, memo, layout, kernels.memo_keys)
+        assert _decoded(keys, 20, 3) == _pairs(*term_ids(batch, analyze, vocabulary))
+
+
+def test_the_run_pattern_finds_the_token_patterns_tokens_in_any_unicode_text():
+    """Every code point alone, beside a word character and doubled: the compiled path's
+    faster pattern finds exactly scikit-learn's tokens."""
+    points = (chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000)
+    text = " ".join(f"{c}a{c} {c}" for c in points)
+    assert text_terms.RUN_PATTERN.findall(text) == text_terms.TOKEN_PATTERN.findall(text)
+
+
 @pytest.mark.parametrize(("n_rows", "size"), [(4096, 100_000), (3000, 2**21), (1, 1)])
 def test_terms_counted_per_row_whether_their_keys_fit_32_bits_or_not(n_rows, size):
     rng = np.random.default_rng(n_rows)
@@ -136,15 +230,18 @@ def test_char_wb_terms_through_a_memo_equal_the_analyzer(monkeypatch):
     analyze = char_wb_analyzer((2, 4), True)
     terms = sorted({t for d in docs for t in analyze(d)})
     vocabulary = {t: i for i, t in enumerate(terms) if i % 4 != 1}
-    memo = WordMemo()
+    memo, compiled_memo = WordMemo(), WordMemo()
+    kernels = text_kernels.compiled_text_kernels("i8")
+    assert kernels is not None, "run make install"
     for start in range(0, len(docs), 3):
         batch = docs[start : start + 5]
-        expected = term_ids(batch, analyze, vocabulary)
-        rows, cols = char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)
-        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
-            zip(expected[0].tolist(), expected[1].tolist(), strict=True)
-        )
+        expected = _pairs(*term_ids(batch, analyze, vocabulary))
+        assert _pairs(*char_wb_term_ids(batch, (2, 4), True, vocabulary, memo)) == expected
         assert len(memo) <= max(12, len(set(" ".join(batch).lower().split())))  # starts over
+        for lowered, joined in (_batch(batch), (_batch(batch)[0], None)):  # compiled path's
+            layout, kernel = (20, 3, np.dtype("i8")), kernels.memo_keys  # keys, its own memo
+            keys = char_wb_keys(lowered, joined, (2, 4), vocabulary, compiled_memo, layout, kernel)
+            assert _decoded(keys, 20, 3) == expected
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])
@@ -340,7 +437,6 @@ def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_
     """A Spark worker scoring a text forest uses the kernels `make install` compiled, the
     featurizer's included: importing numba would cost it ~120 MB."""
     import subprocess
-    import sys
 
     assert forest_kernel_aot.compiled_module(SPARSE_KERNELS) is not None, "run make install"
     assert forest_kernel_aot.compiled_module(text_kernels.TEXT_KERNELS) is not None
@@ -388,7 +484,7 @@ def _assert_same_rows(ours, theirs):
 def test_compiled_rows_equal_the_numpy_path_and_scikit_learn(monkeypatch, keys, kind, sublinear):
     """The compiled kernel (keys of 32 or 64 bits) makes the numpy path's rows bit for bit,
     and scikit-learn's features."""
-    assert text_kernels.compiled_merge_rows(keys) is not None, "run make install"
+    assert text_kernels.compiled_text_kernels(keys) is not None, "run make install"
     layout = Featurizer._key_layout
     monkeypatch.setattr(
         Featurizer, "_key_layout", lambda self, n: (layout(self, n)[0], np.dtype(keys))
@@ -419,14 +515,15 @@ def test_transform_uses_the_compiled_kernel_where_it_was_built(monkeypatch):
         raise AssertionError("the numpy path ran")
 
     monkeypatch.setattr(featurizer_module, "tfidf_rows", numpy_path)
-    featurizer.transform(columns)  # the kernel: no numpy tf-idf
+    monkeypatch.setattr(Featurizer, "_terms", numpy_path)
+    featurizer.transform(columns)  # the kernels: no numpy terms, no numpy tf-idf
     with pytest.raises(AssertionError, match="numpy path"):
         featurizer.transform(columns, compiled=False)
 
 
 def test_without_the_compiled_kernel_the_numpy_path_equals_scikit_learn(monkeypatch):
     """Where `make install` built no kernel (no numba, no C compiler), numpy makes the rows."""
-    monkeypatch.setattr(featurizer_module, "compiled_merge_rows", lambda keys: None)
+    monkeypatch.setattr(featurizer_module, "compiled_text_kernels", lambda keys: None)
     frame, y = catalogue(500, seed=13)
     fitted = fit_client_model(client("random_forest"), frame.iloc[:400], y[:400])
     test = _odd_terms_rows(200)

@@ -4,9 +4,10 @@ Made at training (`core/features/fit.py`, scikit-learn) and used where products 
 (Spark workers, the served model): numpy and the standard library only, no scikit-learn.
 
 Output columns, in order: the numeric features (missing -> the training median; for a linear
-model then `signed_log1p` and standardised), one missing-indicator per numeric feature that had missing
-values in training, each categorical feature one-hot (an unseen value sets no column; a
-missing value is the category "", like any other seen in training), then per text column a word and a `char_wb` TF-IDF block (`text_terms`).
+model then `signed_log1p` and standardised), one missing-indicator per numeric feature that had
+missing values in training, each categorical feature one-hot (an unseen value sets no column; a
+missing value is the category "", like any other seen in training), then per text column a word
+and a `char_wb` TF-IDF block (`text_terms`; the compiled path gathers the terms by `term_keys`).
 
 Stored as `featurizer.npz` (np.savez, loaded with `allow_pickle=False`) and `featurizer.json`,
 whose `sha256` covers the arrays and the JSON description, so a changed vocabulary, idf or
@@ -23,11 +24,19 @@ from typing import Any
 import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
+from bettercat_assets.core.features.term_keys import (
+    BatchTexts,
+    WordTrie,
+    category_keys,
+    char_wb_keys,
+    word_keys,
+)
 from bettercat_assets.core.features.text_kernels import (
     ONE_HOT,
     SUBLINEAR_TF,
     TF,
-    compiled_merge_rows,
+    CompiledTextKernels,
+    compiled_text_kernels,
     log_tf_table,
 )
 from bettercat_assets.core.features.text_terms import (
@@ -89,11 +98,6 @@ def _bad(message: str) -> ValueError:
     return ValueError(f"invalid featurizer: {message}")
 
 
-def _as_text(values: Any) -> list[str]:
-    """Text cells as str; None and NaN (missing) are the empty text."""
-    return [v if isinstance(v, str) else "" if v is None or v != v else str(v) for v in values]
-
-
 def _merge_rows(parts: list[tuple], n_rows: int, n_cols: int) -> SparseRows:
     """CSR rows from parts of (row, column, value), each sorted by row then column, the parts'
     columns disjoint and increasing: a row is its entries of each part in turn (no sort)."""
@@ -122,6 +126,7 @@ class Featurizer:
         self.n_features_out = int(spec["n_features_out"])
         self._vocabularies: dict[int, dict[str, int]] = {}
         self._memos: dict[int, WordMemo] = {}
+        self._tries: dict[int, WordTrie] = {}
         self._plan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._validate()
 
@@ -216,10 +221,10 @@ class Featurizer:
         indicator = missing[:, self.arrays["numeric_indicator"]].astype(np.float64)
         return np.ascontiguousarray(np.hstack([x, indicator]))
 
-    def _terms(self, b: int, block: dict[str, Any], values: Any) -> tuple:
-        """(row, column in the block) of each of the block's terms (a category: one)."""
+    def _terms(self, b: int, block: dict[str, Any], text: list[str]) -> tuple:
+        """(row, column in the block) of each of the block's terms (a category: one), by
+        numpy: the reference path."""
         vocabulary = self._vocabulary(b)
-        text = _as_text(values)
         if block["kind"] == "categorical":
             ids = np.fromiter((vocabulary.get(v, -1) for v in text), np.int64, len(text))
             rows = np.flatnonzero(ids >= 0)
@@ -274,33 +279,42 @@ class Featurizer:
         wide = shift >= 31 or (max(n_rows, 1) - 1) >> (31 - shift)
         return shift, np.dtype(np.int64 if wide else np.int32)
 
-    def _term_keys(self, terms: list[tuple], n_rows: int) -> tuple[np.ndarray, int]:
-        """Every term of every block as one integer (`_key_layout`), sorted; (keys, shift)."""
-        shift, dtype = self._key_layout(n_rows)
-        keys = np.empty(sum(int(rows.size) for rows, _ in terms), dtype)
-        at = 0
-        for block, (rows, cols) in zip(self.spec["blocks"], terms, strict=True):
-            part = keys[at : at + rows.size]
-            np.left_shift(rows, shift, out=part, casting="unsafe")
-            np.add(part, cols, out=part, casting="unsafe")
-            part += block["offset"]
-            at += rows.size
-        keys.sort()
-        return keys, shift
+    def _block_keys(
+        self, b: int, block: dict[str, Any], texts: BatchTexts, layout: tuple, kernels
+    ) -> np.ndarray:
+        """The keys (`_key_layout`) of block `b`'s terms, gathered by the compiled kernels."""
+        vocabulary = self._vocabulary(b)
+        layout = (layout[0], block["offset"], layout[1])
+        if block["kind"] == "categorical":
+            return category_keys(texts.get(block["column"]), vocabulary, layout)
+        docs = texts.get(block["column"], lower=block["lowercase"])
+        joined = texts.joined(block["column"], block["lowercase"])
+        ngrams = tuple(block["ngram_range"])
+        if block["analyzer"] == "char_wb":
+            memo = self._memos.setdefault(b, WordMemo())
+            return char_wb_keys(docs, joined, ngrams, vocabulary, memo, layout, kernels.memo_keys)
+        if b not in self._tries:
+            self._tries[b] = WordTrie(vocabulary)
+        return word_keys(docs, joined, self._tries[b], ngrams, layout, kernels.word_keys)
 
     def _merge_compiled(
-        self, dense: np.ndarray, terms: list[tuple], n_rows: int
+        self, dense: np.ndarray, texts: BatchTexts, n_rows: int
     ) -> SparseRows | None:
-        """`_merge_numpy`'s rows, made by the compiled kernel in one pass (None: not built)."""
-        kernel = compiled_merge_rows(self._key_layout(n_rows)[1].str[1:])
-        if kernel is None:
+        """`_merge_numpy`'s rows, the terms gathered and the rows made by the compiled kernels
+        (None: not built)."""
+        shift, dtype = self._key_layout(n_rows)
+        kernels: CompiledTextKernels | None = compiled_text_kernels(dtype.str[1:])
+        if kernels is None:
             return None
-        keys, shift = self._term_keys(terms, n_rows)
+        blocks = enumerate(self.spec["blocks"])
+        parts = [self._block_keys(b, block, texts, (shift, dtype), kernels) for b, block in blocks]
+        keys = np.concatenate(parts) if parts else np.zeros(0, dtype)
+        keys.sort()
         block_starts, modes, weights = self._kernel_plan()
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         indices = np.empty(dense.size + keys.size, np.int32)
         data = np.empty(dense.size + keys.size, np.float64)
-        nnz = kernel(
+        nnz = kernels.merge_rows(
             dense, keys, shift, block_starts, modes, weights, log_tf_table(), indptr, indices, data
         )
         return SparseRows(indptr, indices[:nnz], data[:nnz], self.n_features_out)
@@ -313,12 +327,15 @@ class Featurizer:
             raise KeyError(f"missing column(s) {', '.join(map(repr, missing))}")
         n_rows = len(columns[self.input_names[0]])
         dense = self._numeric(columns, n_rows)
+        texts = BatchTexts(columns)
+        rows = self._merge_compiled(dense, texts, n_rows) if compiled else None
+        if rows is not None:
+            return rows
         terms = [
-            self._terms(b, block, columns[block["column"]])
+            self._terms(b, block, texts.get(block["column"]))
             for b, block in enumerate(self.spec["blocks"])
         ]
-        rows = self._merge_compiled(dense, terms, n_rows) if compiled else None
-        return rows if rows is not None else self._merge_numpy(dense, terms, n_rows)
+        return self._merge_numpy(dense, terms, n_rows)
 
     # ------------------------------------------------------------------ persistence
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,12 +75,75 @@ def merge_rows(  # noqa: C901 - one compiled kernel, kept flat for speed
     return pos
 
 
+def word_keys(
+    tokens, per_doc, edge_keys, edge_child, node_term, min_n, max_n, shift, offset, out
+):  # pragma: no cover - compiled by numba
+    """The keys `row << shift | offset + term` of the word n-grams of the documents.
+
+    `tokens` are the documents' token numbers end to end (`per_doc` of each; -1: a token in no
+    term), a token's number + 1 its node in the terms' trie, whose other edges are the sorted
+    `edge_keys` (`node << 32 | token`, to `edge_child`); `node_term[node]`: the term ending
+    there or -1. Writes into `out`; returns how many keys."""
+    n_edges, at, end, count = edge_keys.shape[0], 0, 0, 0
+    for row in range(per_doc.shape[0]):
+        at, end = end, end + per_doc[row]
+        base = (np.int64(row) << shift) + offset
+        for i in range(at, end):
+            node = tokens[i] + 1
+            n = 1
+            while node > 0:
+                if n >= min_n and node_term[node] >= 0:
+                    out[count] = base + node_term[node]
+                    count += 1
+                if n == max_n or i + n == end or tokens[i + n] < 0:
+                    break
+                key = (node << 32) | tokens[i + n]
+                lo, hi = 0, n_edges
+                while lo < hi:  # the first edge not below key
+                    mid = (lo + hi) >> 1
+                    if edge_keys[mid] < key:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                node = edge_child[lo] if lo < n_edges and edge_keys[lo] == key else 0
+                n += 1
+    return count
+
+
+def memo_keys(
+    numbers, per_doc, starts, lengths, ids, shift, offset, out
+):  # pragma: no cover - compiled by numba
+    """The keys `row << shift | offset + id` of the words' remembered `char_wb` ids (a word
+    numbered w: `ids[starts[w]:starts[w] + lengths[w]]`); `per_doc` words per document. Writes
+    into `out`; returns how many keys."""
+    end, count = 0, 0
+    for row in range(per_doc.shape[0]):
+        at, end = end, end + per_doc[row]
+        base = (np.int64(row) << shift) + offset
+        for i in range(at, end):
+            w = numbers[i]
+            for j in range(starts[w], starts[w] + lengths[w]):
+                out[count] = base + ids[j]
+                count += 1
+    return count
+
+
 _SIGNATURE = (
     "i8(f8[:,::1], {keys}[::1], i8, i8[::1], i8[::1], f8[::1], f8[::1], i8[::1], i4[::1], f8[::1])"
 )
+_WORD_SIGNATURE = "i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8, i8, i8, {keys}[::1])"
+_MEMO_SIGNATURE = "i8(i8[::1], i8[::1], i8[::1], i8[::1], i4[::1], i8, i8, {keys}[::1])"
 TEXT_KERNELS = KernelSet(
     "bettercat_text_kernel",
-    tuple((f"merge_rows_{k}", merge_rows, _SIGNATURE.format(keys=k)) for k in ("i4", "i8")),
+    tuple(
+        (f"{name}_{k}", kernel, signature.format(keys=k))
+        for k in ("i4", "i8")
+        for name, kernel, signature in (
+            ("merge_rows", merge_rows, _SIGNATURE),
+            ("word_keys", word_keys, _WORD_SIGNATURE),
+            ("memo_keys", memo_keys, _MEMO_SIGNATURE),
+        )
+    ),
 )
 
 
@@ -93,8 +157,20 @@ def log_tf_table() -> np.ndarray:
     return table
 
 
-def compiled_merge_rows(keys_code: str) -> Callable[..., int] | None:
-    """The compiled `merge_rows` for keys of `keys_code` ("i4" or "i8"), or None when
-    `make install` did not build it (no numba)."""
+class CompiledTextKernels(NamedTuple):
+    """The compiled kernels for keys of one width: `merge_rows`, `word_keys`, `memo_keys`."""
+
+    merge_rows: Callable[..., int]
+    word_keys: Callable[..., int]
+    memo_keys: Callable[..., int]
+
+
+def compiled_text_kernels(keys_code: str) -> CompiledTextKernels | None:
+    """The compiled kernels for keys of `keys_code` ("i4" or "i8"), or None when
+    `make install` did not build them (no numba)."""
     module = compiled_module(TEXT_KERNELS)
-    return None if module is None else getattr(module, f"merge_rows_{keys_code}", None)
+    if module is None:
+        return None
+    names = CompiledTextKernels._fields
+    found = [getattr(module, f"{name}_{keys_code}", None) for name in names]
+    return None if None in found else CompiledTextKernels(*found)

@@ -14,17 +14,27 @@ importing it costs a worker ~50 MB). What makes the reproduction exact:
 
 from __future__ import annotations
 
-import operator
 import re
 import threading
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain, compress, repeat
+from typing import Any, TypeVar
 
 import numpy as np
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+#: `TOKEN_PATTERN`'s matches under `findall`, a quarter faster: a run of two or more word
+#: characters is always matched whole (`findall` resumes after a match or after one lone word
+#: character, so never inside a run), hence its `\b`s test nothing
+RUN_PATTERN = re.compile(r"(?u)\w\w+")
 _WHITE_SPACES = re.compile(r"\s\s+")
+T = TypeVar("T")
+
+
+def as_text(values: Any) -> list[str]:
+    """Text cells as str; None and NaN (missing) are the empty text."""
+    return [v if isinstance(v, str) else "" if v is None or v != v else str(v) for v in values]
 
 
 def word_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
@@ -158,6 +168,57 @@ class WordMemo:
         return len(self.number)
 
 
+def expand_memo_ids(
+    per_doc: np.ndarray,
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """`remembered_ids`'s `expand` of numpy: (row, column) of the remembered ids of the words
+    (`per_doc` words per document)."""
+
+    def expand(numbers, starts, lengths, ids) -> tuple[np.ndarray, np.ndarray]:
+        per_word = lengths[numbers]
+        ends = np.cumsum(per_word)
+        positions = np.repeat(starts[numbers] - (ends - per_word), per_word)
+        positions += np.arange(positions.size)
+        doc_of_word = np.repeat(np.arange(per_doc.size, dtype=np.int64), per_doc)
+        return np.repeat(doc_of_word, per_word), ids[positions].astype(np.int64)
+
+    return expand
+
+
+def remembered_ids(
+    words: list[str],
+    ngram_range: tuple[int, int],
+    vocabulary: dict[str, int],
+    memo: WordMemo,
+    expand: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], T],
+    skip: str | None = None,
+) -> T:
+    """`expand(numbers, starts, lengths, ids)` of `words` (but `skip`, numbered -1) through
+    `memo`: word w's in-vocabulary `char_wb` ids are `ids[starts[w]:starts[w] + lengths[w]]`.
+    Under the memo's lock, which `expand` runs in too (the memo's arrays cannot grow while a
+    view of them exists). The per-word steps are `map`s: no Python-level step per word; the
+    words are looked up once, twice where some are new."""
+    with memo.lock:
+        if skip in memo.number:  # a text had it
+            memo.clear()
+        numbers = np.fromiter(map(memo.number.get, words, repeat(-1)), np.int64, len(words))
+        unknown = numbers < 0
+        if np.count_nonzero(unknown) > (words.count(skip) if skip is not None else 0):
+            new = set(compress(words, unknown.tolist()))
+            new.discard(skip)
+            if len(memo) + len(new) > WORD_MEMO_SIZE:
+                memo.clear()
+                new = set(words) - {skip}
+            memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
+            numbers = np.fromiter(map(memo.number.get, words, repeat(-1)), np.int64, len(words))
+        starts = np.frombuffer(memo.starts, np.int64)
+        lengths = np.frombuffer(memo.lengths, np.int64)
+        try:
+            return expand(numbers, starts, lengths, np.frombuffer(memo.ids, np.int32))
+        finally:
+            del starts, lengths  # the memo's arrays may grow again
+
+
 def char_wb_term_ids(
     docs: Sequence[str],
     ngram_range: tuple[int, int],
@@ -166,30 +227,13 @@ def char_wb_term_ids(
     memo: WordMemo,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`term_ids` for `char_wb`, word by word: a word's n-grams depend on the word alone, so
-    each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`.
-    The document is lower-cased whole first, as scikit-learn does (Greek final sigma). The
-    per-word steps are `map`s over all the documents' words, and the words' ids are gathered
-    from the memo's flat array by numpy: no Python-level step per word or per id."""
+    each distinct word is analysed once and its in-vocabulary ids are remembered in `memo`
+    (`remembered_ids`), then gathered by numpy. The document is lower-cased whole first, as
+    scikit-learn does (Greek final sigma)."""
     doc_words = list(map(str.split, map(str.lower, docs) if lowercase else docs))
+    per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
     words = list(chain.from_iterable(doc_words))
-    with memo.lock:
-        known = memo.number.__contains__
-        new = set(compress(words, map(operator.not_, map(known, words))))
-        if len(memo) + len(new) > WORD_MEMO_SIZE:
-            memo.clear()
-            new = set(words)
-        if new:
-            memo.add(new, char_wb_analyzer(ngram_range, False), vocabulary.get)
-        number = np.fromiter(map(memo.number.__getitem__, words), np.int64, len(words))
-        starts = np.frombuffer(memo.starts, np.int64)[number]
-        per_word = np.frombuffer(memo.lengths, np.int64)[number]
-        ends = np.cumsum(per_word)
-        positions = np.repeat(starts - (ends - per_word), per_word)
-        positions += np.arange(positions.size)
-        columns = np.frombuffer(memo.ids, np.int32)[positions].astype(np.int64)
-    words_per_doc = np.fromiter(map(len, doc_words), np.int64, len(doc_words))
-    doc_of_word = np.repeat(np.arange(len(docs), dtype=np.int64), words_per_doc)
-    return np.repeat(doc_of_word, per_word), columns
+    return remembered_ids(words, ngram_range, vocabulary, memo, expand_memo_ids(per_doc))
 
 
 def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
