@@ -6,6 +6,7 @@ compact featurizer with) and `transform` gives their output as a scipy CSR matri
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,11 +119,41 @@ def _tfidf(analyzer: str, ngrams: tuple[int, int], text: TextSettings) -> TfidfV
     )
 
 
+#: a categorical column where more than this share of the training products have a value no
+#: other product has (a package or model name, an id) is also read as text
+MOSTLY_UNIQUE_SHARE = 0.5
+
+
+def mostly_unique(cells: list[str]) -> bool:
+    """More than `MOSTLY_UNIQUE_SHARE` of the values occur once: one-hot columns of such
+    values are each true for one training product and never again, while their words and
+    character n-grams (`python3-numpy`, `libfoo-dev`) tell much."""
+    counts = Counter(cells)
+    once = sum(1 for n in counts.values() if n == 1)
+    return bool(cells) and once > MOSTLY_UNIQUE_SHARE * len(cells)
+
+
+def _text_blocks(column: str, cells: list[str], text: TextSettings) -> list[tuple[str, str, Any]]:
+    """The word and char_wb TF-IDF blocks of a column (an analyzer whose vocabulary would be
+    empty, no term in `min_df` products, makes none)."""
+    blocks = []
+    for analyzer, ngrams in (("word", text.word_ngrams), ("char_wb", text.char_ngrams)):
+        if ngrams is None:
+            continue
+        try:
+            vectorizer = _tfidf(analyzer, ngrams, text).fit(cells)
+        except ValueError:  # empty vocabulary: nothing to learn from this column
+            continue
+        blocks.append((column, "text", vectorizer))
+    return blocks
+
+
 def fit_features(
     specs: tuple[FeatureSpec, ...], frame: pd.DataFrame, text: TextSettings, scale_numeric: bool
 ) -> FittedFeatures:
     """Fit every transformer on the training rows. A text column whose vocabulary ends up
-    empty (no term in `min_df` products) contributes no columns."""
+    empty (no term in `min_df` products) contributes no columns; a mostly unique categorical
+    column (`mostly_unique`) gets a text column's blocks besides its one-hot block."""
     fitted = FittedFeatures(specs=tuple(specs), scale_numeric=scale_numeric)
     numeric = fitted.names("numeric")
     if numeric:
@@ -139,14 +170,6 @@ def fit_features(
             fitted.blocks.append(
                 (spec.name, "categorical", encoder.fit(np.asarray(cells, dtype=object)[:, None]))
             )
-        elif spec.kind == "text":
-            analyzers = [("word", text.word_ngrams), ("char_wb", text.char_ngrams)]
-            for analyzer, ngrams in analyzers:
-                if ngrams is None:
-                    continue
-                try:
-                    vectorizer = _tfidf(analyzer, ngrams, text).fit(cells)
-                except ValueError:  # empty vocabulary: nothing to learn from this column
-                    continue
-                fitted.blocks.append((spec.name, "text", vectorizer))
+        if spec.kind == "text" or (spec.kind == "categorical" and mostly_unique(cells)):
+            fitted.blocks.extend(_text_blocks(spec.name, cells, text))
     return fitted
