@@ -433,15 +433,22 @@ def test_a_kernel_build_replaces_the_earlier_builds_of_the_same_kernels(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([built.name, other.name])
 
 
-def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path):
-    """A Spark worker scoring a text forest uses the kernels `make install` compiled, the
-    featurizer's included: importing numba would cost it ~120 MB."""
+@pytest.mark.parametrize(
+    ("kind", "kernel"),
+    [("random_forest", "bettercat_sparse_kernel_"), ("linear", "bettercat_linear_kernel_")],
+)
+def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_path, kind, kernel):
+    """A Spark worker scoring a text forest or linear model uses the kernels `make install`
+    compiled, the featurizer's included: importing numba would cost it ~120 MB."""
     import subprocess
 
+    from bettercat_assets.core.model.linear_kernels import LINEAR_KERNELS
+
     assert forest_kernel_aot.compiled_module(SPARSE_KERNELS) is not None, "run make install"
+    assert forest_kernel_aot.compiled_module(LINEAR_KERNELS) is not None
     assert forest_kernel_aot.compiled_module(text_kernels.TEXT_KERNELS) is not None
     frame, y = catalogue(500, seed=5)
-    fit_client_model(client("random_forest"), frame.iloc[:400], y[:400]).compact.save(tmp_path)
+    fit_client_model(client(kind), frame.iloc[:400], y[:400]).compact.save(tmp_path)
     frame.iloc[400:].to_csv(tmp_path / "rows.csv", index=False)
     code = (
         "import sys, numpy as np, pandas as pd; from pathlib import Path; "
@@ -450,11 +457,12 @@ def test_install_built_the_sparse_kernels_and_text_scoring_imports_no_numba(tmp_
         "f = pd.read_csv(d / 'rows.csv'); "
         "p = m.predict_proba({c: f[c].to_numpy() for c in m.feature_names}); "
         "print(p.shape[0], 'numba' in sys.modules, 'llvmlite' in sys.modules, "
-        "any(n.startswith('bettercat_text_kernel_') for n in sys.modules))"
+        "any(n.startswith('bettercat_text_kernel_') for n in sys.modules), "
+        f"any(n.startswith({kernel!r}) for n in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["100", "False", "False", "True"], out.stdout
+    assert out.stdout.split() == ["100", "False", "False", "True", "True"], out.stdout
 
 
 def _odd_terms_rows(n: int) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 numba's JIT costs a worker ~120 MB of RSS (importing numba and llvmlite, then loading even a
 cached kernel into LLVM). Plain Python functions compiled once into an extension module beside
 the interpreter are imported in a fraction of a MB. Used by the forest (`model.forest_kernel_aot`,
-`model.sparse_kernels`) and the featurizer (`features.text_kernels`); `make install` builds them
-all (`python -m bettercat_assets.core.model.build_forest_kernel`).
+`model.sparse_kernels`), the linear model (`model.linear_kernels`) and the featurizer
+(`features.text_kernels`); `make install` builds them all
+(`python -m bettercat_assets.core.model.build_forest_kernel`).
 
 numpy and the standard library only: Spark workers import this module.
 """

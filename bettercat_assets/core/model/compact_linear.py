@@ -2,9 +2,10 @@
 
 `predict_proba` is scikit-learn's: for `LogisticRegression` (link "softmax") the softmax of
 `X @ coef.T + intercept`; for `SGDClassifier(loss="log_loss")` (link "ovr", one-vs-rest) each
-class's logistic, normalised to sum to one; two classes: the logistic of the single decision. Coefficients are stored in float32 (half the download; the
-products' scores move by well under 1e-6) and accumulated in float64. numpy only: Spark
-workers import this module.
+class's logistic, normalised to sum to one; two classes: the logistic of the single decision.
+Coefficients are stored in float32 (half the download; the products' scores move by well under
+1e-6) and accumulated in float64, by a kernel compiled ahead of time (`linear_kernels`) when
+`make install` built it, else by numpy. numpy only: Spark workers import this module.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from bettercat_assets.core.features.checksummed import load_checksummed, save_checksummed
 from bettercat_assets.core.features.featurizer import SparseRows
+from bettercat_assets.core.model import linear_kernels
 
 FORMAT = "bettercat.compact_linear"
 FORMAT_VERSION = 1
@@ -70,12 +72,31 @@ class CompactLinear:
         coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float64).T.astype(np.float32))
         return cls(coef_t, np.asarray(intercept, dtype=np.float64), classes, link)
 
-    def decision(self, rows: SparseRows) -> np.ndarray:
-        """`X @ coef.T + intercept`, float64 (n_rows, n_decisions)."""
+    def decision(self, rows: SparseRows, *, compiled: bool = True) -> np.ndarray:
+        """`X @ coef.T + intercept`, float64 (n_rows, n_decisions): by the kernel `make install`
+        compiled (`linear_kernels`) when built and `compiled`, else numpy (within a few ulps)."""
         if rows.n_cols != self.n_features_in_:
             raise ValueError(
                 f"rows have {rows.n_cols} features, the model expects {self.n_features_in_}"
             )
+        decide = linear_kernels.compiled_decide() if compiled else None
+        if decide is None:
+            return self._numpy_decision(rows)
+        out = np.empty((rows.n_rows, self.coef_t.shape[1]), dtype=np.float64)
+        bad = decide(
+            np.ascontiguousarray(rows.indptr, dtype=np.int64),
+            np.ascontiguousarray(rows.indices, dtype=np.int32),
+            np.ascontiguousarray(rows.data, dtype=np.float64),
+            np.ascontiguousarray(self.coef_t),
+            np.ascontiguousarray(self.intercept),
+            out,
+        )
+        if bad >= 0:
+            raise IndexError(f"row {bad} has a column outside the model's {self.n_features_in_}")
+        return out
+
+    def _numpy_decision(self, rows: SparseRows) -> np.ndarray:
+        """`decision` by numpy, a chunk of rows at a time."""
         n_rows = rows.n_rows
         out = np.empty((n_rows, self.coef_t.shape[1]), dtype=np.float64)
         out[:] = self.intercept
