@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bettercat_assets.core.config.clients import ClientConfig
-from bettercat_assets.core.config.feature_specs import FeatureSpec, ModelChoice, TextSettings
+from bettercat_assets.core.config.feature_specs import FeatureSpec
 from bettercat_assets.core.features.fit import mostly_unique
 from bettercat_assets.core.model.scoring_model import ScoringModel
 from bettercat_assets.core.training.fitting import fit_client_model
+from bettercat_assets_tests.test_features import client
 
 KINDS = ["python3", "libfoo", "fonts", "golang", "texlive", "ruby"]
 SPECS = (
@@ -38,22 +38,6 @@ def catalogue(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, np.array([f"cat-{k}" for k in y])
 
 
-def client(kind: str) -> ClientConfig:
-    return ClientConfig(
-        client_id="shop",
-        features=tuple(s.name for s in SPECS),
-        feature_specs=SPECS,
-        model_params={"n_estimators": 20, "min_samples_leaf": 1, "random_state": 0},
-        top_k=5,
-        test_size=0.2,
-        quality_gate={},
-        data_checks={},
-        sample_data={},
-        text=TextSettings(min_df=2),
-        model=ModelChoice(kind=kind),
-    )
-
-
 def test_mostly_unique_means_more_than_half_the_products_have_a_value_of_their_own():
     assert mostly_unique([f"pkg-{i}" for i in range(10)])
     assert mostly_unique(["a", "a"] + [f"pkg-{i}" for i in range(3)])  # 3 of 5
@@ -64,7 +48,7 @@ def test_mostly_unique_means_more_than_half_the_products_have_a_value_of_their_o
 @pytest.mark.parametrize("kind", ["random_forest", "linear"])
 def test_a_mostly_unique_categorical_column_is_read_as_text_too(kind, tmp_path):
     frame, y = catalogue(900, seed=3)
-    fitted = fit_client_model(client(kind), frame.iloc[:700], y[:700])
+    fitted = fit_client_model(client(kind, SPECS), frame.iloc[:700], y[:700])
     blocks = [
         (b["column"], b["kind"], b.get("analyzer"))
         for b in fitted.compact.featurizer.spec["blocks"]

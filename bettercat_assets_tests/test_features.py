@@ -75,11 +75,11 @@ def catalogue(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, np.array([f"cat-{k}" for k in y])
 
 
-def client(kind: str) -> ClientConfig:
+def client(kind: str, specs: tuple[FeatureSpec, ...] = SPECS) -> ClientConfig:
     return ClientConfig(
         client_id="shop",
-        features=tuple(s.name for s in SPECS),
-        feature_specs=SPECS,
+        features=tuple(s.name for s in specs),
+        feature_specs=specs,
         model_params={"n_estimators": 12, "min_samples_leaf": 1, "random_state": 0},
         top_k=5,
         test_size=0.2,
