@@ -20,12 +20,12 @@ from urllib.parse import urlparse
 import dagster as dg
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from bettercat_assets.core.monitoring.reference import PROFILE_FILE, ReferenceProfile
 from bettercat_assets.core.monitoring.signals import MONITORING_CHECKS, MONITORING_FILE
 from bettercat_assets_tests.dagster_support import checks_by_name, materialize_clients, metadata
 from bettercat_assets_tests.reliability_support import write_clients_file
+from bettercat_assets_tests.workspace_support import cli_predict
 
 pytestmark = pytest.mark.integration
 
@@ -138,24 +138,10 @@ def test_the_asset_scores_an_old_profile_with_every_monitoring_check(old_model, 
 
 
 def test_bettercat_predict_scores_an_old_profile(old_model, spark):
-    from bettercat_assets.cli import main
 
     registry, layout, _ = old_model
     day = date(2026, 8, 4)
-    result = CliRunner().invoke(
-        main,
-        [
-            "predict",
-            "--client-id",
-            CID,
-            "--inference-date",
-            day.isoformat(),
-            "--clients-file",
-            str(registry.path),
-            "--data-prefix",
-            str(layout.prefix),
-        ],
-    )
+    result = cli_predict(registry, layout, CID, day)
     assert result.exit_code == 0, result.output
     scored = layout.predictions_dir(CID, day)
     summary = json.loads((scored / MONITORING_FILE).read_text())

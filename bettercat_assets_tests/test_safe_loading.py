@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import skops.io
 import yaml
-from click.testing import CliRunner
 
 from bettercat_assets.core.config.errors import UnsafeModelError
 from bettercat_assets.core.model import store as model_store
@@ -31,6 +30,7 @@ from bettercat_assets_tests.reliability_support import (
     tree_digest,
     write_clients_file,
 )
+from bettercat_assets_tests.workspace_support import cli_predict
 
 CID = "safe_shop"
 MODEL = f"{CID}_model"
@@ -205,7 +205,6 @@ def test_something_else_than_a_forest_is_refused(pristine, tracking_settings):
 
 @pytest.mark.integration
 def test_tampered_compact_model_is_refused_by_scoring(pristine, tracking_settings, spark):
-    from bettercat_assets.cli import main
     from bettercat_assets.core.scoring.spark_pass import predict_categories
 
     registry, layout, version, model_dir = pristine
@@ -227,20 +226,7 @@ def test_tampered_compact_model_is_refused_by_scoring(pristine, tracking_setting
     assert f"{ARRAYS_FILE} does not match the checksum in {META_FILE}" in message
     assert "/tmp" not in message.split("refusing to score")[1]  # no temporary download path
 
-    result = CliRunner().invoke(
-        main,
-        [
-            "predict",
-            "--client-id",
-            CID,
-            "--inference-date",
-            DAY.isoformat(),
-            "--clients-file",
-            str(registry.path),
-            "--data-prefix",
-            str(layout.prefix),
-        ],
-    )
+    result = cli_predict(registry, layout, CID, DAY)
     line = assert_one_error_line(result.exit_code, result.stdout, result.stderr)
     assert line == f"error: {message}"
     assert tree_digest(good.output_dir) == before  # the previous output is untouched

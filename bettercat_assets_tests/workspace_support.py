@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,3 +19,15 @@ def generated_workspace(root: Path, clients_yaml: str, seed: int) -> tuple[Any, 
     layout = DataLayout(root / "data")
     generate_all(registry.clients.values(), layout, seed=seed)
     return registry, layout
+
+
+def cli_predict(registry: Any, layout: Any, client_id: str, day: date) -> Any:
+    """`bettercat predict` for `client_id` on `day`, in-process (click's runner), against the
+    workspace's clients file and data; the click result."""
+    from click.testing import CliRunner
+
+    from bettercat_assets.cli import main
+
+    args = ["predict", "--client-id", client_id, "--inference-date", day.isoformat()]
+    paths = ["--clients-file", str(registry.path), "--data-prefix", str(layout.prefix)]
+    return CliRunner().invoke(main, args + paths)
