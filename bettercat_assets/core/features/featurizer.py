@@ -42,6 +42,7 @@ from bettercat_assets.core.features.text_kernels import (
 from bettercat_assets.core.features.text_terms import (
     WordMemo,
     char_wb_term_ids,
+    key_layout,
     tfidf_rows,
     word_term_ids,
 )
@@ -273,11 +274,8 @@ class Featurizer:
         return self._plan
 
     def _key_layout(self, n_rows: int) -> tuple[int, np.dtype]:
-        """(shift, dtype) of the keys `row << shift | output column` of `n_rows` rows: 32 bits
-        when they fit (numpy sorts those about twice as fast)."""
-        shift = max(1, (self.n_features_out - 1).bit_length())
-        wide = shift >= 31 or (max(n_rows, 1) - 1) >> (31 - shift)
-        return shift, np.dtype(np.int64 if wide else np.int32)
+        """`key_layout` of `n_rows` rows of this featurizer's output columns."""
+        return key_layout(n_rows, self.n_features_out)
 
     def _block_keys(
         self, b: int, block: dict[str, Any], texts: BatchTexts, layout: tuple, kernels

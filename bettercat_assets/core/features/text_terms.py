@@ -254,16 +254,22 @@ def row_norms(row_starts: np.ndarray, data: np.ndarray) -> np.ndarray:
     return norms
 
 
+def key_layout(n_rows: int, size: int) -> tuple[int, np.dtype]:
+    """(shift, dtype) of the keys `row << shift | column` of `n_rows` rows and `size` columns:
+    32 bits when they fit (numpy sorts those about twice as fast), else 64."""
+    shift = max(1, (size - 1).bit_length())
+    wide = shift >= 31 or (max(n_rows, 1) - 1) >> (31 - shift)
+    return shift, np.dtype(np.int64 if wide else np.int32)
+
+
 def _unique_terms(
     rows: np.ndarray, columns: np.ndarray, n_rows: int, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, column, count) of each distinct term of each row, sorted by row then column.
 
-    A term is one integer, the row's bits above the column's: 32 bits when they fit (numpy
-    sorts those about twice as fast), and split again by shift and mask, not division."""
-    shift = max(1, (size - 1).bit_length())
-    wide = (max(n_rows, 1) - 1) >> (31 - shift) if shift < 31 else 1
-    dtype = np.int64 if wide else np.int32
+    A term is one integer (`key_layout`), split again by shift and mask, not division."""
+    shift, layout_dtype = key_layout(n_rows, size)
+    dtype = layout_dtype.type
     keys = (rows.astype(dtype) << dtype(shift)) | columns.astype(dtype)
     keys, counts = np.unique(keys, return_counts=True)
     keys = keys.astype(np.int64)
